@@ -1,0 +1,158 @@
+"""The graph model: processes, ports, connections and groups.
+
+Both graph formats (SAP DI ``graph.json`` and snapgraph's YAML) load into
+these classes; validation, the runtime and the snapshot protocol only ever
+see this model. It knows nothing of the runtime or the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+import json
+from typing import TYPE_CHECKING, Any
+
+from snapgraph.model.types import PortType
+
+if TYPE_CHECKING:
+    from snapgraph.model.vtypes import VTypeRegistry
+
+PYTHON3_V2 = "com.sap.system.python3Operator.v2"
+GRAPH_TERMINATOR_V2 = "com.sap.util.graphTerminator.v2"
+TERMINAL_V2 = "com.sap.util.terminal.v2"
+WIRETAP_V2 = "com.sap.util.wiretap.v2"
+BUILTIN_COMPONENTS = (GRAPH_TERMINATOR_V2, TERMINAL_V2, WIRETAP_V2)
+
+TERMINATE_ON_ERROR = "terminate on error"
+LOG_AND_IGNORE = "log and ignore"
+PROPAGATE_TO_ERROR_PORT = "propagate to error port"
+RETRY = "retry"
+ERROR_HANDLING_MODES = (TERMINATE_ON_ERROR, LOG_AND_IGNORE, PROPAGATE_TO_ERROR_PORT, RETRY)
+
+
+def error_handling_mode(config: dict[str, Any]) -> str:
+    """The ``errorHandling`` mode of an operator config, in any of its three spellings.
+
+    DI writes it as a plain string, as a JSON string (``'{"type": "retry"}'``)
+    or as an object (``{"type": "retry"}``); absent means terminate on error.
+    Raises ValueError naming the bad value.
+    """
+    value = config.get("errorHandling", TERMINATE_ON_ERROR)
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"errorHandling is not valid JSON: {value!r} ({exc})") from None
+    if isinstance(value, dict):
+        value = value.get("type", TERMINATE_ON_ERROR)
+    if not isinstance(value, str) or value.strip().lower() not in ERROR_HANDLING_MODES:
+        raise ValueError(
+            f"unknown errorHandling {value!r} (expected one of: {', '.join(ERROR_HANDLING_MODES)})"
+        )
+    return value.strip().lower()
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where something was defined, for error messages: file plus a path inside it."""
+
+    file: str
+    where: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.where}" if self.where else self.file
+
+
+@dataclass
+class Port:
+    name: str
+    type: PortType
+
+
+@dataclass
+class ScriptSource:
+    """The Python source of an operator and the name its tracebacks show."""
+
+    text: str
+    filename: str  # a real path for file:// scripts, a descriptive pseudo-name for inline ones
+
+
+@dataclass
+class Process:
+    """One operator instance in a graph (a key of ``processes`` in graph.json)."""
+
+    name: str
+    component: str
+    config: dict[str, Any] = field(default_factory=dict)
+    inports: dict[str, Port] = field(default_factory=dict)
+    outports: dict[str, Port] = field(default_factory=dict)
+    script: ScriptSource | None = None
+    # The custom operator's folder (helper modules live there), if any.
+    operator_dir: Path | None = None
+    group: str = "default"
+    location: Location = field(default_factory=lambda: Location("<graph>"))
+
+    @property
+    def is_python(self) -> bool:
+        return self.script is not None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    process: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.process}.{self.port}"
+
+
+@dataclass(frozen=True)
+class Connection:
+    src: Endpoint
+    tgt: Endpoint
+
+    def __str__(self) -> str:
+        return f"{self.src} -> {self.tgt}"
+
+
+@dataclass
+class Group:
+    name: str
+    nodes: list[str] = field(default_factory=list)
+    multiplicity: int = 1
+    restart_policy: str = "never"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SnapshotSettings:
+    """Snapshot and recovery settings a graph file may carry (CLI flags override them)."""
+
+    period: float | None = None  # seconds; None means snapshots are off
+    max_retries: int | None = None
+    retry_interval: float | None = None
+    retry_threshold: float | None = None
+
+
+@dataclass
+class Graph:
+    name: str
+    path: Path
+    processes: dict[str, Process] = field(default_factory=dict)
+    connections: list[Connection] = field(default_factory=list)
+    groups: dict[str, Group] = field(default_factory=dict)
+    description: str = ""
+    settings: SnapshotSettings = field(default_factory=SnapshotSettings)
+    vtypes: VTypeRegistry | None = None
+
+    def connections_from(self, process: str, port: str | None = None) -> list[Connection]:
+        return [
+            c for c in self.connections
+            if c.src.process == process and (port is None or c.src.port == port)
+        ]
+
+    def connections_to(self, process: str, port: str | None = None) -> list[Connection]:
+        return [
+            c for c in self.connections
+            if c.tgt.process == process and (port is None or c.tgt.port == port)
+        ]

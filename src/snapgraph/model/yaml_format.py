@@ -1,0 +1,600 @@
+"""snapgraph's native YAML graph format, for graphs written by hand.
+
+A short example (docs/graph-formats.md has the full reference)::
+
+    name: orders-demo
+    parameters: {rows: 1000}
+    operators:
+      gen:
+        script: gen.py
+        outputs: {output: table}
+        config: {rows: "${rows}"}
+      stop: {component: graphTerminator}
+    connections:
+      - gen.output -> stop.in
+
+The file is loaded with a YAML loader that records line numbers, so every
+problem names ``file:line``; duplicate keys (an easy way to lose an operator)
+are errors rather than silently overwritten.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from snapgraph.model.gen2_json import LoadContext, graph_name_from_path
+from snapgraph.model.graph import (
+    GRAPH_TERMINATOR_V2,
+    PYTHON3_V2,
+    TERMINAL_V2,
+    WIRETAP_V2,
+    BUILTIN_COMPONENTS,
+    Endpoint,
+    Graph,
+    Group,
+    Location,
+    Port,
+    Process,
+    SnapshotSettings,
+)
+from snapgraph.model.operators_repo import FILE_PREFIX, assemble_process
+from snapgraph.model.params import GraphParameter, ParamResolver
+from snapgraph.model.problems import Problem
+from snapgraph.model.types import (
+    ANY,
+    CORE_SCALAR_TEMPLATES,
+    DYNAMIC,
+    NONE,
+    SCALAR,
+    STRUCTURE,
+    TABLE,
+    PortType,
+)
+from snapgraph.model.validate import LocatedConnection
+
+# --- a YAML loader that remembers line numbers ---------------------------------
+
+
+class MarkedDict(dict):
+    """A dict from YAML that knows its line and the line of each key (1-based)."""
+
+    line: int = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_lines: dict[Any, int] = {}
+
+
+class MarkedList(list):
+    """A list from YAML that knows its line and the line of each item (1-based)."""
+
+    line: int = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.item_lines: list[int] = []
+
+
+class _MarkedLoader(yaml.SafeLoader):
+    """SafeLoader that builds MarkedDict/MarkedList and rejects duplicate keys."""
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedDict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "found an unhashable key", key_node.start_mark) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    loader.flatten_mapping(node)
+    result = MarkedDict()
+    result.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _MarkedLoader, node: yaml.SequenceNode) -> MarkedList:
+    result = MarkedList()
+    result.line = node.start_mark.line + 1
+    for child in node.value:
+        result.append(loader.construct_object(child, deep=True))
+        result.item_lines.append(child.start_mark.line + 1)
+    return result
+
+
+_MarkedLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+
+
+def load_marked_yaml(text: str) -> Any:
+    """Parse YAML text into MarkedDict/MarkedList values; raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def yaml_error_location(path: Path | str, exc: yaml.YAMLError) -> str:
+    """``file:line`` for a YAML error (the problem mark, else the context mark)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return f"{path}:{mark.line + 1}" if mark is not None else str(path)
+
+
+def plain(value: Any) -> Any:
+    """The same data as plain dicts and lists (no line-number attributes)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+# --- type shorthands ----------------------------------------------------------
+
+CORE_SHORT_NAMES = {vid.rsplit(".", 1)[1]: vid for vid in CORE_SCALAR_TEMPLATES}
+COMPONENT_ALIASES = {
+    "python": PYTHON3_V2,
+    "python3": PYTHON3_V2,
+    "graphTerminator": GRAPH_TERMINATOR_V2,
+    "terminator": GRAPH_TERMINATOR_V2,
+    "terminal": TERMINAL_V2,
+    "wiretap": WIRETAP_V2,
+}
+
+
+def parse_type_shorthand(value: Any) -> PortType:
+    """A PortType from the YAML port-type spelling; raises ValueError.
+
+    ``table``/``structure``/``scalar`` (dynamic), ``none``, ``any`` (or ``*`` or
+    null), ``table:<vtype>``, ``structure:<vtype>``, ``scalar:<vtype>``, core
+    scalar short names (``string``, ``int64``, ...), a full ``com.sap.core.*``
+    id, or the long form ``{type: table, vtype: demo.users}``.
+    """
+    if value is None:
+        return PortType(ANY)
+    if isinstance(value, dict):
+        unknown = set(map(str, value)) - {"type", "vtype", "vtype-ID"}
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} in port type "
+                             "(expected type and vtype)")
+        category = value.get("type", ANY)
+        vtype_id = value.get("vtype", value.get("vtype-ID", DYNAMIC))
+        if category in ("*", ANY):
+            return PortType(ANY)
+        if category == NONE:
+            return PortType(NONE)
+        if category not in (SCALAR, STRUCTURE, TABLE):
+            raise ValueError(f"unknown port type {category!r} (expected scalar, structure, table, "
+                             "none or any)")
+        if not isinstance(vtype_id, str) or not vtype_id:
+            raise ValueError(f"vtype must be a type id, got {vtype_id!r}")
+        return PortType(category, vtype_id)
+    if not isinstance(value, str):
+        raise ValueError(f"a port type must be a string such as 'table' or 'string', got {value!r}")
+    text = value.strip()
+    if text in ("*", ANY):
+        return PortType(ANY)
+    if text == NONE:
+        return PortType(NONE)
+    if text in (SCALAR, STRUCTURE, TABLE):
+        return PortType(text, DYNAMIC)
+    category, sep, vtype_id = text.partition(":")
+    if sep:
+        category, vtype_id = category.strip(), vtype_id.strip()
+        if category not in (SCALAR, STRUCTURE, TABLE):
+            raise ValueError(f"unknown port type {category!r} in {text!r} (expected scalar:, "
+                             "structure: or table: before the vtype id)")
+        if not vtype_id:
+            raise ValueError(f"missing vtype id after '{category}:'")
+        if category == SCALAR and vtype_id in CORE_SHORT_NAMES:
+            vtype_id = CORE_SHORT_NAMES[vtype_id]
+        return PortType(category, vtype_id)
+    if text in CORE_SHORT_NAMES:
+        return PortType(SCALAR, CORE_SHORT_NAMES[text])
+    if text in CORE_SCALAR_TEMPLATES:
+        return PortType(SCALAR, text)
+    words = ["table", "structure", "scalar", "none", "any", *CORE_SHORT_NAMES]
+    close = difflib.get_close_matches(text, words, n=1, cutoff=0.7)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ValueError(
+        f"unknown port type {text!r} ({hint}use table, structure, none, any, a core scalar such as "
+        f"string or int64, or table:<vtype id> / structure:<vtype id> / scalar:<vtype id>)"
+    )
+
+
+# --- the format ---------------------------------------------------------------
+
+TOP_KEYS = ("name", "description", "parameters", "operators", "connections", "groups",
+            "snapshots", "recovery")
+OPERATOR_KEYS = ("script", "code", "component", "inputs", "outputs", "config", "group",
+                 "stateful", "description")
+GROUP_KEYS = ("multiplicity", "restartPolicy", "tags", "nodes", "description")
+RECOVERY_KEYS = ("max_retries", "retry_interval", "retry_threshold")
+_KEY_HINTS = {
+    "processes": "operators",
+    "inports": "inputs", "outports": "outputs",
+    "additionalinports": "inputs", "additionaloutports": "outputs",
+    "errorHandling": "config: {errorHandling: ...}",
+    "restart_policy": "restartPolicy",
+}
+
+
+class _Ctx:
+    """Per-file state: the path, problems and a helper to locate lines."""
+
+    def __init__(self, path: Path, problems: list[Problem]) -> None:
+        self.path = path
+        self.file = str(path)
+        self.problems = problems
+
+    def at(self, line: int | None) -> str:
+        return f"{self.file}:{line}" if line else self.file
+
+    def line_of(self, container: Any, key: Any = None) -> int | None:
+        if isinstance(container, MarkedDict):
+            if key is not None and key in container.key_lines:
+                return container.key_lines[key]
+            return container.line or None
+        if isinstance(container, MarkedList):
+            if isinstance(key, int) and 0 <= key < len(container.item_lines):
+                return container.item_lines[key]
+            return container.line or None
+        return None
+
+    def add(self, line: int | None, message: str) -> None:
+        self.problems.append(Problem(self.at(line), message))
+
+    def check_keys(self, mapping: dict[Any, Any], allowed: tuple[str, ...], what: str) -> None:
+        for key in mapping:
+            if key in allowed:
+                continue
+            hint = _KEY_HINTS.get(str(key))
+            if hint is None:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = close[0] if close else None
+            suggestion = f" (did you mean '{hint}'?)" if hint else f" (allowed: {', '.join(allowed)})"
+            self.add(self.line_of(mapping, key), f"unknown key '{key}' in {what}{suggestion}")
+
+
+def _parse_parameters(value: Any, c: _Ctx) -> dict[str, GraphParameter]:
+    params: dict[str, GraphParameter] = {}
+    if value is None:
+        return params
+    if not isinstance(value, dict):
+        c.add(c.line_of(value), "parameters must be a mapping of name: default")
+        return params
+    for name, spec in value.items():
+        name = str(name)
+        if (isinstance(spec, dict) and spec
+                and set(map(str, spec)) <= {"default", "description", "type"}):
+            default = plain(spec.get("default"))
+            ptype = spec.get("type", "")
+            params[name] = GraphParameter(
+                name=name, default=default, has_default=default is not None,
+                type=ptype if isinstance(ptype, str) else "",
+                description=str(spec.get("description") or ""),
+            )
+        else:
+            params[name] = GraphParameter(name=name, default=plain(spec), has_default=spec is not None)
+    return params
+
+
+def _parse_ports(value: Any, c: _Ctx, where: str, line: int | None) -> dict[str, Port] | None:
+    if value is None:
+        return None
+    ports: dict[str, Port] = {}
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                c.add(c.line_of(value, index), f"{where}: a port list holds port names, got {item!r}")
+                continue
+            if item in ports:
+                c.add(c.line_of(value, index), f"{where}: port '{item}' is declared twice")
+                continue
+            ports[item] = Port(item, PortType(ANY))
+        return ports
+    if not isinstance(value, dict):
+        c.add(c.line_of(value), f"{where}: ports must be a mapping of name: type (or a list of names)")
+        return ports
+    for name, spec in value.items():
+        try:
+            port_type = parse_type_shorthand(spec)
+        except ValueError as exc:
+            c.add(c.line_of(value, name), f"{where}, port '{name}': {exc}")
+            port_type = PortType(ANY)  # keep the port so its connections are not reported too
+        ports[str(name)] = Port(str(name), port_type)
+    return ports
+
+
+def _endpoint(text: str) -> Endpoint:
+    text = text.strip()
+    process, sep, port = text.rpartition(".")
+    if not sep or not process or not port:
+        raise ValueError(f"'{text}' is not process.port")
+    return Endpoint(process.strip(), port.strip())
+
+
+def _parse_connection(item: Any) -> list[tuple[Endpoint, Endpoint, str]]:
+    """(src, tgt, text) triples for one connection entry; raises ValueError."""
+    if isinstance(item, str):
+        src_text, arrow, tgt_text = item.partition("->")
+        if not arrow:
+            raise ValueError("expected 'process.port -> process.port'")
+        targets = [t for t in (s.strip() for s in tgt_text.split(",")) if t]
+        if not targets:
+            raise ValueError("no target after '->'")
+        src = _endpoint(src_text)
+        return [(src, _endpoint(t), f"{src} -> {t}") for t in targets]
+    if isinstance(item, dict):
+        unknown = set(map(str, item)) - {"from", "to"}
+        if unknown or "from" not in item or "to" not in item:
+            raise ValueError("a connection mapping needs exactly 'from' and 'to'")
+        src = _endpoint(str(item["from"]))
+        targets = item["to"] if isinstance(item["to"], list) else [item["to"]]
+        return [(src, _endpoint(str(t)), f"{src} -> {str(t).strip()}") for t in targets]
+    raise ValueError("a connection is 'a.out -> b.in' or {from: a.out, to: b.in}")
+
+
+def _number(value: Any, c: _Ctx, line: int | None, what: str, *, integer: bool = False,
+            allow_zero: bool = False) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value) if integer else float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and integer and not float(value).is_integer():
+        ok = False
+    if ok and (value < 0 or (value == 0 and not allow_zero)):
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        bound = ">= 0" if allow_zero else "> 0"
+        c.add(line, f"{what} must be {kind} {bound}, got {value!r}")
+        return None
+    return int(value) if integer else value
+
+
+def _parse_settings(data: dict[str, Any], c: _Ctx, resolver: ParamResolver) -> SnapshotSettings:
+    settings = SnapshotSettings()
+    snaps = data.get("snapshots")
+    line = c.line_of(data, "snapshots")
+    if isinstance(snaps, dict):
+        c.check_keys(snaps, ("period",), "snapshots")
+        settings.period = _number(resolver.apply(snaps.get("period"), c.at(line), "snapshots.period"),
+                                  c, c.line_of(snaps, "period"), "snapshots.period")
+    elif snaps is False or snaps is None:
+        settings.period = None
+    elif isinstance(snaps, (int, float, str)) and not isinstance(snaps, bool):
+        settings.period = _number(resolver.apply(snaps, c.at(line), "snapshots"), c, line, "snapshots")
+    else:
+        c.add(line, "snapshots must be {period: <seconds>} (or just the number of seconds)")
+    recovery = data.get("recovery")
+    if recovery is not None:
+        rline = c.line_of(data, "recovery")
+        if not isinstance(recovery, dict):
+            c.add(rline, "recovery must be a mapping with max_retries, retry_interval, retry_threshold")
+        else:
+            c.check_keys(recovery, RECOVERY_KEYS, "recovery")
+            values = {k: resolver.apply(recovery.get(k), c.at(rline), f"recovery.{k}") for k in RECOVERY_KEYS}
+            settings.max_retries = _number(values["max_retries"], c, c.line_of(recovery, "max_retries"),
+                                           "recovery.max_retries", integer=True, allow_zero=True)
+            settings.retry_interval = _number(values["retry_interval"], c,
+                                              c.line_of(recovery, "retry_interval"),
+                                              "recovery.retry_interval", allow_zero=True)
+            settings.retry_threshold = _number(values["retry_threshold"], c,
+                                               c.line_of(recovery, "retry_threshold"),
+                                               "recovery.retry_threshold", allow_zero=True)
+    return settings
+
+
+def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
+    """Parse a snapgraph YAML graph; None if the file is not usable YAML at all.
+
+    Problems (with ``file:line``) go to ``ctx.problems``; parameters are
+    substituted here, connections/vtypes/validation are the loader's job.
+    """
+    problems = ctx.problems
+    c = _Ctx(path, problems)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        c.add(None, f"cannot read graph file: {getattr(exc, 'strerror', None) or exc}")
+        return None
+    try:
+        data = load_marked_yaml(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problems.append(Problem(yaml_error_location(path, exc), f"invalid YAML: {problem}"))
+        return None
+    if not isinstance(data, dict):
+        c.add(None, "a YAML graph must be a mapping with 'operators' and 'connections'")
+        return None
+    c.check_keys(data, TOP_KEYS, "the graph")
+
+    declared = _parse_parameters(data.get("parameters"), c)
+    resolver = ParamResolver(declared, ctx.params, source=c.file)
+    name = data.get("name")
+    description = data.get("description") or ""
+    graph = Graph(
+        name=str(name) if name else graph_name_from_path(path),
+        path=path,
+        description=str(description),
+    )
+    graph.settings = _parse_settings(data, c, resolver)
+
+    operators = data.get("operators")
+    if operators is None:
+        c.add(None, "the graph has no 'operators'")
+        operators = {}
+    elif not isinstance(operators, dict):
+        c.add(c.line_of(data, "operators"), "operators must be a mapping of name: operator")
+        operators = {}
+    group_members: dict[str, list[str]] = {}
+    for proc_name, spec in operators.items():
+        proc_name = str(proc_name)
+        line = c.line_of(operators, proc_name)
+        location = Location(c.at(line), f"process '{proc_name}'")
+        where = str(location)
+        if spec is None:
+            spec = MarkedDict()
+        if not isinstance(spec, dict):
+            problems.append(Problem(where, "an operator must be a mapping (script/code/component, "
+                                    "inputs, outputs, config)"))
+            ctx.broken.add(proc_name)
+            continue
+        c.check_keys(spec, OPERATOR_KEYS, f"operator '{proc_name}'")
+        config = spec.get("config") or {}
+        if not isinstance(config, dict):
+            c.add(c.line_of(spec, "config"), f"operator '{proc_name}': config must be a mapping")
+            config = {}
+        config = plain(config)
+        component = spec.get("component")
+        has_script = "script" in spec
+        has_code = "code" in spec
+        if has_script and has_code:
+            c.add(c.line_of(spec, "code"), f"operator '{proc_name}' has both script and code; use one")
+        if has_script:
+            script = spec["script"]
+            if not isinstance(script, str) or not script.strip():
+                c.add(c.line_of(spec, "script"), f"operator '{proc_name}': script must be a file path")
+            else:
+                relative = script[len(FILE_PREFIX):] if script.startswith(FILE_PREFIX) else script
+                config["script"] = FILE_PREFIX + str((path.parent / relative).resolve())
+        elif has_code:
+            code = spec["code"]
+            if not isinstance(code, str):
+                c.add(c.line_of(spec, "code"), f"operator '{proc_name}': code must be a string")
+            else:
+                config["script"] = code
+        if component is None:
+            if not (has_script or has_code):
+                problems.append(Problem(where, "an operator needs 'script' or 'code' (a Python3 "
+                                        "operator) or 'component' (a built-in or custom operator)"))
+                ctx.broken.add(proc_name)
+                continue
+            component = PYTHON3_V2
+        elif not isinstance(component, str) or not component:
+            c.add(c.line_of(spec, "component"), f"operator '{proc_name}': component must be an id")
+            ctx.broken.add(proc_name)
+            continue
+        component = COMPONENT_ALIASES.get(component, component)
+        inputs = _parse_ports(spec.get("inputs"), c, f"operator '{proc_name}' inputs",
+                              c.line_of(spec, "inputs"))
+        outputs = _parse_ports(spec.get("outputs"), c, f"operator '{proc_name}' outputs",
+                               c.line_of(spec, "outputs"))
+        custom = component not in BUILTIN_COMPONENTS and component != PYTHON3_V2
+        process = assemble_process(
+            proc_name,
+            component,
+            location,
+            config=config,
+            inports=None if custom else inputs,
+            outports=None if custom else outputs,
+            extra_inports=inputs if custom else None,
+            extra_outports=outputs if custom else None,
+            script_dir=path.parent,
+            script_name=f"{c.file}::operators.{proc_name}.code",
+            repo=ctx.repo,
+            problems=problems,
+        )
+        if process is None:
+            ctx.broken.add(proc_name)
+            process = Process(name=proc_name, component=component,
+                              config={k: v for k, v in config.items() if k != "script"},
+                              inports=inputs or {}, outports=outputs or {}, location=location)
+        process.config = resolver.apply(process.config, where, "")
+        group = spec.get("group")
+        if group is not None:
+            if not isinstance(group, str) or not group:
+                c.add(c.line_of(spec, "group"), f"operator '{proc_name}': group must be a group name")
+            else:
+                group_members.setdefault(group, []).append(proc_name)
+        graph.processes[proc_name] = process
+
+    groups = data.get("groups") or {}
+    if not isinstance(groups, dict):
+        c.add(c.line_of(data, "groups"), "groups must be a mapping of name: {multiplicity, restartPolicy}")
+        groups = {}
+    for group_name in group_members:
+        if group_name not in groups:
+            groups[group_name] = {}
+    for group_name, spec in groups.items():
+        group_name = str(group_name)
+        line = c.line_of(groups, group_name)
+        gwhere = c.at(line)
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            c.add(line, f"group '{group_name}' must be a mapping")
+            continue
+        c.check_keys(spec, GROUP_KEYS, f"group '{group_name}'")
+        nodes = spec.get("nodes") or []
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            c.add(c.line_of(spec, "nodes"), f"group '{group_name}': nodes must be a list of operator names")
+            nodes = []
+        members = list(nodes) + [m for m in group_members.get(group_name, []) if m not in nodes]
+        multiplicity = resolver.apply(spec.get("multiplicity", 1), f"{gwhere}: group '{group_name}'",
+                                      "multiplicity")
+        if isinstance(multiplicity, str):
+            try:
+                multiplicity = int(multiplicity)
+            except ValueError:
+                pass
+        if not isinstance(multiplicity, int) or isinstance(multiplicity, bool):
+            c.add(c.line_of(spec, "multiplicity"),
+                  f"group '{group_name}': multiplicity must be an integer, got {multiplicity!r}")
+            multiplicity = 1
+        policy = resolver.apply(spec.get("restartPolicy", "never"), f"{gwhere}: group '{group_name}'",
+                                "restartPolicy")
+        tags = spec.get("tags") or {}
+        if not isinstance(tags, dict):
+            c.add(c.line_of(spec, "tags"), f"group '{group_name}': tags must be a mapping")
+            tags = {}
+        graph.groups[group_name] = Group(
+            name=group_name,
+            nodes=members,
+            multiplicity=multiplicity,
+            restart_policy=str(policy),
+            tags={str(k): str(v) for k, v in tags.items()},
+        )
+        for node in members:
+            process = graph.processes.get(node)
+            if process is not None and process.group == "default":
+                process.group = group_name
+
+    connections = data.get("connections") or []
+    if not isinstance(connections, list):
+        c.add(c.line_of(data, "connections"), "connections must be a list of 'a.out -> b.in'")
+        connections = []
+    for index, item in enumerate(connections):
+        line = c.line_of(connections, index)
+        try:
+            parsed = _parse_connection(item)
+        except ValueError as exc:
+            shown = item if isinstance(item, str) else plain(item)
+            c.add(line, f"connection {shown!r}: {exc}")
+            continue
+        for src, tgt, _text in parsed:
+            graph.connections.append(LocatedConnection(src, tgt, location=c.at(line)))
+
+    problems.extend(resolver.problems())
+    return graph

@@ -1,0 +1,1 @@
+"""The runtime: channels, per-operator dispatchers, built-in operators and the engine."""

@@ -1,0 +1,108 @@
+"""Built-in Gen2 operators: Graph Terminator V2, Terminal V2 and Wiretap V2.
+
+They are written against the same ``api`` object as user scripts and run on
+the same dispatcher machinery; only the terminator reaches into the engine
+(to end the run).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from snapgraph.api.data import describe
+from snapgraph.api.operator_api import Api
+from snapgraph.model.graph import GRAPH_TERMINATOR_V2, TERMINAL_V2, WIRETAP_V2, Process
+from snapgraph.model.types import DataTypeReference
+
+if TYPE_CHECKING:
+    from snapgraph.runtime.engine import Engine
+
+BATCH_HEADER = "com.sap.headers.batch"
+
+
+def setup_builtin(process: Process, api: Api, engine: "Engine") -> None:
+    """Register the callbacks of the built-in operator ``process.component`` on ``api``."""
+    setups = {
+        GRAPH_TERMINATOR_V2: _graph_terminator,
+        TERMINAL_V2: _terminal,
+        WIRETAP_V2: _wiretap,
+    }
+    setups[process.component](process, api, engine)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _graph_terminator(process: Process, api: Api, engine: "Engine") -> None:
+    """Ends the run once every input port has received a terminating message.
+
+    A port terminates on any message when ``onLastBatch`` is false, on a message
+    without a ``com.sap.headers.batch`` header, or on a batch message whose
+    ``isLast`` field (index 1) is true.
+    """
+    on_last_batch = _truthy(api.config.onLastBatch) if "onLastBatch" in api.config else True
+    pending = set(process.inports)
+
+    def on_message(port: str):  # type: ignore[no-untyped-def]
+        def callback(msg_id: bytes, header: Any, body: Any) -> None:
+            batch = header.get(BATCH_HEADER) if header is not None else None
+            if not on_last_batch or batch is None or _truthy(list(batch)[1]):
+                pending.discard(port)
+            if not pending:
+                api.logger.info("all inputs terminated: ending the graph")
+                engine.terminate(process.name)
+
+        return callback
+
+    for port in process.inports:
+        api.set_port_callback(port, on_message(port))
+
+
+def _render(api: Api, layout: str, header: Any, body: Any, started: float, print_headers: bool) -> str:
+    text = describe(body.get() if body is not None else None)
+    if print_headers and header:
+        text = f"{dict(header)} {text}"
+    return (
+        layout.replace("%d", datetime.now().isoformat(sep=" ", timespec="milliseconds"))
+        .replace("%r", str(int((time.monotonic() - started) * 1000)))
+        .replace("%g", api.graph_name)
+        .replace("%n", "\n")
+        .replace("%m", text)
+    )
+
+
+def _terminal(process: Process, api: Api, engine: "Engine") -> None:
+    """Prints each message on ``in`` to standard output (layout ``%m`` by default)."""
+    layout = str(api.config.layout) if "layout" in api.config else "%m"
+    started = time.monotonic()
+
+    def on_input(msg_id: bytes, header: Any, body: Any) -> None:
+        if _truthy(api.config.disable) if "disable" in api.config else False:
+            return
+        line = _render(api, layout, header, body, started, print_headers=False)
+        engine.stdout_write(line if line.endswith("\n") else line + "\n")
+
+    api.set_port_callback("in", on_input)
+
+
+def _wiretap(process: Process, api: Api, engine: "Engine") -> None:
+    """Prints each message on ``in`` (with its headers) and forwards it on ``out``."""
+    layout = str(api.config.layout) if "layout" in api.config else f"[{process.name}] %m"
+    started = time.monotonic()
+
+    def on_input(msg_id: bytes, header: Any, body: Any) -> None:
+        value = body.get()
+        if not (_truthy(api.config.disable) if "disable" in api.config else False):
+            line = _render(api, layout, header, body, started, print_headers=True)
+            engine.stdout_write(line if line.endswith("\n") else line + "\n")
+        if api.is_outport_connected["out"]:
+            # Forward unchanged: the receiver sees the base type and type id the wiretap got.
+            api.outputs.out.set_dynamic_type(DataTypeReference(body.get_base_type(), body.get_type_id()))
+            api.outputs.out.publish(value, header)
+
+    api.set_port_callback("in", on_input)

@@ -1,0 +1,501 @@
+"""One operator at run time: its dispatcher thread and its side of the channels.
+
+Every callback of an operator (prestart, timers, port callbacks, response
+callbacks, shutdown, and the snapshot callbacks) runs on the operator's own
+dispatcher thread, one at a time, as Gen2 does. Operators run concurrently
+with each other. :class:`OperatorRuntime` is also the :class:`OperatorHost`
+behind the operator's ``api`` object.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from snapgraph.api.data import Record, Table
+from snapgraph.api.header import Header
+from snapgraph.api.operator_api import Api, OperatorException, ResponseCallback, RuntimeInfo
+from snapgraph.api.streams import InputBody
+from snapgraph.model.graph import (
+    LOG_AND_IGNORE,
+    PROPAGATE_TO_ERROR_PORT,
+    RETRY,
+    Process,
+    error_handling_mode,
+)
+from snapgraph.runtime.channels import Channel, Inbox
+from snapgraph.runtime.messages import (
+    Barrier,
+    ControlEvent,
+    GraphStopping,
+    Message,
+    MessageIds,
+    Reply,
+    StreamBuffer,
+)
+from snapgraph.runtime.scripts import format_script_error, run_script, script_line
+from snapgraph.snapshot.faults import FaultPlan
+
+if TYPE_CHECKING:
+    from snapgraph.runtime.engine import Engine
+
+STREAM_CAPACITY = 16  # chunks buffered per stream receiver before the writer blocks
+
+
+class Phase(enum.Enum):
+    LOADING = "loading"      # script body running: only registrations allowed
+    STARTING = "starting"    # restore running: no output yet
+    RUNNING = "running"      # prestart, timers, callbacks: output allowed
+    SHUTDOWN = "shutdown"    # shutdown callback: no output
+    DONE = "done"
+
+
+@dataclass
+class Target:
+    """A receiver of one output port: its channel and whether it reports errors back (retry)."""
+
+    channel: Channel
+    wants_reply: bool
+
+
+@dataclass
+class OperatorFailure:
+    """Why an operator failed: which process, in which callback, and the script traceback."""
+
+    process: str
+    phase: str
+    message: str
+    traceback: str
+    invalid: bool = False  # the script itself is unusable (exit 2), not a run-time failure
+
+    def __str__(self) -> str:
+        return f"operator {self.process!r} failed in {self.phase}: {self.message}"
+
+
+class _Timer:
+    __slots__ = ("callback", "index")
+
+    def __init__(self, callback: Callable[[], Any], index: int) -> None:
+        self.callback = callback
+        self.index = index
+
+
+class OperatorRuntime:
+    """Runs one process of the graph on its own dispatcher thread."""
+
+    def __init__(self, process: Process, engine: "Engine", inbox: Inbox, logger: Any) -> None:
+        self.process = process
+        self.name = process.name
+        self.engine = engine
+        self.inbox = inbox
+        self.logger = logger
+        self.error_mode = error_handling_mode(process.config)
+        self.targets: dict[str, list[Target]] = {port: [] for port in process.outports}
+        self._ids = {port: MessageIds() for port in process.outports}
+        self.phase = Phase.LOADING
+        self.api: Api | None = None
+        self.thread = threading.Thread(target=self._main, name=f"op:{self.name}")
+        self.loaded = threading.Event()
+        self.load_failure: OperatorFailure | None = None
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._prefer_timer = False
+        self._warned_no_callback: set[str] = set()
+        self._aligned: set[Channel] = set()  # inputs that delivered the current epoch's barrier
+
+    # -- construction ---------------------------------------------------------
+    def make_api(self, info: RuntimeInfo) -> Api:
+        graph = self.engine.graph
+        connected_in = {c.tgt.port for c in graph.connections_to(self.name)}
+        connected_out = {c.src.port for c in graph.connections_from(self.name)}
+        self.api = Api(
+            process=self.name,
+            config=self.process.config,
+            inports={n: p.type for n, p in self.process.inports.items()},
+            outports={n: p.type for n, p in self.process.outports.items()},
+            connected_in=connected_in,
+            connected_out=connected_out,
+            host=self,
+            type_context=self.engine.type_context,
+            logger=self.logger,
+            info=info,
+        )
+        return self.api
+
+    # -- OperatorHost ---------------------------------------------------------------
+    def check_output_window(self, what: str) -> None:
+        if self.phase is Phase.RUNNING:
+            return
+        if self.phase is Phase.LOADING:
+            raise RuntimeError(
+                f"operator {self.name!r}: {what} was called at script top level; output is only "
+                "possible from prestart, timer and port callbacks"
+            )
+        raise RuntimeError(f"operator {self.name!r}: {what} is not allowed during {self.phase.value}")
+
+    def emit(self, port: str, body: Any, header: dict[str, Any], type_id: str,
+             response_callback: ResponseCallback | None) -> bytes:
+        msg_id = self._ids[port].next()
+        targets = self.targets[port]
+        if not targets:
+            return msg_id
+        reply = self._reply_for(msg_id, targets, response_callback)
+        port_type = self.process.outports[port].type
+        self.engine.activity.add(len(targets), messages=True)
+        for target in targets:
+            target.channel.put(Message(msg_id, header, body, port_type, type_id, reply))
+        return msg_id
+
+    def open_stream(self, port: str, header: dict[str, Any], type_id: str,
+                    response_callback: ResponseCallback | None) -> tuple[bytes, list[Any]]:
+        msg_id = self._ids[port].next()
+        targets = self.targets[port]
+        port_type = self.process.outports[port].type
+        reply = self._reply_for(msg_id, targets, response_callback) if targets else None
+        sinks = []
+        self.engine.activity.add(len(targets), messages=True)
+        for target in targets:
+            buffer = StreamBuffer(STREAM_CAPACITY, self.engine.is_stopping)
+            sinks.append(buffer)
+            target.channel.put(Message(msg_id, header, buffer, port_type, type_id, reply, is_stream=True))
+        return msg_id, sinks
+
+    def propagate_exception(self, exc: BaseException) -> None:
+        def raise_here() -> None:
+            raise exc
+
+        self.post(lambda: self._guarded("propagate_exception", raise_here))
+
+    def post(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on this operator's dispatcher; counts as pending activity until done."""
+        self.engine.activity.add(1)
+        self.inbox.post(ControlEvent(work))
+
+    def _reply_for(self, msg_id: bytes, targets: list[Target],
+                   response_callback: ResponseCallback | None) -> Reply | None:
+        if response_callback is None and not any(t.wants_reply for t in targets):
+            return None
+        callback = response_callback or _default_response_callback
+        self.engine.activity.add(1)
+
+        def deliver(mid: bytes, exc: BaseException | None) -> None:
+            # Back on the sender's dispatcher: response callbacks never run concurrently
+            # with the sender's other callbacks.
+            self.inbox.post(ControlEvent(lambda: self._guarded("response callback", callback, mid, exc)))
+
+        return Reply(msg_id, len(targets), deliver)
+
+    # -- the dispatcher ---------------------------------------------------------------
+    def _main(self) -> None:
+        self.engine.register_engine_thread()
+        try:
+            self._load()
+        except BaseException as exc:  # noqa: BLE001 - any load failure is reported, not raised
+            if isinstance(exc, _InvalidOperator):
+                self.load_failure = OperatorFailure(self.name, "start", str(exc), "", invalid=True)
+            else:
+                self.load_failure = OperatorFailure(
+                    self.name, "script body", _one_line(exc), format_script_error(exc)
+                )
+            self.phase = Phase.DONE
+            self.loaded.set()
+            return
+        self.loaded.set()
+        self.engine.started.wait()
+        if self.engine.is_stopping():
+            # Another operator already ended the run before this one started: its script
+            # body ran, so its shutdown still runs (shutdown runs on every exit path).
+            self.engine.activity.add(-1)
+            self._shutdown()
+            return
+        try:
+            registrations = self.api.registrations  # type: ignore[union-attr]
+            self._restore()
+            self.phase = Phase.RUNNING
+            if registrations.prestart is not None:
+                self._guarded("prestart", registrations.prestart)
+            now = time.monotonic()
+            for index, callback in enumerate(registrations.timers):
+                self.engine.activity.add(1)
+                heapq.heappush(self._timers, (now, index, _Timer(callback, index)))
+            self.engine.activity.add(-1)  # the start-up token taken by the engine
+            self._loop()
+        except GraphStopping:
+            pass
+        finally:
+            self._shutdown()
+
+    def _load(self) -> None:
+        api = self.make_api(self.engine.runtime_info(self.process))
+        if self.process.script is not None:
+            run_script(self.process.script, f"snapgraph_operator_{self.name}", {"api": api})
+        else:
+            from snapgraph.runtime.builtins import setup_builtin
+
+            setup_builtin(self.process, api, self.engine)
+        api.finish_loading()
+        registrations = api.registrations
+        if self.engine.snapshots is not None and self.is_stateful and (
+                registrations.serialize is None or registrations.restore is None):
+            raise _InvalidOperator(
+                f"operator {self.name!r} is declared stateful (api.set_initial_snapshot_info) but does not "
+                "register both api.set_serialize_callback and api.set_restore_callback"
+            )
+
+    @property
+    def is_stateful(self) -> bool:
+        info = self.api.registrations.snapshot_info if self.api else None
+        return bool(info and info.is_stateful)
+
+    def _loop(self) -> None:
+        while not self.engine.is_stopping():
+            now = time.monotonic()
+            timer_due = bool(self._timers) and self._timers[0][0] <= now
+            if timer_due and (self._prefer_timer or not self.inbox.has_input()):
+                self._prefer_timer = False
+                self._run_timer()
+                continue
+            if timer_due:
+                timeout = 0.0
+            elif self._timers:
+                timeout = self._timers[0][0] - now
+            else:
+                timeout = None
+            item = self.inbox.next_item(timeout)
+            if item is None:
+                continue
+            self._prefer_timer = True
+            channel, payload = item
+            if channel is None:
+                try:
+                    payload.run()
+                finally:
+                    self.engine.activity.add(-1)
+            else:
+                self._deliver(channel, payload)
+
+    def _run_timer(self) -> None:
+        _, index, timer = heapq.heappop(self._timers)
+        ok, interval = self._guarded("timer callback", timer.callback)
+        if not ok:
+            interval = 0  # the error was handled (log and ignore / error port): keep ticking
+        if interval is None:
+            self.logger.warning(
+                "timer callback %s returned None; the timer stops (return a number of seconds to "
+                "keep it running, or a negative number to stop it explicitly)",
+                getattr(timer.callback, "__name__", "?"),
+            )
+            interval = -1
+        try:
+            interval = float(interval)
+        except (TypeError, ValueError):
+            self._fail("timer callback", TypeError(
+                f"timer callback returned {interval!r}; it must return the seconds until its next call"))
+            return
+        if interval < 0:
+            self.engine.activity.add(-1)
+            return
+        heapq.heappush(self._timers, (time.monotonic() + interval, index, timer))
+
+    def _deliver(self, channel: Channel, message: Any) -> None:
+        try:
+            if isinstance(message, Barrier):
+                self._on_barrier(channel, message.epoch)
+                return
+            callback = self.api.registrations.port_callbacks.get(channel.port)  # type: ignore[union-attr]
+            body = InputBody(
+                None if message.is_stream else message.body,
+                message.port_type if message.port_type.category != "any" else self.process.inports[channel.port].type,
+                message.type_id,
+                message.body if message.is_stream else None,
+            )
+            exc: BaseException | None = None
+            self._protocol_step(f"port callback of {channel.port!r}",
+                                lambda: self.engine.faults.hit("port_callback", self.name))
+            try:
+                if callback is None:
+                    if channel.port not in self._warned_no_callback:
+                        self._warned_no_callback.add(channel.port)
+                        self.logger.warning("no callback registered for input port %r: its messages are dropped",
+                                            channel.port)
+                elif self.error_mode == RETRY:
+                    try:
+                        callback(message.msg_id, Header(message.header), body)
+                    except GraphStopping:
+                        raise
+                    except Exception as err:  # noqa: BLE001 - handed back to the sender
+                        exc = err
+                        self.logger.warning("port %r: %s (reported back to the sender for retry)",
+                                            channel.port, _one_line(err))
+                else:
+                    self._guarded(f"port callback of {channel.port!r}", callback,
+                                  message.msg_id, Header(message.header), body)
+            finally:
+                # A stream the callback did not read stays open, as in Gen2: a script
+                # thread may still be reading it (the Modeler template does that).
+                if message.reply is not None:
+                    message.reply.done(exc)
+        finally:
+            self.engine.activity.add(-1)
+
+    # -- snapshots -------------------------------------------------------------------
+    def _restore(self) -> None:
+        """Script body -> restore(epoch, bytes) -> prestart: prestart sees the restored state."""
+        snapshots = self.engine.snapshots
+        if snapshots is None or snapshots.restore is None or not self.is_stateful:
+            return
+        record, states = snapshots.restore
+        if self.name not in states:
+            return
+        self.phase = Phase.STARTING
+        self._protocol_step("restore", lambda: (
+            self.engine.faults.hit("restore", self.name),
+            self.api.registrations.restore(record.epoch, states[self.name]),  # type: ignore[union-attr, misc]
+        ))
+
+    def _on_barrier(self, channel: Channel, epoch: str) -> None:
+        """Align: block each input that delivered ``epoch`` until all have, then snapshot."""
+        self._aligned.add(channel)
+        with self.inbox.cond:
+            channel.blocked = True
+        if len(self._aligned) < len(self.inbox.channels):
+            return
+        self.take_snapshot(epoch)
+        with self.inbox.cond:
+            for aligned in self._aligned:
+                aligned.blocked = False
+            self.inbox.cond.notify_all()
+        self._aligned.clear()
+
+    def take_snapshot(self, epoch: str) -> None:
+        """Pause, serialize, persist, forward the barrier, resume, acknowledge (sources start here)."""
+        snapshots = self.engine.snapshots
+        assert snapshots is not None
+        registrations = self.api.registrations  # type: ignore[union-attr]
+        faults: FaultPlan = self.engine.faults
+        stateful = self.is_stateful
+
+        def step() -> None:
+            faults.hit("before_serialize", self.name)
+            if registrations.pause is not None:
+                registrations.pause()
+            if stateful:
+                data = registrations.serialize(epoch)  # type: ignore[misc]
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise TypeError(
+                        f"serialize({epoch!r}) returned {type(data).__name__}; it must return bytes "
+                        "(for example pickle.dumps(state))"
+                    )
+                faults.hit("after_serialize", self.name)
+                snapshots.store.save_state(snapshots.run_id, epoch, self.name, bytes(data))
+                faults.hit("after_persist", self.name)
+            for targets in self.targets.values():
+                for target in targets:
+                    self.engine.activity.add(1)
+                    target.channel.put(Barrier(epoch))
+            if registrations.resume is not None:
+                registrations.resume()
+
+        self._protocol_step(f"snapshot of epoch {epoch}", step)
+        self.engine.coordinator.ack(self.name, epoch, stateful)  # type: ignore[union-attr]
+        self.engine.activity.changed.set()
+
+    def epoch_complete(self, epoch: str) -> None:
+        """Runs ``epoch_complete(epoch)``; it may publish (that data belongs to the next epoch)."""
+        callback = self.api.registrations.epoch_complete  # type: ignore[union-attr]
+        self._protocol_step("epoch_complete", lambda: self.engine.faults.hit("epoch_complete", self.name))
+        if callback is not None:
+            self._guarded("epoch_complete", callback, epoch)
+
+    def drop_timers(self) -> None:
+        """Stop all timers (the graph is draining before its final epoch)."""
+        self.engine.activity.add(-len(self._timers))
+        self._timers.clear()
+
+    def _protocol_step(self, phase: str, step: Callable[[], Any]) -> None:
+        """Protocol steps fail the operator whatever its errorHandling (state must not be skipped)."""
+        try:
+            step()
+        except GraphStopping:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._fail(phase, exc)
+
+    def _guarded(self, phase: str, callback: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        """Run a script callback; apply the operator's error handling to what it raises."""
+        try:
+            return True, callback(*args)
+        except GraphStopping:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every script error goes through errorHandling
+            self._handle_error(phase, exc)
+            return False, None
+
+    def _handle_error(self, phase: str, exc: Exception) -> None:
+        if self.error_mode == LOG_AND_IGNORE:
+            self.logger.error("%s raised (ignored: log and ignore)\n%s", phase, format_script_error(exc))
+            return
+        if self.error_mode == PROPAGATE_TO_ERROR_PORT and "error" in self.process.outports:
+            self.logger.error("%s raised (sent to the error port)\n%s", phase, format_script_error(exc))
+            self._publish_error(exc)
+            return
+        self._fail(phase, exc)
+
+    def _publish_error(self, exc: Exception) -> None:
+        if isinstance(exc, OperatorException):
+            code, text, details = exc.code, exc.text, exc.details
+        else:
+            code, text, details = 0, str(exc) or type(exc).__name__, None
+        if details is None:
+            details = Table([], "")
+        error = Record([code, self.process.component, self.name, text, details])
+        try:
+            self.emit("error", error, {}, "com.sap.error", None)
+        except GraphStopping:
+            raise
+        except Exception as err:  # noqa: BLE001
+            self._fail("error port", err)
+
+    def _fail(self, phase: str, exc: BaseException) -> None:
+        where = script_line(exc)
+        message = _one_line(exc) + (f" (at {where})" if where else "")
+        failure = OperatorFailure(self.name, phase, message, format_script_error(exc))
+        self.logger.error("%s failed: %s", phase, failure.traceback)
+        self.engine.fail(failure)
+        raise GraphStopping()
+
+    def _shutdown(self) -> None:
+        registrations = self.api.registrations if self.api else None
+        self.phase = Phase.SHUTDOWN
+        if registrations is not None and registrations.shutdown is not None:
+            try:
+                registrations.shutdown()
+            except GraphStopping:
+                pass
+            except Exception as exc:  # noqa: BLE001
+                where = script_line(exc)
+                self.engine.fail_in_shutdown(OperatorFailure(
+                    self.name, "shutdown", _one_line(exc) + (f" (at {where})" if where else ""),
+                    format_script_error(exc)))
+                self.logger.error("shutdown failed: %s", format_script_error(exc))
+        self.phase = Phase.DONE
+
+
+class _InvalidOperator(Exception):
+    """An operator that cannot run as declared (reported with exit code 2)."""
+
+
+def _default_response_callback(msg_id: bytes, ex: BaseException | None) -> None:
+    """Gen2's default: a downstream error (retry mode) is raised in the sender."""
+    if ex is not None:
+        raise ex
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+

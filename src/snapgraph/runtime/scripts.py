@@ -1,0 +1,83 @@
+"""Loading operator scripts: compile with a real filename, run the body once.
+
+Inline scripts get their source registered with :mod:`linecache`, so a
+traceback from a script shows the offending line whether the script lives in
+a file or inside graph.json.
+"""
+
+from __future__ import annotations
+
+import linecache
+import sys
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+from snapgraph.model.graph import ScriptSource
+
+_ENGINE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
+    """Make the modules a graph's scripts import importable.
+
+    * ``operators.<dotted operator id>.<module>``: helper modules of custom
+      operators. DI puts the parent of ``.../python3/operators`` on
+      ``sys.path``; here ``operators`` is a namespace package spanning every
+      ``--operators`` folder.
+    * plain ``import name`` of a module beside the graph file (handy for
+      hand-written YAML graphs that share a helper between scripts).
+    """
+    folder = str(Path(graph_folder).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    package = sys.modules.get("operators")
+    paths = [str(Path(d).resolve()) for d in operator_dirs]
+    if package is None or not hasattr(package, "__path__"):
+        package = types.ModuleType("operators")
+        package.__path__ = []  # type: ignore[attr-defined]
+        sys.modules["operators"] = package
+    for path in paths:
+        if path not in package.__path__:
+            package.__path__.append(path)
+
+
+def forget_script_modules(graph_folder: Path) -> None:
+    """Drop helper modules imported by a run, so the next attempt or run imports them afresh."""
+    folder = str(Path(graph_folder).resolve())
+    if folder in sys.path:
+        sys.path.remove(folder)
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        if name.startswith("operators.") or (origin and str(Path(origin).resolve()).startswith(folder + "/")):
+            del sys.modules[name]
+
+
+def run_script(source: ScriptSource, module_name: str, injected: dict[str, Any]) -> dict[str, Any]:
+    """Compile and run a script body with ``injected`` names (``api``) as globals."""
+    text = source.text
+    if not Path(source.filename).is_file():
+        linecache.cache[source.filename] = (len(text), None, text.splitlines(True), source.filename)
+    code = compile(text, source.filename, "exec")
+    namespace: dict[str, Any] = {"__name__": module_name, "__file__": source.filename, "__builtins__": __builtins__}
+    namespace.update(injected)
+    exec(code, namespace)  # noqa: S102 - running the user's operator script is the point
+    return namespace
+
+
+def format_script_error(exc: BaseException) -> str:
+    """A traceback that shows the script's frames and leaves out the engine's own."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_ENGINE_DIR)]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
+
+
+def script_line(exc: BaseException) -> str | None:
+    """``file:line`` of the innermost script frame of ``exc``, for one-line messages."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_ENGINE_DIR)]
+    if not frames:
+        return None
+    return f"{frames[-1].filename}:{frames[-1].lineno}"

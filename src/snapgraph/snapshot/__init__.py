@@ -1,0 +1,1 @@
+"""Graph snapshots: the aligned-barrier protocol, its store, and recovery."""

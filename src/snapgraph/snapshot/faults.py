@@ -1,0 +1,100 @@
+"""Crash injection at named steps of the snapshot protocol, for tests.
+
+A plan is a comma-separated list of ``point:process:nth[:action]`` items, read
+from the ``SNAPGRAPH_FAULTS`` environment variable (or built in tests):
+
+* ``point``: a protocol step (see :data:`FAULT_POINTS`) or any name a test
+  script passes to :func:`fault_point`;
+* ``process``: the operator it applies to, or ``*``;
+* ``nth``: fire on the nth time the step is reached (1-based);
+* ``action``: ``raise`` (default; an operator failure, so recovery runs) or
+  ``exit`` (the whole engine process dies at once, like ``kill -9``).
+
+Counts go on across the attempts of a run, so each fault fires exactly once
+and the recovery that follows can be compared with a failure-free run (a
+``restore`` fault fires in the first recovery, for example).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass
+
+FAULT_POINTS = (
+    "port_callback",       # before a port callback runs (a crash inside the callback)
+    "before_serialize",    # barrier aligned, before serialize(epoch)
+    "after_serialize",     # serialize returned, bytes not yet persisted
+    "after_persist",       # state persisted, barrier not yet forwarded
+    "before_complete",     # all operators persisted, completion record not yet written
+    "epoch_complete",      # inside epoch_complete, before the script's callback
+    "restore",             # before restore(epoch, bytes) runs
+)
+ENV_VAR = "SNAPGRAPH_FAULTS"
+KILL_EXIT_CODE = 137
+
+
+class InjectedFault(Exception):
+    """The failure a ``raise`` fault produces."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    point: str
+    process: str
+    nth: int
+    action: str = "raise"
+
+
+class FaultPlan:
+    """Counts arrivals at each (point, process) and fires the planned faults."""
+
+    def __init__(self, faults: list[Fault] | None = None) -> None:
+        self.faults = list(faults or [])
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def parse(cls, spec: str) -> "FaultPlan":
+        faults = []
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            parts = item.split(":")
+            if len(parts) not in (3, 4) or not parts[2].isdigit() or int(parts[2]) < 1:
+                raise ValueError(f"bad fault {item!r}: expected point:process:nth[:raise|exit]")
+            action = parts[3] if len(parts) == 4 else "raise"
+            if action not in ("raise", "exit"):
+                raise ValueError(f"bad fault action {action!r} in {item!r}: expected raise or exit")
+            faults.append(Fault(parts[0], parts[1], int(parts[2]), action))
+        return cls(faults)
+
+    @classmethod
+    def from_env(cls) -> "FaultPlan":
+        return cls.parse(os.environ.get(ENV_VAR, ""))
+
+    def hit(self, point: str, process: str) -> None:
+        if not self.faults:
+            return
+        with self._lock:
+            key = (point, process)
+            self._counts[key] = count = self._counts.get(key, 0) + 1
+        for fault in self.faults:
+            if fault.point == point and fault.process in ("*", process) and fault.nth == count:
+                if fault.action == "exit":
+                    sys.stderr.write(f"snapgraph: injected fault: engine killed at {point} of {process!r}\n")
+                    sys.stderr.flush()
+                    os._exit(KILL_EXIT_CODE)
+                raise InjectedFault(f"injected fault at {point} of {process!r} (hit {count})")
+
+
+_active = FaultPlan()
+
+
+def set_active_plan(plan: FaultPlan) -> None:
+    global _active
+    _active = plan
+
+
+def fault_point(name: str, process: str = "*") -> None:
+    """A crash point a test script can place anywhere (e.g. between a write and its WAL record)."""
+    _active.hit(name, process)

@@ -1,0 +1,141 @@
+"""The aligned-barrier snapshot protocol (Chandy-Lamport as Flink does it).
+
+Epoch E, step by step:
+
+1. The coordinator starts E on every *source* (an operator with no connected
+   input) between two of its callbacks.
+2. An operator takes its snapshot once barrier E has arrived on **all** its
+   inputs (sources: at once). Inputs that delivered E are blocked until then,
+   so the state reflects exactly the messages before E on every input.
+3. Taking the snapshot = pause callback, ``serialize(E)``, persist the bytes,
+   forward E on every output, resume callback, then acknowledge E.
+   Stateless operators align and forward but persist nothing.
+4. When every operator acknowledged E, the coordinator writes the completion
+   record; only now is E restorable. Then ``epoch_complete(E)`` runs on every
+   operator that registered it (writers commit there).
+
+A crash before step 4 leaves the previous complete epoch as the restore point;
+messages after it are replayed by the restored generators.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from snapgraph.snapshot.faults import FaultPlan
+from snapgraph.snapshot.store import EpochRecord, SnapshotStore
+
+MIN_PERIOD = 1.0
+MAX_PERIOD = 86400.0
+
+
+class EpochClock:
+    """Epoch ids: ISO-8601 UTC timestamps with milliseconds, strictly increasing.
+
+    A clock that stands still or goes backwards is nudged forward by a
+    millisecond so string order always equals creation order.
+    """
+
+    def __init__(self, after: str | None = None) -> None:
+        self._last = _parse(after) if after else None
+
+    def next(self) -> str:
+        now = datetime.now(timezone.utc)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(milliseconds=1)
+        self._last = now
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _parse(epoch: str) -> datetime:
+    return datetime.strptime(epoch, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class SnapshotConfig:
+    """Snapshots for one attempt of a run: where to persist and what to restore."""
+
+    store: SnapshotStore
+    run_id: str
+    period: float | None  # None: no periodic epochs (a final epoch is still taken)
+    restore: tuple[EpochRecord, dict[str, bytes]] | None = None
+
+
+@dataclass
+class _Epoch:
+    epoch: str
+    started: float
+    final: bool
+    pending: set[str]
+    stateful: list[str] = field(default_factory=list)
+
+
+class Coordinator:
+    """Starts epochs, collects acknowledgements and completes epochs.
+
+    One epoch is in flight at a time: a period that elapses while an epoch is
+    still aligning starts the next one as soon as it completes.
+    """
+
+    def __init__(self, config: SnapshotConfig, operators: list[str], sources: list[str], faults: FaultPlan) -> None:
+        self.config = config
+        self._faults = faults
+        self._operators = operators
+        self._sources = sources
+        restored = config.restore[0].epoch if config.restore else None
+        self._clock = EpochClock(after=restored)
+        self._lock = threading.Lock()
+        self._current: _Epoch | None = None
+        self._ready: list[_Epoch] = []
+        self.last_completed: str | None = restored
+        self.completed_count = 0
+        self._next_due = time.monotonic() + (config.period or 0)
+
+    @property
+    def in_flight(self) -> bool:
+        return self._current is not None
+
+    def due(self) -> bool:
+        return self.config.period is not None and self._current is None and time.monotonic() >= self._next_due
+
+    def start(self, *, final: bool = False) -> str:
+        epoch = self._clock.next()
+        with self._lock:
+            assert self._current is None, "one epoch at a time"
+            self._current = _Epoch(epoch, time.time(), final, set(self._operators))
+        if self.config.period is not None:
+            self._next_due = time.monotonic() + self.config.period
+        return epoch
+
+    def sources(self) -> list[str]:
+        return self._sources
+
+    def ack(self, process: str, epoch: str, stateful: bool) -> None:
+        """Called by an operator once its state for ``epoch`` is persisted and E forwarded."""
+        with self._lock:
+            current = self._current
+            if current is None or current.epoch != epoch:
+                return
+            current.pending.discard(process)
+            if stateful:
+                current.stateful.append(process)
+            if not current.pending:
+                self._ready.append(current)
+
+    def complete_ready(self) -> str | None:
+        """Write the completion record of a fully acknowledged epoch; returns it, or None."""
+        with self._lock:
+            if not self._ready:
+                return None
+            done = self._ready.pop()
+        self._faults.hit("before_complete", "*")
+        self.config.store.complete_epoch(self.config.run_id, done.epoch, done.started, done.stateful)
+        with self._lock:
+            self._current = None
+            self.last_completed = done.epoch
+            self.completed_count += 1
+        return done.epoch
