@@ -22,8 +22,10 @@ def connect(connection):
     if kind == "POSTGRES":
         import psycopg
 
+        schema = props.get("schema")
         return psycopg.connect(host=props["host"], port=props["port"], user=props["user"],
-                               password=props.get("password") or None, dbname=props["database"])
+                               password=props.get("password") or None, dbname=props["database"],
+                               options=f"-c search_path={schema}" if schema else None)
     raise ValueError(f"unknown connectionType {kind!r} (expected SQLITE or POSTGRES)")
 
 

@@ -15,20 +15,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 from db import connect  # noqa: E402
 
 
+def check(connection: dict, table: str) -> tuple[int, int, int, int]:
+    """(rows expected, rows present, source rows missing, duplicate rows) of ``table``."""
+    conn = connect(connection)
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM test")
+    expected = cur.fetchone()[0]
+    cur.execute(f"SELECT count(*), count(DISTINCT x) FROM {table}")
+    present, distinct = cur.fetchone()
+    cur.execute(f"SELECT count(*) FROM test WHERE x NOT IN (SELECT x FROM {table})")
+    missing = cur.fetchone()[0]
+    conn.close()
+    return expected, present, missing, present - distinct
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=["target", "test2"])
     parser.add_argument("--connections", default=str(Path(__file__).parent / "connections-sqlite.yaml"))
     args = parser.parse_args()
-    connection = yaml.safe_load(Path(args.connections).read_text())["DEMO_DB"]
-    cur = connect(connection).cursor()
-    cur.execute("SELECT count(*) FROM test")
-    expected = cur.fetchone()[0]
-    cur.execute(f"SELECT count(*), count(DISTINCT x) FROM {args.table}")
-    present, distinct = cur.fetchone()
-    cur.execute(f"SELECT count(*) FROM test WHERE x NOT IN (SELECT x FROM {args.table})")
-    missing = cur.fetchone()[0]
-    duplicates = present - distinct
+    expected, present, missing, duplicates = check(
+        yaml.safe_load(Path(args.connections).read_text())["DEMO_DB"], args.table)
     ok = missing == 0 and duplicates == 0 and present == expected
     print(f"check {args.table}: rows expected {expected}, present {present}, missing {missing}, "
           f"duplicates {duplicates} -> {'EXACTLY ONCE' if ok else 'NOT exactly once'}")

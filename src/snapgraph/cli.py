@@ -210,6 +210,69 @@ def _open_store(store_path: str | None) -> SQLiteStore:
         raise  # unreachable; keeps type checkers happy
 
 
+store_option = click.option("--store", "store_path", type=click.Path(dir_okay=False), metavar="PATH",
+                            help=f"Snapshot store (SQLite file); default {DEFAULT_STORE}.")
+
+
+@main.group()
+def snapshots() -> None:
+    """List, show and delete runs and their snapshot epochs."""
+
+
+@snapshots.command("list")
+@store_option
+def snapshots_list(store_path: str | None) -> None:
+    """List runs with their status and newest complete epoch."""
+    store = _open_existing_store(store_path)
+    runs = store.runs()
+    if not runs:
+        click.echo("no runs")
+        return
+    click.echo(f"{'RUN':24} {'GRAPH':20} {'STATUS':10} {'ATTEMPTS':>8} {'EPOCHS':>6}  NEWEST EPOCH")
+    for run in runs:
+        epochs = store.epochs(run.run_id)
+        newest = epochs[-1].epoch if epochs else "-"
+        click.echo(f"{run.run_id:24} {run.graph_name[:20]:20} {run.status:10} {run.attempts:>8} "
+                   f"{len(epochs):>6}  {newest}")
+
+
+@snapshots.command("show")
+@click.argument("run_id")
+@store_option
+def snapshots_show(run_id: str, store_path: str | None) -> None:
+    """Show one run: its epochs with time, duration and bytes per operator."""
+    store = _open_existing_store(store_path)
+    run = next((r for r in store.runs() if r.run_id == run_id), None)
+    if run is None:
+        _invalid(f"no run {run_id!r} in {store.path} (see 'snapgraph snapshots list')")
+        return
+    click.echo(f"run {run.run_id}: graph {run.graph_name} ({run.graph_key})")
+    click.echo(f"status {run.status}, {run.attempts} attempt(s), started "
+               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.created))}")
+    for epoch in store.epochs(run_id):
+        sizes = ", ".join(f"{name}={size}B" for name, size in sorted(epoch.operator_bytes.items())) or "no state"
+        click.echo(f"  epoch {epoch.epoch}  took {epoch.duration * 1000:.1f} ms  "
+                   f"{epoch.total_bytes} bytes  ({sizes})")
+
+
+@snapshots.command("delete")
+@click.argument("run_id")
+@store_option
+def snapshots_delete(run_id: str, store_path: str | None) -> None:
+    """Delete a run and all its snapshots."""
+    store = _open_existing_store(store_path)
+    if not store.delete_run(run_id):
+        _invalid(f"no run {run_id!r} in {store.path}")
+    click.echo(f"deleted run {run_id}")
+
+
+def _open_existing_store(store_path: str | None) -> SQLiteStore:
+    path = Path(store_path) if store_path else DEFAULT_STORE
+    if not path.is_file():
+        _invalid(f"no snapshot store at {path}")
+    return _open_store(str(path))
+
+
 def _install_signal_handlers(supervisor: Supervisor) -> None:
     """SIGINT/SIGTERM stop the graph gracefully; a second one exits at once."""
 

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -272,6 +271,7 @@ def test_managed_connection_through_the_cli(tmp_path):
 # --------------------------------------------------------------------------------------
 
 FAILING_GRAPH = """
+name: failing
 operators:
   gen:
     script: gen.py
@@ -320,14 +320,8 @@ api.set_shutdown(shutdown)
 """
 
 CALL_LINES = {"body": 8, "prestart": 11, "timer": 14, "port": 18, "shutdown": 21}
-SHUTDOWN_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "engine bug: an exception in shutdown after the run ended (completed/stopped) leaves exit code 0 - "
-    "Engine._end keeps the first status, so OperatorRuntime._shutdown's engine.fail() has no effect "
-    "(docs/gen2-compatibility.md: 'a shutdown callback raised' is exit 1)"))
 
-
-@pytest.mark.parametrize("where", [
-    "body", "prestart", "timer", "port", pytest.param("shutdown", marks=SHUTDOWN_XFAIL)])
+@pytest.mark.parametrize("where", ["body", "prestart", "timer", "port", "shutdown"])
 def test_exception_under_terminate_on_error_exits_1_with_the_script_line(tmp_path, where):
     files = {"graph.yaml": FAILING_GRAPH.format(mode="terminate on error", where=where),
              "gen.py": FAILING_GEN, "op.py": FAILING_OP}
@@ -337,7 +331,7 @@ def test_exception_under_terminate_on_error_exits_1_with_the_script_line(tmp_pat
     assert f"RuntimeError: boom in {where}" in err
     assert 'op.py", line 6, in fail' in err          # the raising line...
     assert f'op.py", line {CALL_LINES[where]}' in err  # ...and the callback's line
-    assert "graph 'graph' failed" in err and "operator 'op' failed" in err
+    assert "graph 'failing' failed" in err and "operator 'op' failed" in err
 
 
 @pytest.mark.parametrize("where", ["prestart", "timer", "port"])
@@ -349,10 +343,10 @@ def test_exception_under_log_and_ignore_exits_0(tmp_path, where):
     assert f"RuntimeError: boom in {where}" in proc.stderr
     assert "(ignored: log and ignore)" in proc.stderr
     assert "[op] INFO: shutdown ran" in proc.stderr
-    assert "graph 'graph' completed" in proc.stderr
+    assert "graph 'failing' completed" in proc.stderr
 
 
-@pytest.mark.parametrize("where", ["body", pytest.param("shutdown", marks=SHUTDOWN_XFAIL)])
+@pytest.mark.parametrize("where", ["body", "shutdown"])
 def test_script_body_and_shutdown_errors_fail_even_under_log_and_ignore(tmp_path, where):
     # errorHandling covers prestart, timers and port callbacks only.
     files = {"graph.yaml": FAILING_GRAPH.format(mode="log and ignore", where=where),
@@ -485,11 +479,8 @@ def test_di_graph_fixture_runs_end_to_end(di_graph, tmp_path):
                         r"'graphterminator1' fired", proc.stderr.splitlines()[-1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: graph_name_from_path (model/gen2_json.py) uses the path as given, so "
-    "'snapgraph run graph.json' from the graph's folder names the graph 'graph' instead of its folder "
-    "'di_graph' (docs/gen2-compatibility.md §15); resolving the path first fixes it"))
 def test_di_graph_name_with_a_relative_path(di_graph):
+    # a graph.json is named after its folder, also when given as a relative path
     proc = snapgraph_cli("run", "graph.json", "--operators", "operators", cwd=di_graph)
     assert proc.returncode == 0, proc.stderr
     assert "graph 'di_graph' completed" in proc.stderr

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import textwrap
 
 import pytest
 

@@ -77,11 +77,12 @@ class OperatorFailure:
 
 
 class _Timer:
-    __slots__ = ("callback", "index")
+    __slots__ = ("callback", "index", "interval")
 
     def __init__(self, callback: Callable[[], Any], index: int) -> None:
         self.callback = callback
         self.index = index
+        self.interval = 0.0  # the last interval the callback returned
 
 
 class OperatorRuntime:
@@ -217,6 +218,7 @@ class OperatorRuntime:
             self.phase = Phase.RUNNING
             if registrations.prestart is not None:
                 self._guarded("prestart", registrations.prestart)
+            self._repeat_restored_epoch_complete()
             now = time.monotonic()
             for index, callback in enumerate(registrations.timers):
                 self.engine.activity.add(1)
@@ -281,7 +283,9 @@ class OperatorRuntime:
         _, index, timer = heapq.heappop(self._timers)
         ok, interval = self._guarded("timer callback", timer.callback)
         if not ok:
-            interval = 0  # the error was handled (log and ignore / error port): keep ticking
+            # The error was handled (log and ignore / error port): keep ticking at the last
+            # interval, so a failing poller does not become a busy loop flooding the log.
+            interval = timer.interval
         if interval is None:
             self.logger.warning(
                 "timer callback %s returned None; the timer stops (return a number of seconds to "
@@ -298,6 +302,7 @@ class OperatorRuntime:
         if interval < 0:
             self.engine.activity.add(-1)
             return
+        timer.interval = interval
         heapq.heappush(self._timers, (time.monotonic() + interval, index, timer))
 
     def _deliver(self, channel: Channel, message: Any) -> None:
@@ -356,6 +361,17 @@ class OperatorRuntime:
             self.api.registrations.restore(record.epoch, states[self.name]),  # type: ignore[union-attr, misc]
         ))
 
+    def _repeat_restored_epoch_complete(self) -> None:
+        """After a recovery, run ``epoch_complete`` once more for the restored epoch.
+
+        The failed attempt may have died before or while running it (a writer
+        that commits or cleans up there would never get another chance), so
+        it runs again after prestart: ``epoch_complete`` must be idempotent.
+        """
+        snapshots = self.engine.snapshots
+        if snapshots is not None and snapshots.restore is not None:
+            self.epoch_complete(snapshots.restore[0].epoch)
+
     def _on_barrier(self, channel: Channel, epoch: str) -> None:
         """Align: block each input that delivered ``epoch`` until all have, then snapshot."""
         self._aligned.add(channel)
@@ -391,7 +407,7 @@ class OperatorRuntime:
                     )
                 faults.hit("after_serialize", self.name)
                 snapshots.store.save_state(snapshots.run_id, epoch, self.name, bytes(data))
-                faults.hit("after_persist", self.name)
+            faults.hit("after_persist", self.name)
             for targets in self.targets.values():
                 for target in targets:
                     self.engine.activity.add(1)
