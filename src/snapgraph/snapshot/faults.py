@@ -53,6 +53,7 @@ class FaultPlan:
     def __init__(self, faults: list[Fault] | None = None) -> None:
         self.faults = list(faults or [])
         self._counts: dict[tuple[str, str], int] = {}
+        self._fired: set[Fault] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -73,18 +74,27 @@ class FaultPlan:
         return cls.parse(os.environ.get(ENV_VAR, ""))
 
     def hit(self, point: str, process: str) -> None:
+        """Count an arrival of ``process`` at ``point``; fire a planned fault whose count it reaches.
+
+        A ``*`` fault counts the arrivals of all processes together. Each fault fires once.
+        """
         if not self.faults:
             return
         with self._lock:
-            key = (point, process)
-            self._counts[key] = count = self._counts.get(key, 0) + 1
-        for fault in self.faults:
-            if fault.point == point and fault.process in ("*", process) and fault.nth == count:
-                if fault.action == "exit":
-                    sys.stderr.write(f"snapgraph: injected fault: engine killed at {point} of {process!r}\n")
-                    sys.stderr.flush()
-                    os._exit(KILL_EXIT_CODE)
-                raise InjectedFault(f"injected fault at {point} of {process!r} (hit {count})")
+            counts = {}
+            for who in {process, "*"}:
+                key = (point, who)
+                counts[who] = self._counts[key] = self._counts.get(key, 0) + 1
+            due = [f for f in self.faults
+                   if f.point == point and f.process in counts and counts[f.process] == f.nth
+                   and f not in self._fired]
+            self._fired.update(due)
+        for fault in due:
+            if fault.action == "exit":
+                sys.stderr.write(f"snapgraph: injected fault: engine killed at {point} of {process!r}\n")
+                sys.stderr.flush()
+                os._exit(KILL_EXIT_CODE)
+            raise InjectedFault(f"injected fault at {point} of {process!r} (hit {counts[fault.process]})")
 
 
 _active = FaultPlan()
