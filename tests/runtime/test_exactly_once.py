@@ -10,6 +10,7 @@ duplicates when the writer is not idempotent.
 from __future__ import annotations
 
 import io
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -269,3 +270,23 @@ def test_without_snapshots_recovery_restarts_from_scratch(tmp_path: Path) -> Non
     assert outcome.attempts == 2
     assert outcome.restored_from == [None, None]
     assert_exactly_once(db, "seed_upsert.yaml")  # UPSERT makes the full replay harmless
+
+
+@pytest.mark.parametrize("fault", ["after_persist:writer:1:exit", "epoch_complete:writer:1:exit",
+                                   "port_callback:writer:700:exit"])
+def test_engine_death_then_resume_through_the_cli(database: Database, tmp_path: Path, fault: str) -> None:
+    """The engine dies (an `exit` fault: exit 137, like kill -9) mid-protocol; `run --resume` finishes exactly once."""
+    import subprocess
+
+    setup_tables(database.connection, 2000)
+    args = [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / "seed_upsert.yaml"),
+            "--connections", str(database.connections_file), "--param", "batch=1"]
+    died = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SNAPGRAPH_FAULTS": fault})
+    assert died.returncode == 137, died.stderr
+    assert "engine killed" in died.stderr
+    written = len(database.rows("target"))
+    resumed = subprocess.run([*args, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert database.rows("target") == expected_upsert(2000)
+    assert 0 < written

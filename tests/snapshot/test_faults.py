@@ -142,9 +142,6 @@ def test_wildcard_on_a_point_hit_with_process_star() -> None:
     assert [fires(plan, "before_complete", "*") for _ in range(4)] == [False, True, False, False]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FaultPlan counts hits per (point, process) even for a '*' fault, so a wildcard fault fires once "
-    "for EVERY process that reaches its nth hit, not exactly once as the faults module promises"))
 def test_a_wildcard_fault_fires_exactly_once() -> None:
     plan = FaultPlan.parse("port_callback:*:2")
     outcomes = []

@@ -17,19 +17,19 @@ from snapgraph.model.graph import GRAPH_TERMINATOR_V2, TERMINAL_V2, WIRETAP_V2, 
 from snapgraph.model.types import DataTypeReference
 
 if TYPE_CHECKING:
-    from snapgraph.runtime.engine import Engine
+    from snapgraph.runtime.group import GroupHost
 
 BATCH_HEADER = "com.sap.headers.batch"
 
 
-def setup_builtin(process: Process, api: Api, engine: "Engine") -> None:
+def setup_builtin(process: Process, api: Api, host: "GroupHost") -> None:
     """Register the callbacks of the built-in operator ``process.component`` on ``api``."""
     setups = {
         GRAPH_TERMINATOR_V2: _graph_terminator,
         TERMINAL_V2: _terminal,
         WIRETAP_V2: _wiretap,
     }
-    setups[process.component](process, api, engine)
+    setups[process.component](process, api, host)
 
 
 def _truthy(value: Any) -> bool:
@@ -38,7 +38,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _graph_terminator(process: Process, api: Api, engine: "Engine") -> None:
+def _graph_terminator(process: Process, api: Api, host: "GroupHost") -> None:
     """Ends the run once every input port has received a terminating message.
 
     A port terminates on any message when ``onLastBatch`` is false, on a message
@@ -55,7 +55,7 @@ def _graph_terminator(process: Process, api: Api, engine: "Engine") -> None:
                 pending.discard(port)
             if not pending:
                 api.logger.info("all inputs terminated: ending the graph")
-                engine.terminate(process.name)
+                host.terminate(process.name)
 
         return callback
 
@@ -76,7 +76,7 @@ def _render(api: Api, layout: str, header: Any, body: Any, started: float, print
     )
 
 
-def _terminal(process: Process, api: Api, engine: "Engine") -> None:
+def _terminal(process: Process, api: Api, host: "GroupHost") -> None:
     """Prints each message on ``in`` to standard output (layout ``%m`` by default)."""
     layout = str(api.config.layout) if "layout" in api.config else "%m"
     started = time.monotonic()
@@ -85,12 +85,12 @@ def _terminal(process: Process, api: Api, engine: "Engine") -> None:
         if _truthy(api.config.disable) if "disable" in api.config else False:
             return
         line = _render(api, layout, header, body, started, print_headers=False)
-        engine.stdout_write(line if line.endswith("\n") else line + "\n")
+        host.stdout_write(line if line.endswith("\n") else line + "\n")
 
     api.set_port_callback("in", on_input)
 
 
-def _wiretap(process: Process, api: Api, engine: "Engine") -> None:
+def _wiretap(process: Process, api: Api, host: "GroupHost") -> None:
     """Prints each message on ``in`` (with its headers) and forwards it on ``out``."""
     layout = str(api.config.layout) if "layout" in api.config else f"[{process.name}] %m"
     started = time.monotonic()
@@ -99,7 +99,7 @@ def _wiretap(process: Process, api: Api, engine: "Engine") -> None:
         value = body.get()
         if not (_truthy(api.config.disable) if "disable" in api.config else False):
             line = _render(api, layout, header, body, started, print_headers=True)
-            engine.stdout_write(line if line.endswith("\n") else line + "\n")
+            host.stdout_write(line if line.endswith("\n") else line + "\n")
         if api.is_outport_connected["out"]:
             # Forward unchanged: the receiver sees the base type and type id the wiretap got.
             api.outputs.out.set_dynamic_type(DataTypeReference(body.get_base_type(), body.get_type_id()))

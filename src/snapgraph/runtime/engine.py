@@ -1,11 +1,11 @@
-"""Running a whole graph: wiring channels, starting dispatchers, deciding when it ends.
+"""Running a whole graph: starting its groups, driving epochs, deciding when it ends.
 
 A run ends when
 
 * a Graph Terminator fires (completed),
 * nothing more can happen (completed): no message in flight, no callback
   running, no active timer, no script thread alive,
-* ``stop_after`` seconds passed or :meth:`Engine.stop` was called (stopped),
+* ``stop_after`` seconds passed or :meth:`GraphDriver.stop` was called (stopped),
 * an operator fails under ``terminate on error`` (failed).
 
 With snapshots on, the first three *drain* instead of stopping at once: all
@@ -13,26 +13,24 @@ timers stop, in-flight messages are processed, and a final epoch is taken
 and completed, so writers that commit in ``epoch_complete`` commit
 everything. Every exit path stops all dispatchers, which then run their
 shutdown callbacks.
+
+:class:`GraphDriver` holds that logic; :class:`Engine` runs all groups in
+this process, :class:`snapgraph.runtime.processes.ProcessEngine` one OS
+process per group.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, TextIO
 
-from snapgraph.api.data import TypeContext, set_default_type_context
-from snapgraph.api.operator_api import RuntimeInfo
-from snapgraph.model.graph import RETRY, Graph, Process
-from snapgraph.model.vtypes import VTypeRegistry
-from snapgraph.runtime.channels import DEFAULT_CAPACITY, Channel, Inbox
-from snapgraph.runtime.logs import operator_logger
-from snapgraph.runtime.operator import OperatorFailure, OperatorRuntime, Target
+from snapgraph.model.graph import Graph
+from snapgraph.runtime.group import GroupHost, Restore
+from snapgraph.runtime.operator import OperatorFailure
+from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
 from snapgraph.snapshot.faults import FaultPlan, set_active_plan
 from snapgraph.snapshot.protocol import Coordinator, SnapshotConfig
@@ -41,17 +39,7 @@ COMPLETED = "completed"
 STOPPED = "stopped"
 FAILED = "failed"
 
-JOIN_TIMEOUT = 10.0  # seconds a dispatcher gets to finish its callback and shutdown
-
-
-@dataclass
-class RunOptions:
-    stop_after: float | None = None
-    channel_capacity: int = DEFAULT_CAPACITY
-    operator_dirs: list[Path] = field(default_factory=list)
-    stdout: TextIO | None = None  # Terminal/Wiretap output; None = sys.stdout at write time
-    log_level: int = logging.INFO
-    drain_timeout: float = 60.0  # seconds a draining graph gets to reach its final epoch
+TICK = 0.05  # seconds between checks of the watch loop when nothing wakes it
 
 
 @dataclass
@@ -62,35 +50,16 @@ class RunResult:
     stuck: list[str] = field(default_factory=list)  # operators that did not stop in time
 
 
-class Activity:
-    """Counts pending work: queued messages, control events, active timers, start-up.
+@dataclass
+class Quiet:
+    """What a driver knows about pending work: idle or not, and messages published so far."""
 
-    The graph is quiescent when the count is zero: every increment happens
-    before the work it stands for can finish, so zero is never seen early.
-    """
-
-    def __init__(self) -> None:
-        self._count = 0
-        self.messages = 0  # messages sent so far (tells whether a final epoch published more)
-        self._lock = threading.Lock()
-        self.changed = threading.Event()
-
-    def add(self, n: int, messages: bool = False) -> None:
-        with self._lock:
-            self._count += n
-            if messages:
-                self.messages += n
-            if self._count == 0:
-                self.changed.set()
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return self._count
+    idle: bool
+    messages: int
 
 
-class Engine:
-    """Runs one graph in this process, each operator on its own dispatcher thread."""
+class GraphDriver(ABC):
+    """Runs one attempt of a graph: epochs, completion, failure; subclasses place the groups."""
 
     def __init__(self, graph: Graph, options: RunOptions | None = None,
                  snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
@@ -98,72 +67,78 @@ class Engine:
         self.options = options or RunOptions()
         self.snapshots = snapshots
         self.faults = faults or FaultPlan()
-        self.coordinator: Coordinator | None = None
         self.handle = uuid.uuid4().hex
-        self.activity = Activity()
-        self.started = threading.Event()
-        self.type_context = TypeContext(graph.vtypes or VTypeRegistry())
+        self.restore = Restore(snapshots.restore[0].epoch, snapshots.restore[1]) \
+            if snapshots is not None and snapshots.restore is not None else None
+        self.coordinator: Coordinator | None = None
+        self.wake = threading.Event()
         self._stopping = threading.Event()
         self._end_lock = threading.Lock()
         self._status: str | None = None
         self._reason = ""
         self._failure: OperatorFailure | None = None
-        self._engine_threads: set[int] = set()
-        self._stdout_lock = threading.Lock()
         self._draining: tuple[str, str] | None = None  # (status, reason) once a drain began
         self._drain_deadline = 0.0
-        self._final_epoch: tuple[str, int] | None = None  # (epoch, messages sent when it started)
-        self.operators: dict[str, OperatorRuntime] = {}
-        self._wire()
+        self._final_epoch: tuple[str, int] | None = None  # (epoch, messages published when it started)
         if snapshots is not None:
-            sources = [name for name, op in self.operators.items() if not op.inbox.channels]
-            self.coordinator = Coordinator(snapshots, list(self.operators), sources, self.faults)
+            sources = [name for name in graph.processes if not graph.connections_to(name)]
+            self.coordinator = Coordinator(snapshots, list(graph.processes), sources, self.faults)
 
-    # -- set-up -----------------------------------------------------------------------
-    def _wire(self) -> None:
-        for process in self.graph.processes.values():
-            inbox = Inbox(self.is_stopping)
-            logger = operator_logger(process.name, self.options.log_level)
-            self.operators[process.name] = OperatorRuntime(process, self, inbox, logger)
-        for connection in self.graph.connections:
-            receiver = self.operators[connection.tgt.process]
-            channel: Channel = receiver.inbox.add_channel(connection, self.options.channel_capacity)
-            sender = self.operators[connection.src.process]
-            sender.targets[connection.src.port].append(Target(channel, receiver.error_mode == RETRY))
+    # -- placing groups: what subclasses provide ------------------------------------------------
+    @abstractmethod
+    def _load(self) -> list[OperatorFailure]:
+        """Start every group and run the script bodies; the load failures."""
 
-    def runtime_info(self, process: Process) -> RuntimeInfo:
-        dirs = self.options.operator_dirs
-        return RuntimeInfo(
-            graph_name=self.graph.name,
-            graph_handle=self.handle,
-            group_id=process.group,
-            repo_root=str(self.graph.path.parent),
-            subengine_root=str(dirs[0]) if dirs else str(self.graph.path.parent),
-        )
+    @abstractmethod
+    def _go(self) -> None:
+        """Let every group run."""
 
-    # -- what operators call ---------------------------------------------------------
-    def is_stopping(self) -> bool:
-        return self._stopping.is_set()
+    @abstractmethod
+    def _take_snapshot(self, source: str, epoch: str) -> None: ...
 
-    def register_engine_thread(self) -> None:
-        self._engine_threads.add(threading.get_ident())
+    @abstractmethod
+    def _epoch_complete(self, epoch: str) -> None: ...
 
-    def fail(self, failure: OperatorFailure) -> None:
+    @abstractmethod
+    def _drop_timers(self) -> None: ...
+
+    @abstractmethod
+    def _quiet(self) -> Quiet:
+        """Whether nothing is pending anywhere (no message, callback, timer or script thread)."""
+
+    @abstractmethod
+    def _stop_groups(self) -> None: ...
+
+    @abstractmethod
+    def _join(self) -> list[str]:
+        """Wait for the groups to finish; the operators that did not."""
+
+    # -- the Driver interface (groups report here) ----------------------------------------------------
+    def operator_failed(self, failure: OperatorFailure) -> None:
         self._end(FAILED, str(failure), failure)
 
-    def fail_in_shutdown(self, failure: OperatorFailure) -> None:
-        """A shutdown callback raised: the run fails even if it had already completed.
-
-        The first failure wins, as Gen2 says: a shutdown error counts only if
-        error handling was not triggered earlier.
-        """
+    def shutdown_failed(self, failure: OperatorFailure) -> None:
+        """A shutdown callback raised: the run fails even if it had completed; the first failure wins."""
         with self._end_lock:
             if self._status != FAILED:
                 self._status, self._reason, self._failure = FAILED, str(failure), failure
         self._end(FAILED, str(failure), failure)
 
-    def terminate(self, by: str) -> None:
+    def terminator_fired(self, by: str) -> None:
         self._finish_gracefully(COMPLETED, f"graph terminator {by!r} fired")
+
+    def persist_state(self, process: str, epoch: str, data: bytes) -> None:
+        assert self.snapshots is not None
+        self.snapshots.store.save_state(self.snapshots.run_id, epoch, process, data)
+
+    def epoch_acked(self, process: str, epoch: str, stateful: bool) -> None:
+        assert self.coordinator is not None
+        self.coordinator.ack(process, epoch, stateful)
+        self.wake.set()
+
+    # -- control --------------------------------------------------------------------------
+    def is_stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self, reason: str) -> None:
         """Stop the run gracefully (signals, --stop-after); shutdown callbacks still run."""
@@ -178,55 +153,39 @@ class Engine:
                 return
             self._draining = (status, reason)
             self._drain_deadline = time.monotonic() + self.options.drain_timeout
-        for runtime in self.operators.values():
-            runtime.post(runtime.drop_timers)
-        self.activity.changed.set()
-
-    def stdout_write(self, text: str) -> None:
-        out = self.options.stdout or sys.stdout
-        with self._stdout_lock:
-            out.write(text)
-            out.flush()
+        self._drop_timers()
+        self.wake.set()
 
     def _end(self, status: str, reason: str, failure: OperatorFailure | None = None) -> None:
         with self._end_lock:
             if self._status is None:
                 self._status, self._reason, self._failure = status, reason, failure
         self._stopping.set()
-        self.activity.changed.set()
-        for runtime in self.operators.values():
-            runtime.inbox.wake()
+        self.wake.set()
+        self._stop_groups()
 
     # -- the run ----------------------------------------------------------------------
     def run(self) -> RunResult:
         set_active_plan(self.faults)
         prepare_imports(self.graph.path.parent, self.options.operator_dirs)
-        # api.Table(..., infer_type=True) registers types where api.type_context finds them.
-        set_default_type_context(self.type_context)
-        for runtime in self.operators.values():
-            runtime.thread.start()
-        for runtime in self.operators.values():
-            runtime.loaded.wait()
-        load_failures = [r.load_failure for r in self.operators.values() if r.load_failure]
-        load_failures.sort(key=lambda f: not f.invalid)
-        if load_failures:
-            for failure in load_failures:
-                self.operators[failure.process].logger.error("script failed to load:\n%s", failure.traceback)
-            self.fail(load_failures[0])
-        else:
-            self.activity.add(len(self.operators))  # start-up tokens, released after each prestart
-        self.started.set()
-        self._watch()
         try:
-            return self._finish()
+            failures = self._load()
+            if failures:
+                self.operator_failed(failures[0])
+            else:
+                self._go()
+                self._watch()
+            stuck = self._join()
         finally:
             forget_script_modules(self.graph.path.parent)
+        assert self._status is not None
+        return RunResult(self._status, self._reason, self._failure, stuck)
 
     def _watch(self) -> None:
         deadline = None if self.options.stop_after is None else time.monotonic() + self.options.stop_after
         while not self.is_stopping():
-            self.activity.changed.wait(0.05)
-            self.activity.changed.clear()
+            self.wake.wait(TICK)
+            self.wake.clear()
             if self.is_stopping():
                 return
             if deadline is not None and time.monotonic() >= deadline:
@@ -235,14 +194,16 @@ class Engine:
             try:
                 self._drive_snapshots()
             except Exception as exc:  # noqa: BLE001 - a store or injected failure fails the attempt
-                self.fail(OperatorFailure("<coordinator>", "epoch completion", f"{type(exc).__name__}: {exc}", ""))
+                self.operator_failed(OperatorFailure(
+                    "<coordinator>", "epoch completion", f"{type(exc).__name__}: {exc}", ""))
                 return
             if self._draining is not None and time.monotonic() > self._drain_deadline:
                 status, reason = self._draining
                 self._end(status, f"{reason}; drain timed out before the final epoch")
                 return
-            if self.activity.count == 0 and not self._script_threads_alive():
-                self._on_quiescent()
+            quiet = self._quiet()
+            if quiet.idle:
+                self._on_quiescent(quiet.messages)
 
     def _drive_snapshots(self) -> None:
         coordinator = self.coordinator
@@ -250,20 +211,18 @@ class Engine:
             return
         completed = coordinator.complete_ready()
         if completed is not None:
-            for runtime in self.operators.values():
-                runtime.post(lambda r=runtime: r.epoch_complete(completed))
+            self._epoch_complete(completed)
         if coordinator.due() and self._draining is None:
             self._start_epoch()
 
     def _start_epoch(self) -> str:
         assert self.coordinator is not None
         epoch = self.coordinator.start()
-        for name in self.coordinator.sources():
-            runtime = self.operators[name]
-            runtime.post(lambda r=runtime: r.take_snapshot(epoch))
+        for source in self.coordinator.sources():
+            self._take_snapshot(source, epoch)
         return epoch
 
-    def _on_quiescent(self) -> None:
+    def _on_quiescent(self, messages: int) -> None:
         """Nothing is in flight: finish, after a final epoch when snapshots are on."""
         status, reason = self._draining or (COMPLETED, "nothing more to do (no messages in flight, no active timers)")
         coordinator = self.coordinator
@@ -273,41 +232,48 @@ class Engine:
         if coordinator.in_flight:
             return
         if self._final_epoch is not None:
-            epoch, sent = self._final_epoch
-            if coordinator.last_completed == epoch and self.activity.messages == sent:
+            epoch, published = self._final_epoch
+            if coordinator.last_completed == epoch and messages == published:
                 self._end(status, f"{reason}; final epoch {epoch} complete")
                 return
         # First final epoch, or epoch_complete published more data: take (another) final epoch.
-        sent_before = self.activity.messages
-        self._final_epoch = (self._start_epoch(), sent_before)
-
-    def _script_threads_alive(self) -> bool:
-        main = threading.main_thread()
-        me = threading.current_thread()
-        return any(
-            t.is_alive() and not t.daemon and t is not main and t is not me
-            and t.ident not in self._engine_threads
-            for t in threading.enumerate()
-        )
-
-    def _finish(self) -> RunResult:
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        stuck = []
-        for runtime in self.operators.values():
-            runtime.thread.join(max(0.0, deadline - time.monotonic()))
-            if runtime.thread.is_alive():
-                stuck.append(runtime.name)
-        assert self._status is not None
-        return RunResult(self._status, self._reason, self._failure, stuck)
+        self._final_epoch = (self._start_epoch(), messages)
 
 
-def run_graph(graph: Graph, options: RunOptions | None = None,
-              on_engine: Callable[[Engine], None] | None = None) -> RunResult:
-    """Run ``graph`` to its end; ``on_engine`` sees the engine first (to wire signal handlers)."""
-    engine = Engine(graph, options)
-    if on_engine is not None:
-        on_engine(engine)
-    return engine.run()
+class Engine(GraphDriver):
+    """Runs every operator of the graph in this process (one dispatcher thread each)."""
+
+    def __init__(self, graph: Graph, options: RunOptions | None = None,
+                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
+        super().__init__(graph, options, snapshots, faults)
+        self.host = GroupHost(graph, graph.processes, self.options, self, snapshots_on=snapshots is not None,
+                              restore=self.restore, faults=self.faults, handle=self.handle)
+        self.host.activity.changed = self.wake  # an idle group wakes the watch loop at once
+
+    def _load(self) -> list[OperatorFailure]:
+        return self.host.load()
+
+    def _go(self) -> None:
+        self.host.go()
+
+    def _take_snapshot(self, source: str, epoch: str) -> None:
+        self.host.take_snapshot(source, epoch)
+
+    def _epoch_complete(self, epoch: str) -> None:
+        self.host.epoch_complete(epoch)
+
+    def _drop_timers(self) -> None:
+        self.host.drop_timers()
+
+    def _quiet(self) -> Quiet:
+        count, messages, _, _ = self.host.activity.snapshot()
+        return Quiet(count == 0 and not self.host.script_threads_alive(), messages)
+
+    def _stop_groups(self) -> None:
+        self.host.stop()
+
+    def _join(self) -> list[str]:
+        return self.host.join()
 
 
-__all__ = ["COMPLETED", "FAILED", "STOPPED", "Engine", "RunOptions", "RunResult", "run_graph"]
+__all__ = ["COMPLETED", "FAILED", "STOPPED", "Engine", "GraphDriver", "RunOptions", "RunResult"]

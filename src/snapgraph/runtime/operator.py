@@ -41,7 +41,7 @@ from snapgraph.runtime.scripts import format_script_error, run_script, script_li
 from snapgraph.snapshot.faults import FaultPlan
 
 if TYPE_CHECKING:
-    from snapgraph.runtime.engine import Engine
+    from snapgraph.runtime.group import GroupHost
 
 STREAM_CAPACITY = 16  # chunks buffered per stream receiver before the writer blocks
 
@@ -88,10 +88,10 @@ class _Timer:
 class OperatorRuntime:
     """Runs one process of the graph on its own dispatcher thread."""
 
-    def __init__(self, process: Process, engine: "Engine", inbox: Inbox, logger: Any) -> None:
+    def __init__(self, process: Process, host: "GroupHost", inbox: Inbox, logger: Any) -> None:
         self.process = process
         self.name = process.name
-        self.engine = engine
+        self.host = host
         self.inbox = inbox
         self.logger = logger
         self.error_mode = error_handling_mode(process.config)
@@ -109,7 +109,7 @@ class OperatorRuntime:
 
     # -- construction ---------------------------------------------------------
     def make_api(self, info: RuntimeInfo) -> Api:
-        graph = self.engine.graph
+        graph = self.host.graph
         connected_in = {c.tgt.port for c in graph.connections_to(self.name)}
         connected_out = {c.src.port for c in graph.connections_from(self.name)}
         self.api = Api(
@@ -120,7 +120,7 @@ class OperatorRuntime:
             connected_in=connected_in,
             connected_out=connected_out,
             host=self,
-            type_context=self.engine.type_context,
+            type_context=self.host.type_context,
             logger=self.logger,
             info=info,
         )
@@ -145,7 +145,7 @@ class OperatorRuntime:
             return msg_id
         reply = self._reply_for(msg_id, targets, response_callback)
         port_type = self.process.outports[port].type
-        self.engine.activity.add(len(targets), messages=True)
+        self.host.activity.add(len(targets), messages=True)
         for target in targets:
             target.channel.put(Message(msg_id, header, body, port_type, type_id, reply))
         return msg_id
@@ -157,9 +157,9 @@ class OperatorRuntime:
         port_type = self.process.outports[port].type
         reply = self._reply_for(msg_id, targets, response_callback) if targets else None
         sinks = []
-        self.engine.activity.add(len(targets), messages=True)
+        self.host.activity.add(len(targets), messages=True)
         for target in targets:
-            buffer = StreamBuffer(STREAM_CAPACITY, self.engine.is_stopping)
+            buffer = StreamBuffer(STREAM_CAPACITY, self.host.is_stopping)
             sinks.append(buffer)
             target.channel.put(Message(msg_id, header, buffer, port_type, type_id, reply, is_stream=True))
         return msg_id, sinks
@@ -172,7 +172,7 @@ class OperatorRuntime:
 
     def post(self, work: Callable[[], None]) -> None:
         """Run ``work`` on this operator's dispatcher; counts as pending activity until done."""
-        self.engine.activity.add(1)
+        self.host.activity.add(1)
         self.inbox.post(ControlEvent(work))
 
     def _reply_for(self, msg_id: bytes, targets: list[Target],
@@ -180,7 +180,7 @@ class OperatorRuntime:
         if response_callback is None and not any(t.wants_reply for t in targets):
             return None
         callback = response_callback or _default_response_callback
-        self.engine.activity.add(1)
+        self.host.activity.add(1)
 
         def deliver(mid: bytes, exc: BaseException | None) -> None:
             # Back on the sender's dispatcher: response callbacks never run concurrently
@@ -191,7 +191,7 @@ class OperatorRuntime:
 
     # -- the dispatcher ---------------------------------------------------------------
     def _main(self) -> None:
-        self.engine.register_engine_thread()
+        self.host.register_engine_thread()
         try:
             self._load()
         except BaseException as exc:  # noqa: BLE001 - any load failure is reported, not raised
@@ -205,11 +205,11 @@ class OperatorRuntime:
             self.loaded.set()
             return
         self.loaded.set()
-        self.engine.started.wait()
-        if self.engine.is_stopping():
+        self.host.started.wait()
+        if self.host.is_stopping():
             # Another operator already ended the run before this one started: its script
             # body ran, so its shutdown still runs (shutdown runs on every exit path).
-            self.engine.activity.add(-1)
+            self.host.activity.add(-1)
             self._shutdown()
             return
         try:
@@ -221,9 +221,9 @@ class OperatorRuntime:
             self._repeat_restored_epoch_complete()
             now = time.monotonic()
             for index, callback in enumerate(registrations.timers):
-                self.engine.activity.add(1)
+                self.host.activity.add(1)
                 heapq.heappush(self._timers, (now, index, _Timer(callback, index)))
-            self.engine.activity.add(-1)  # the start-up token taken by the engine
+            self.host.activity.add(-1)  # the start-up token taken by the engine
             self._loop()
         except GraphStopping:
             pass
@@ -231,16 +231,16 @@ class OperatorRuntime:
             self._shutdown()
 
     def _load(self) -> None:
-        api = self.make_api(self.engine.runtime_info(self.process))
+        api = self.make_api(self.host.runtime_info(self.process))
         if self.process.script is not None:
             run_script(self.process.script, f"snapgraph_operator_{self.name}", {"api": api})
         else:
             from snapgraph.runtime.builtins import setup_builtin
 
-            setup_builtin(self.process, api, self.engine)
+            setup_builtin(self.process, api, self.host)
         api.finish_loading()
         registrations = api.registrations
-        if self.engine.snapshots is not None and self.is_stateful and (
+        if self.host.snapshots_on and self.is_stateful and (
                 registrations.serialize is None or registrations.restore is None):
             raise _InvalidOperator(
                 f"operator {self.name!r} is declared stateful (api.set_initial_snapshot_info) but does not "
@@ -253,7 +253,7 @@ class OperatorRuntime:
         return bool(info and info.is_stateful)
 
     def _loop(self) -> None:
-        while not self.engine.is_stopping():
+        while not self.host.is_stopping():
             now = time.monotonic()
             timer_due = bool(self._timers) and self._timers[0][0] <= now
             if timer_due and (self._prefer_timer or not self.inbox.has_input()):
@@ -275,7 +275,7 @@ class OperatorRuntime:
                 try:
                     payload.run()
                 finally:
-                    self.engine.activity.add(-1)
+                    self.host.activity.add(-1)
             else:
                 self._deliver(channel, payload)
 
@@ -300,7 +300,7 @@ class OperatorRuntime:
                 f"timer callback returned {interval!r}; it must return the seconds until its next call"))
             return
         if interval < 0:
-            self.engine.activity.add(-1)
+            self.host.activity.add(-1)
             return
         timer.interval = interval
         heapq.heappush(self._timers, (time.monotonic() + interval, index, timer))
@@ -319,7 +319,7 @@ class OperatorRuntime:
             )
             exc: BaseException | None = None
             self._protocol_step(f"port callback of {channel.port!r}",
-                                lambda: self.engine.faults.hit("port_callback", self.name))
+                                lambda: self.host.faults.hit("port_callback", self.name))
             try:
                 if callback is None:
                     if channel.port not in self._warned_no_callback:
@@ -344,21 +344,18 @@ class OperatorRuntime:
                 if message.reply is not None:
                     message.reply.done(exc)
         finally:
-            self.engine.activity.add(-1)
+            self.host.activity.add(-1)
 
     # -- snapshots -------------------------------------------------------------------
     def _restore(self) -> None:
         """Script body -> restore(epoch, bytes) -> prestart: prestart sees the restored state."""
-        snapshots = self.engine.snapshots
-        if snapshots is None or snapshots.restore is None or not self.is_stateful:
-            return
-        record, states = snapshots.restore
-        if self.name not in states:
+        restore = self.host.restore
+        if restore is None or not self.is_stateful or self.name not in restore.states:
             return
         self.phase = Phase.STARTING
         self._protocol_step("restore", lambda: (
-            self.engine.faults.hit("restore", self.name),
-            self.api.registrations.restore(record.epoch, states[self.name]),  # type: ignore[union-attr, misc]
+            self.host.faults.hit("restore", self.name),
+            self.api.registrations.restore(restore.epoch, restore.states[self.name]),  # type: ignore[union-attr, misc]
         ))
 
     def _repeat_restored_epoch_complete(self) -> None:
@@ -368,9 +365,8 @@ class OperatorRuntime:
         that commits or cleans up there would never get another chance), so
         it runs again after prestart: ``epoch_complete`` must be idempotent.
         """
-        snapshots = self.engine.snapshots
-        if snapshots is not None and snapshots.restore is not None:
-            self.epoch_complete(snapshots.restore[0].epoch)
+        if self.host.restore is not None:
+            self.epoch_complete(self.host.restore.epoch)
 
     def _on_barrier(self, channel: Channel, epoch: str) -> None:
         """Align: block each input that delivered ``epoch`` until all have, then snapshot."""
@@ -388,10 +384,8 @@ class OperatorRuntime:
 
     def take_snapshot(self, epoch: str) -> None:
         """Pause, serialize, persist, forward the barrier, resume, acknowledge (sources start here)."""
-        snapshots = self.engine.snapshots
-        assert snapshots is not None
         registrations = self.api.registrations  # type: ignore[union-attr]
-        faults: FaultPlan = self.engine.faults
+        faults: FaultPlan = self.host.faults
         stateful = self.is_stateful
 
         def step() -> None:
@@ -406,29 +400,28 @@ class OperatorRuntime:
                         "(for example pickle.dumps(state))"
                     )
                 faults.hit("after_serialize", self.name)
-                snapshots.store.save_state(snapshots.run_id, epoch, self.name, bytes(data))
+                self.host.persist_state(self.name, epoch, bytes(data))
             faults.hit("after_persist", self.name)
             for targets in self.targets.values():
                 for target in targets:
-                    self.engine.activity.add(1)
+                    self.host.activity.add(1)
                     target.channel.put(Barrier(epoch))
             if registrations.resume is not None:
                 registrations.resume()
 
         self._protocol_step(f"snapshot of epoch {epoch}", step)
-        self.engine.coordinator.ack(self.name, epoch, stateful)  # type: ignore[union-attr]
-        self.engine.activity.changed.set()
+        self.host.ack_epoch(self.name, epoch, stateful)
 
     def epoch_complete(self, epoch: str) -> None:
         """Runs ``epoch_complete(epoch)``; it may publish (that data belongs to the next epoch)."""
         callback = self.api.registrations.epoch_complete  # type: ignore[union-attr]
-        self._protocol_step("epoch_complete", lambda: self.engine.faults.hit("epoch_complete", self.name))
+        self._protocol_step("epoch_complete", lambda: self.host.faults.hit("epoch_complete", self.name))
         if callback is not None:
             self._guarded("epoch_complete", callback, epoch)
 
     def drop_timers(self) -> None:
         """Stop all timers (the graph is draining before its final epoch)."""
-        self.engine.activity.add(-len(self._timers))
+        self.host.activity.add(-len(self._timers))
         self._timers.clear()
 
     def _protocol_step(self, phase: str, step: Callable[[], Any]) -> None:
@@ -480,7 +473,7 @@ class OperatorRuntime:
         message = _one_line(exc) + (f" (at {where})" if where else "")
         failure = OperatorFailure(self.name, phase, message, format_script_error(exc))
         self.logger.error("%s failed: %s", phase, failure.traceback)
-        self.engine.fail(failure)
+        self.host.fail(failure)
         raise GraphStopping()
 
     def _shutdown(self) -> None:
@@ -493,7 +486,7 @@ class OperatorRuntime:
                 pass
             except Exception as exc:  # noqa: BLE001
                 where = script_line(exc)
-                self.engine.fail_in_shutdown(OperatorFailure(
+                self.host.fail_in_shutdown(OperatorFailure(
                     self.name, "shutdown", _one_line(exc) + (f" (at {where})" if where else ""),
                     format_script_error(exc)))
                 self.logger.error("shutdown failed: %s", format_script_error(exc))

@@ -1,0 +1,53 @@
+# Generator of W1/W2: N rows [i, i*7 % 1000, "row<i>"] in api.Tables of B rows, one table per timer tick.
+# With stateful=true its offset is the snapshot state (a replayable generator).
+import json
+import os
+import pickle
+import resource
+import time
+
+N = int(api.config.rows)
+B = int(api.config.batch)
+OUT = api.config.out_dir
+offset = 0
+tables = 0
+t_first = None
+
+
+def tick():
+    global offset, tables, t_first
+    if t_first is None:
+        t_first = time.monotonic()
+    start = offset
+    if start >= N:
+        return -1
+    stop = start + B if start + B < N else N
+    api.outputs.out.publish(api.Table([[i, i * 7 % 1000, f"row{i}"] for i in range(start, stop)]))
+    offset = stop
+    tables += 1
+    return 0 if stop < N else -1
+
+
+api.add_timer(tick)
+
+if str(api.config.stateful).lower() == "true":
+    api.set_initial_snapshot_info(api.InitialProcessInfo(
+        is_stateful=True, outports_info={"out": api.OutportInfo(is_generator=True)}))
+    api.set_serialize_callback(lambda epoch: pickle.dumps(offset))
+
+    def restore(epoch, state):
+        global offset
+        offset = pickle.loads(state)
+
+    api.set_restore_callback(restore)
+
+
+def shutdown():
+    report = {"role": "gen", "pid": os.getpid(), "group": api.group_id, "t_first": t_first,
+              "offset": offset, "tables": tables,
+              "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    with open(os.path.join(OUT, f"gen-{os.getpid()}-{time.monotonic_ns()}.json"), "w") as f:
+        json.dump(report, f)
+
+
+api.set_shutdown(shutdown)

@@ -1,0 +1,244 @@
+"""A group host: the operators of one group, their dispatchers and local channels.
+
+In Gen2 each group of a graph runs in a process of its own. A
+:class:`GroupHost` is that process's runtime: it starts one dispatcher per
+operator, wires the connections inside the group as in-memory channels
+(messages pass by reference) and connections to other groups through
+whatever the transport hands it. Everything that concerns the whole graph —
+failures, the terminator, snapshot acknowledgements — goes up to a
+:class:`Driver`: the in-process engine, or the parent process over a pipe.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+from snapgraph.api.data import TypeContext, set_default_type_context
+from snapgraph.api.operator_api import RuntimeInfo
+from snapgraph.model.graph import RETRY, Connection, Graph, Process
+from snapgraph.model.vtypes import VTypeRegistry
+from snapgraph.runtime.channels import Channel, Inbox
+from snapgraph.runtime.logs import operator_logger
+from snapgraph.runtime.operator import OperatorFailure, OperatorRuntime, Target
+from snapgraph.runtime.options import RunOptions
+from snapgraph.snapshot.faults import FaultPlan
+
+JOIN_TIMEOUT = 10.0  # seconds a dispatcher gets to finish its callback and shutdown
+
+
+class Driver(Protocol):
+    """What a group reports to whoever runs the whole graph."""
+
+    def operator_failed(self, failure: OperatorFailure) -> None: ...
+    def shutdown_failed(self, failure: OperatorFailure) -> None: ...
+    def terminator_fired(self, by: str) -> None: ...
+    def persist_state(self, process: str, epoch: str, data: bytes) -> None: ...
+    def epoch_acked(self, process: str, epoch: str, stateful: bool) -> None: ...
+
+
+class Activity:
+    """Counts this group's pending work: queued items, control events, active timers, start-up.
+
+    Zero means the group is idle: every increment happens before the work it
+    stands for can finish, so zero is never seen early. ``received`` counts
+    messages that arrived from other groups and ``sent`` those that left, so a
+    driver can tell whether anything is still travelling between groups.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self.messages = 0  # messages published so far (tells whether a final epoch published more)
+        self.sent = 0
+        self.received = 0
+        self._lock = threading.Lock()
+        self.changed = threading.Event()
+
+    def add(self, n: int, messages: bool = False) -> None:
+        with self._lock:
+            self._count += n
+            if messages:
+                self.messages += n
+            if self._count == 0:
+                self.changed.set()
+
+    def note_sent(self) -> None:
+        with self._lock:
+            self.sent += 1
+
+    def note_received(self) -> None:
+        """A message from another group entered a local channel: it is now local work."""
+        with self._lock:
+            self.received += 1
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        """(pending count, messages published, sent to other groups, received from them), atomically."""
+        with self._lock:
+            return self._count, self.messages, self.sent, self.received
+
+
+@dataclass
+class Restore:
+    """What a group restores: the epoch and the state bytes of its stateful operators."""
+
+    epoch: str
+    states: dict[str, bytes] = field(default_factory=dict)
+
+
+class GroupHost:
+    """Runs the operators of one group on their own dispatcher threads."""
+
+    def __init__(self, graph: Graph, members: Iterable[str], options: RunOptions, driver: Driver, *,
+                 snapshots_on: bool = False, restore: Restore | None = None,
+                 faults: FaultPlan | None = None, handle: str | None = None) -> None:
+        self.graph = graph
+        self.options = options
+        self.driver = driver
+        self.snapshots_on = snapshots_on
+        self.restore = restore
+        self.faults = faults or FaultPlan()
+        self.handle = handle or uuid.uuid4().hex
+        self.activity = Activity()
+        self.started = threading.Event()
+        self.type_context = TypeContext(graph.vtypes or VTypeRegistry())
+        self._stopping = threading.Event()
+        self._engine_threads: set[int] = set()
+        self._stdout_lock = threading.Lock()
+        self.operators: dict[str, OperatorRuntime] = {}
+        for name in members:
+            process = graph.processes[name]
+            inbox = Inbox(self.is_stopping)
+            self.operators[name] = OperatorRuntime(process, self, inbox, operator_logger(name, options.log_level))
+        self.inbound: dict[Connection, Channel] = {}
+        for connection in graph.connections:
+            receiver = self.operators.get(connection.tgt.process)
+            if receiver is not None:
+                self.inbound[connection] = receiver.inbox.add_channel(connection, options.channel_capacity)
+        for connection, channel in self.inbound.items():
+            sender = self.operators.get(connection.src.process)
+            if sender is not None:
+                receiver = self.operators[connection.tgt.process]
+                sender.targets[connection.src.port].append(Target(channel, receiver.error_mode == RETRY))
+
+    def connect_remote(self, connection: Connection, channel: Any, receiver_retries: bool) -> None:
+        """Attach an outgoing connection to another group (``channel`` has ``put(item)``)."""
+        self.operators[connection.src.process].targets[connection.src.port].append(
+            Target(channel, receiver_retries))
+
+    def deliver_remote(self, connection: Connection, item: Any) -> None:
+        """An item from another group: count it as local work, then queue it (may block: back-pressure)."""
+        self.activity.note_received()
+        self.inbound[connection].put(item)
+
+    @property
+    def sources(self) -> list[str]:
+        """Operators with no connected input: where epochs start."""
+        return [name for name in self.operators if not self.graph.connections_to(name)]
+
+    # -- what operators call -----------------------------------------------------------
+    def runtime_info(self, process: Process) -> RuntimeInfo:
+        dirs = self.options.operator_dirs
+        return RuntimeInfo(
+            graph_name=self.graph.name,
+            graph_handle=self.handle,
+            group_id=process.group,
+            repo_root=str(self.graph.path.parent),
+            subengine_root=str(dirs[0]) if dirs else str(self.graph.path.parent),
+        )
+
+    def is_stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def register_engine_thread(self) -> None:
+        self._engine_threads.add(threading.get_ident())
+
+    def fail(self, failure: OperatorFailure) -> None:
+        self.driver.operator_failed(failure)
+        self.stop()
+
+    def fail_in_shutdown(self, failure: OperatorFailure) -> None:
+        self.driver.shutdown_failed(failure)
+
+    def terminate(self, by: str) -> None:
+        self.driver.terminator_fired(by)
+
+    def persist_state(self, process: str, epoch: str, data: bytes) -> None:
+        self.driver.persist_state(process, epoch, data)
+
+    def ack_epoch(self, process: str, epoch: str, stateful: bool) -> None:
+        self.driver.epoch_acked(process, epoch, stateful)
+
+    def stdout_write(self, text: str) -> None:
+        out = self.options.stdout or sys.stdout
+        with self._stdout_lock:
+            out.write(text)
+            out.flush()
+
+    # -- what the driver calls -----------------------------------------------------------
+    def load(self) -> list[OperatorFailure]:
+        """Start the dispatchers and run every script body; returns the load failures."""
+        # api.Table(..., infer_type=True) registers types where api.type_context finds them.
+        set_default_type_context(self.type_context)
+        for runtime in self.operators.values():
+            runtime.thread.start()
+        for runtime in self.operators.values():
+            runtime.loaded.wait()
+        failures = [r.load_failure for r in self.operators.values() if r.load_failure]
+        failures.sort(key=lambda f: not f.invalid)
+        for failure in failures:
+            self.operators[failure.process].logger.error("script failed to load:\n%s", failure.traceback)
+        return failures
+
+    def go(self) -> None:
+        """Let every operator run: restore, prestart, then its event loop."""
+        self.activity.add(len(self.operators))  # start-up tokens, released after each prestart
+        self.started.set()
+
+    def stop(self) -> None:
+        """Stop all dispatchers after their current callback; they run their shutdown callbacks."""
+        self._stopping.set()
+        self.started.set()
+        self.activity.changed.set()
+        for runtime in self.operators.values():
+            runtime.inbox.wake()
+
+    def take_snapshot(self, source: str, epoch: str) -> None:
+        runtime = self.operators[source]
+        runtime.post(lambda: runtime.take_snapshot(epoch))
+
+    def epoch_complete(self, epoch: str) -> None:
+        for runtime in self.operators.values():
+            runtime.post(lambda r=runtime: r.epoch_complete(epoch))
+
+    def drop_timers(self) -> None:
+        for runtime in self.operators.values():
+            runtime.post(runtime.drop_timers)
+
+    def script_threads_alive(self) -> bool:
+        main = threading.main_thread()
+        me = threading.current_thread()
+        return any(
+            t.is_alive() and not t.daemon and t is not main and t is not me
+            and t.ident not in self._engine_threads
+            for t in threading.enumerate()
+        )
+
+    def join(self) -> list[str]:
+        """Wait for the dispatchers to finish; returns the operators still busy after JOIN_TIMEOUT."""
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        stuck = []
+        for runtime in self.operators.values():
+            runtime.thread.join(max(0.0, deadline - time.monotonic()))
+            if runtime.thread.is_alive():
+                stuck.append(runtime.name)
+        return stuck
