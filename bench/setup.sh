@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the benchmark's own virtualenv bench/.venv (snapgraph editable + bytewax, msgpack,
-# pyarrow, psutil, pyinstrument). The main project's dependencies stay untouched.
+# pyarrow, psutil, py-spy). The main project's dependencies stay untouched.
 # Usage (from anywhere):  bench/setup.sh        then  bench/.venv/bin/python bench/run.py
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -11,9 +11,9 @@ if [ ! -x "$here/.venv/bin/python" ]; then
 fi
 "$here/.venv/bin/python" -m pip install --quiet --upgrade pip
 "$here/.venv/bin/python" -m pip install --quiet -e "$repo" \
-    "bytewax==0.21.*" "msgpack>=1.0" "pyarrow>=15" "psutil>=5.9" "pyinstrument>=4.6"
+    "bytewax==0.21.*" "msgpack>=1.0" "pyarrow>=15" "psutil>=5.9" "py-spy>=0.3"
 "$here/.venv/bin/python" - <<'PY'
 import importlib.metadata as md
-for name in ("snapgraph", "bytewax", "msgpack", "pyarrow", "psutil", "pyinstrument"):
+for name in ("snapgraph", "bytewax", "msgpack", "pyarrow", "psutil", "py-spy"):
     print(f"{name:12} {md.version(name)}")
 PY

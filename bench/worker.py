@@ -11,7 +11,7 @@ not leak from one configuration into the next. The spec's ``kind`` selects what 
 * ``latency``   graphs/latency.yaml: p50/p99 generator -> sink at a low message rate
 * ``snapsize``  graphs/state.yaml: snapshot duration and bytes against state size
 * ``recovery``  graphs/recovery.yaml: failure -> first message after the restore
-* ``profile``   configuration (b) of W1 under cProfile (every thread) and a stack sampler
+* ``profile``   (a) or (b) of W1 with GC time, CPU time per thread and optionally cProfile
 
 Every result carries ``ok``; a wrong pipeline result (count/sum) is ``ok: false`` with ``error``.
 """
@@ -93,7 +93,7 @@ def run_plain(spec: dict[str, Any]) -> dict[str, Any]:
         total += sum([r[3] for r in out])
     t1 = time.monotonic()
     return {"ok": True, "error": check(n, count, total), "pipeline_s": t1 - t0, "wall_s": t1 - t0,
-            "count": count, "total": total, "processes": [{"pid": os.getpid(), "groups": ["-"]}]}
+            "count": count, "total": total, "processes": [{"pid": os.getpid(), "groups": ["-"]}], "os_processes": 1}
 
 
 # -- snapgraph ------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = {
             "ok": outcome.result.status == "completed", "wall_s": run["wall_s"],
             "in_process_supported": run["in_process_supported"], "epochs": epochs,
-            "processes": processes_of(found), "status": outcome.result.status, "reason": outcome.result.reason,
+            "processes": processes_of(found), "os_processes": len({r["pid"] for r in found}), "status": outcome.result.status, "reason": outcome.result.reason,
         }
         if not result["ok"]:
             result["error"] = f"graph did not complete: {outcome.result.status}: {outcome.result.reason}"
@@ -217,7 +217,7 @@ def run_bytewax(spec: dict[str, Any]) -> dict[str, Any]:
         found = reports(tmp)
         gen = [r for r in found if r["role"] == "gen"]
         sink = [r for r in found if r["role"] == "sink"]
-        result: dict[str, Any] = {"ok": not errors, "wall_s": t1 - t0,
+        result: dict[str, Any] = {"ok": not errors, "wall_s": t1 - t0, "os_processes": n,
                                   "processes": [{"pid": r["pid"], "groups": [r["role"]], "maxrss_kb": r["maxrss_kb"]}
                                                 for r in found]}
         if errors:
@@ -304,87 +304,62 @@ def run_recovery(spec: dict[str, Any]) -> dict[str, Any]:
         return result
 
 
-# -- profile --------------------------------------------------------------------------------------
+# -- profile ------------------------------------------------------------------------------------
 def run_profile(spec: dict[str, Any]) -> dict[str, Any]:
-    """W1 (b) under cProfile in every thread (merged) plus a 1 kHz stack sampler (wall clock)."""
+    """Where the time of one run goes, in this process: GC time per generation, CPU time per thread,
+    and (mode "cprofile") cProfile of every thread, merged. ``spec["of"]`` is "plain" or "snapgraph"."""
     import cProfile
+    import gc
     import pstats
     import threading
-    from collections import Counter
+
+    gc_time, gc_count, gc_started = [0.0, 0.0, 0.0], [0, 0, 0], [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_time[info["generation"]] += time.perf_counter() - gc_started[0]
+            gc_count[info["generation"]] += 1
 
     profiles: list[cProfile.Profile] = []
+    thread_cpu: dict[str, float] = {}
     original_run = threading.Thread.run
+    use_cprofile = spec.get("mode") == "cprofile"
 
-    def profiled_run(self: threading.Thread) -> None:
-        profile = cProfile.Profile()
-        profiles.append(profile)
-        profile.enable()
+    def measured_run(self: threading.Thread) -> None:
+        profile = cProfile.Profile() if use_cprofile else None
+        if profile is not None:
+            profiles.append(profile)
+            profile.enable()
         try:
             original_run(self)
         finally:
-            profile.disable()
+            if profile is not None:
+                profile.disable()
+            thread_cpu[self.name] = time.thread_time()
 
-    samples: Counter[str] = Counter()
-    leafs: Counter[str] = Counter()
-    stop = threading.Event()
-    sampler_ident: list[int] = []
-
-    def sample() -> None:
-        sampler_ident.append(threading.get_ident())
-        while not stop.wait(0.001):
-            for ident, frame in sys._current_frames().items():
-                if ident in sampler_ident or ident == threading.main_thread().ident:
-                    continue
-                name = next((t.name for t in threading.enumerate() if t.ident == ident), "?")
-                leafs[f"{name}: {_where(frame)}"] += 1
-                seen = set()
-                f = frame
-                while f is not None:
-                    key = f"{name}: {_where(f)}"
-                    if key not in seen:
-                        samples[key] += 1
-                        seen.add(key)
-                    f = f.f_back
-
-    result: dict[str, Any] = {"ok": True}
     spec = dict(spec, in_process=True, snapshots=False)
-    if spec.get("mode") == "sample":
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        result["run"] = run_snapgraph(spec)
-        stop.set()
-        sampler.join()
-        total = sum(leafs.values()) or 1
-        result["leaf"] = [(k, v / total) for k, v in leafs.most_common(spec.get("top", 30))]
-        per_thread: Counter[str] = Counter()
-        for k, v in leafs.items():
-            per_thread[k.split(":")[0]] += v
-        result["threads"] = {k: v / total for k, v in per_thread.items()}
-        result["inclusive"] = [(k, v / total) for k, v in samples.most_common(spec.get("top", 30) * 2)]
-    else:
-        threading.Thread.run = profiled_run  # type: ignore[method-assign]
-        try:
-            result["run"] = run_snapgraph(spec)
-        finally:
-            threading.Thread.run = original_run  # type: ignore[method-assign]
+    gc.callbacks.append(on_gc)
+    threading.Thread.run = measured_run  # type: ignore[method-assign]
+    cpu0 = time.process_time()
+    try:
+        run = run_plain(spec) if spec.get("of") == "plain" else run_snapgraph(spec)
+    finally:
+        threading.Thread.run = original_run  # type: ignore[method-assign]
+        gc.callbacks.remove(on_gc)
+    result: dict[str, Any] = {"ok": bool(run.get("ok")) and not run.get("error"), "error": run.get("error"),
+                              "pipeline_s": run.get("pipeline_s"), "process_cpu_s": time.process_time() - cpu0,
+                              "gc_s": gc_time, "gc_count": gc_count, "thread_cpu_s": thread_cpu}
+    if profiles:
         stats = pstats.Stats(profiles[0])
         for p in profiles[1:]:
             stats.add(p)
         buf = io.StringIO()
-        stats.stream = buf
-        stats.strip_dirs().sort_stats("tottime").print_stats(spec.get("top", 30))
+        stats.stream = buf  # type: ignore[attr-defined]
+        stats.strip_dirs().sort_stats("tottime").print_stats(spec.get("top", 25))
         result["cprofile"] = buf.getvalue()
     return result
-
-
-def _where(frame: Any) -> str:
-    code = frame.f_code
-    path = code.co_filename
-    for marker in ("/src/snapgraph/", "/bench/graphs/", "/lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{code.co_name} ({path}:{code.co_firstlineno})"
 
 
 KINDS = {"plain": run_plain, "snapgraph": run_snapgraph, "bytewax": run_bytewax, "latency": run_latency,

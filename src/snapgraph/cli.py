@@ -114,11 +114,14 @@ def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...
               help="An attempt that ran longer than this resets the failure counter (default 30).")
 @click.option("--resume", is_flag=True, help="Continue this graph's unfinished run from its last complete epoch.")
 @click.option("--fresh", is_flag=True, help="Abandon this graph's unfinished run and start a new one.")
+@click.option("--in-process", is_flag=True,
+              help="Run every group in this one process (for debuggers and breakpoints in scripts) "
+                   "instead of one OS process per group.")
 @click.option("--verbose", "-v", is_flag=True, help="Show api.logger.debug output.")
 def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
         stop_after: float | None, snapshot_period: float | None, store_path: str | None,
         max_retries: int | None, retry_interval: float | None, retry_threshold: float | None,
-        resume: bool, fresh: bool, verbose: bool) -> None:
+        resume: bool, fresh: bool, in_process: bool, verbose: bool) -> None:
     """Run GRAPH_FILE until it completes, fails or is stopped."""
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other")
@@ -160,7 +163,7 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
     supervisor = Supervisor(
         graph,
         RunOptions(stop_after=stop_after, operator_dirs=load_options.operator_dirs,
-                   log_level=logging.DEBUG if verbose else logging.INFO),
+                   log_level=logging.DEBUG if verbose else logging.INFO, in_process=in_process),
         policy, store=store, period=period, resume=resume_run, faults=faults,
     )
     _install_signal_handlers(supervisor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -86,13 +87,20 @@ def database(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no
     db.drop()
 
 
+@pytest.fixture(params=["processes", "in-process"])
+def in_process(request: pytest.FixtureRequest) -> bool:
+    """Each group in an OS process of its own (the default), or everything in one process."""
+    return request.param == "in-process"
+
+
 def run_example(graph: str, db: Database, tmp_path: Path, faults: str = "", *, max_retries: int | None = 5,
-                rows: int | None = None, store: SQLiteStore | None = None) -> SupervisedResult:
-    """Set up fresh tables and run an example graph in-process with snapshots every PERIOD seconds."""
+                rows: int | None = None, store: SQLiteStore | None = None, in_process: bool = True
+                ) -> SupervisedResult:
+    """Set up fresh tables and run an example graph with snapshots every PERIOD seconds."""
     setup_tables(db.connection, rows or (UPSERT_ROWS if "upsert" in graph else WAL_ROWS))
     loaded = load_graph(EXAMPLES / graph, LoadOptions(connections_file=db.connections_file, snapshots=True))
     supervisor = Supervisor(
-        loaded, RunOptions(stdout=io.StringIO()),
+        loaded, RunOptions(stdout=io.StringIO(), in_process=in_process),
         RecoveryPolicy(max_retries=max_retries, retry_interval=0, retry_threshold=30),
         store=store or SQLiteStore(tmp_path / f"store-{uuid.uuid4().hex[:6]}.db"),
         period=PERIOD, faults=FaultPlan.parse(faults), say=lambda text: None,
@@ -142,25 +150,27 @@ WAL_FAULTS = [
 ]
 
 
-def test_failure_free_runs_are_exactly_once(database: Database, tmp_path: Path) -> None:
+def test_failure_free_runs_are_exactly_once(database: Database, tmp_path: Path, in_process: bool) -> None:
     for graph in ("seed_upsert.yaml", "seed_wal.yaml"):
-        outcome = run_example(graph, database, tmp_path)
+        outcome = run_example(graph, database, tmp_path, in_process=in_process)
         assert outcome.result.status == COMPLETED, outcome.result.reason
         assert outcome.attempts == 1
         assert_exactly_once(database, graph)
 
 
 @pytest.mark.parametrize("faults", UPSERT_FAULTS)
-def test_upsert_example_recovers_exactly_once(database: Database, tmp_path: Path, faults: str) -> None:
-    outcome = run_example("seed_upsert.yaml", database, tmp_path, faults)
+def test_upsert_example_recovers_exactly_once(database: Database, tmp_path: Path, in_process: bool,
+                                             faults: str) -> None:
+    outcome = run_example("seed_upsert.yaml", database, tmp_path, faults, in_process=in_process)
     assert outcome.result.status == COMPLETED, outcome.result.reason
     assert outcome.attempts >= 2, "the injected fault never fired"
     assert_exactly_once(database, "seed_upsert.yaml")
 
 
 @pytest.mark.parametrize("faults", WAL_FAULTS)
-def test_wal_example_recovers_exactly_once(database: Database, tmp_path: Path, faults: str) -> None:
-    outcome = run_example("seed_wal.yaml", database, tmp_path, faults)
+def test_wal_example_recovers_exactly_once(database: Database, tmp_path: Path, in_process: bool,
+                                          faults: str) -> None:
+    outcome = run_example("seed_wal.yaml", database, tmp_path, faults, in_process=in_process)
     assert outcome.result.status == COMPLETED, outcome.result.reason
     assert outcome.attempts >= 2, "the injected fault never fired"
     assert_exactly_once(database, "seed_wal.yaml")
@@ -233,18 +243,19 @@ ALL_POINTS = ["port_callback", "before_serialize", "after_serialize", "after_per
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     graph=st.sampled_from(["seed_upsert.yaml", "seed_wal.yaml"]),
+    in_process=st.booleans(),
     schedule=st.lists(
         st.tuples(st.sampled_from(ALL_POINTS), st.sampled_from(["generator", "writer", "*"]),
                   st.integers(min_value=1, max_value=40)),
         min_size=1, max_size=3),
 )
 def test_random_fault_schedules_stay_exactly_once(tmp_path_factory: pytest.TempPathFactory, graph: str,
-                                                  schedule: list[tuple[str, str, int]]) -> None:
+                                                  in_process: bool, schedule: list[tuple[str, str, int]]) -> None:
     """Seeded random fault schedules (many short runs): whatever fires, the result is exactly once."""
     tmp_path = tmp_path_factory.mktemp("random")
     db = Database("sqlite", tmp_path)
     faults = ",".join(f"{p}:{proc}:{n if p == 'port_callback' else min(n, 3)}" for p, proc, n in schedule)
-    outcome = run_example(graph, db, tmp_path, faults, max_retries=10)
+    outcome = run_example(graph, db, tmp_path, faults, max_retries=10, in_process=in_process)
     assert outcome.result.status == COMPLETED, f"{faults}: {outcome.result.reason}"
     assert_exactly_once(db, graph)
 
@@ -272,15 +283,20 @@ def test_without_snapshots_recovery_restarts_from_scratch(tmp_path: Path) -> Non
     assert_exactly_once(db, "seed_upsert.yaml")  # UPSERT makes the full replay harmless
 
 
-@pytest.mark.parametrize("fault", ["after_persist:writer:1:exit", "epoch_complete:writer:1:exit",
-                                   "port_callback:writer:700:exit"])
-def test_engine_death_then_resume_through_the_cli(database: Database, tmp_path: Path, fault: str) -> None:
-    """The engine dies (an `exit` fault: exit 137, like kill -9) mid-protocol; `run --resume` finishes exactly once."""
-    import subprocess
+ENGINE_DEATHS = ["after_persist:writer:1:exit", "epoch_complete:writer:1:exit", "port_callback:writer:700:exit"]
 
+
+def _cli_args(database: Database, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / "seed_upsert.yaml"),
+            "--connections", str(database.connections_file), "--param", "batch=1", *extra]
+
+
+@pytest.mark.parametrize("fault", ENGINE_DEATHS)
+def test_engine_death_then_resume_through_the_cli(database: Database, tmp_path: Path, fault: str) -> None:
+    """The whole engine dies (an `exit` fault in --in-process mode: exit 137, like kill -9) mid-protocol;
+    `run --resume` finishes exactly once."""
     setup_tables(database.connection, 2000)
-    args = [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / "seed_upsert.yaml"),
-            "--connections", str(database.connections_file), "--param", "batch=1"]
+    args = _cli_args(database, "--in-process")
     died = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "SNAPGRAPH_FAULTS": fault})
     assert died.returncode == 137, died.stderr
@@ -290,3 +306,16 @@ def test_engine_death_then_resume_through_the_cli(database: Database, tmp_path: 
     assert resumed.returncode == 0, resumed.stderr
     assert database.rows("target") == expected_upsert(2000)
     assert 0 < written
+
+
+@pytest.mark.parametrize("fault", ENGINE_DEATHS)
+def test_group_process_death_is_recovered(database: Database, tmp_path: Path, fault: str) -> None:
+    """With groups as processes the same `exit` kills only the writer's group process: the engine
+    notices, recovers from the last complete epoch, and the result is exactly once in one invocation."""
+    setup_tables(database.connection, 2000)
+    done = subprocess.run(_cli_args(database), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SNAPGRAPH_FAULTS": fault})
+    assert done.returncode == 0, done.stderr
+    assert "the group process died (exit code 137)" in done.stderr
+    assert "(2 attempts)" in done.stderr
+    assert database.rows("target") == expected_upsert(2000)

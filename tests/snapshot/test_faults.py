@@ -234,7 +234,7 @@ def test_the_engine_makes_its_plan_the_active_one(tmp_path: Path, restore_active
 
 
 def test_counts_continue_across_attempts(tmp_path: Path) -> None:
-    """The fault fires in attempt 1 only: attempt 2 goes on counting (hits 6..10), so it completes."""
+    """The fault fires in attempt 1 only (once per run): attempt 2 does not fail again, so it completes."""
     graph = load(tmp_path, FAULT_POINT_GRAPH)
     said: list[str] = []
     supervisor = Supervisor(graph, RunOptions(), RecoveryPolicy(max_retries=3, retry_interval=0),

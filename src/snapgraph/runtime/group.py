@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from snapgraph.api.data import TypeContext, set_default_type_context
 from snapgraph.api.operator_api import RuntimeInfo
@@ -58,11 +58,10 @@ class Activity:
         self._lock = threading.Lock()
         self.changed = threading.Event()
 
-    def add(self, n: int, messages: bool = False) -> None:
+    def add(self, n: int, published: int = 0) -> None:
         with self._lock:
             self._count += n
-            if messages:
-                self.messages += n
+            self.messages += published
             if self._count == 0:
                 self.changed.set()
 
@@ -114,6 +113,7 @@ class GroupHost:
         self._stopping = threading.Event()
         self._engine_threads: set[int] = set()
         self._stdout_lock = threading.Lock()
+        self.stdout_sink: Callable[[str], None] | None = None  # set in group processes: output goes to the parent
         self.operators: dict[str, OperatorRuntime] = {}
         for name in members:
             process = graph.processes[name]
@@ -133,7 +133,7 @@ class GroupHost:
     def connect_remote(self, connection: Connection, channel: Any, receiver_retries: bool) -> None:
         """Attach an outgoing connection to another group (``channel`` has ``put(item)``)."""
         self.operators[connection.src.process].targets[connection.src.port].append(
-            Target(channel, receiver_retries))
+            Target(channel, receiver_retries, local=False))
 
     def deliver_remote(self, connection: Connection, item: Any) -> None:
         """An item from another group: count it as local work, then queue it (may block: back-pressure)."""
@@ -179,6 +179,9 @@ class GroupHost:
         self.driver.epoch_acked(process, epoch, stateful)
 
     def stdout_write(self, text: str) -> None:
+        if self.stdout_sink is not None:
+            self.stdout_sink(text)
+            return
         out = self.options.stdout or sys.stdout
         with self._stdout_lock:
             out.write(text)

@@ -54,7 +54,8 @@ class Reply:
         self._lock = threading.Lock()
         self._deliver = deliver
 
-    def done(self, exc: BaseException | None) -> None:
+    def done(self, exc: BaseException | None) -> bool:
+        """One receiver finished; True once all have (and the response was delivered)."""
         with self._lock:
             if exc is not None and self._first_exc is None:
                 self._first_exc = exc
@@ -62,6 +63,7 @@ class Reply:
             finished = self._remaining == 0
         if finished:
             self._deliver(self.msg_id, self._first_exc)
+        return finished
 
 
 @dataclass(slots=True)

@@ -60,6 +60,7 @@ class Target:
 
     channel: Channel
     wants_reply: bool
+    local: bool = True  # False: the channel leads to another group process (it counts what it sends)
 
 
 @dataclass
@@ -145,7 +146,7 @@ class OperatorRuntime:
             return msg_id
         reply = self._reply_for(msg_id, targets, response_callback)
         port_type = self.process.outports[port].type
-        self.host.activity.add(len(targets), messages=True)
+        self.host.activity.add(_local_count(targets), published=len(targets))
         for target in targets:
             target.channel.put(Message(msg_id, header, body, port_type, type_id, reply))
         return msg_id
@@ -157,7 +158,7 @@ class OperatorRuntime:
         port_type = self.process.outports[port].type
         reply = self._reply_for(msg_id, targets, response_callback) if targets else None
         sinks = []
-        self.host.activity.add(len(targets), messages=True)
+        self.host.activity.add(_local_count(targets), published=len(targets))
         for target in targets:
             buffer = StreamBuffer(STREAM_CAPACITY, self.host.is_stopping)
             sinks.append(buffer)
@@ -404,7 +405,8 @@ class OperatorRuntime:
             faults.hit("after_persist", self.name)
             for targets in self.targets.values():
                 for target in targets:
-                    self.host.activity.add(1)
+                    if target.local:
+                        self.host.activity.add(1)
                     target.channel.put(Barrier(epoch))
             if registrations.resume is not None:
                 registrations.resume()
@@ -495,6 +497,10 @@ class OperatorRuntime:
 
 class _InvalidOperator(Exception):
     """An operator that cannot run as declared (reported with exit code 2)."""
+
+
+def _local_count(targets: list[Target]) -> int:
+    return sum(1 for t in targets if t.local)
 
 
 def _default_response_callback(msg_id: bytes, ex: BaseException | None) -> None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from snapgraph.model.graph import Graph
-from snapgraph.runtime.engine import FAILED, Engine, RunOptions, RunResult
+from snapgraph.runtime.engine import FAILED, Engine, GraphDriver, RunOptions, RunResult
+from snapgraph.runtime.processes import ProcessEngine
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 from snapgraph.snapshot.store import COMPLETED as RUN_COMPLETED
@@ -58,7 +59,7 @@ class Supervisor:
         self.resume = resume
         self.faults = faults or FaultPlan()
         self.say = say or (lambda text: print(f"snapgraph: {text}", file=sys.stderr, flush=True))
-        self._engine: Engine | None = None
+        self._engine: GraphDriver | None = None
         self._stop_reason: str | None = None
         self._stopped = threading.Event()
 
@@ -93,7 +94,8 @@ class Supervisor:
                 restored_from.append(restore[0].epoch if restore else None)
             else:
                 restored_from.append(None)
-            engine = Engine(self.graph, self.options, snapshots=snapshots, faults=self.faults)
+            driver = Engine if self.options.in_process else ProcessEngine
+            engine = driver(self.graph, self.options, snapshots=snapshots, faults=self.faults)
             self._engine = engine
             if self._stopped.is_set():
                 engine.stop(self._stop_reason or "stopped")

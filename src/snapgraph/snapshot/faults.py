@@ -10,9 +10,10 @@ from the ``SNAPGRAPH_FAULTS`` environment variable (or built in tests):
 * ``action``: ``raise`` (default; an operator failure, so recovery runs) or
   ``exit`` (the whole engine process dies at once, like ``kill -9``).
 
-Counts go on across the attempts of a run, so each fault fires exactly once
-and the recovery that follows can be compared with a failure-free run (a
-``restore`` fault fires in the first recovery, for example).
+Each fault fires once per run, so the recovery that follows can be compared
+with a failure-free run (a ``restore`` fault fires in the first recovery, for
+example). In one process, counts go on across attempts; a group process
+starts counting afresh, with the faults that already fired left out.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 FAULT_POINTS = (
     "port_callback",       # before a port callback runs (a crash inside the callback)
@@ -50,8 +52,10 @@ class Fault:
 class FaultPlan:
     """Counts arrivals at each (point, process) and fires the planned faults."""
 
-    def __init__(self, faults: list[Fault] | None = None) -> None:
+    def __init__(self, faults: list[Fault] | None = None,
+                 on_fire: Callable[[Fault], None] | None = None) -> None:
         self.faults = list(faults or [])
+        self._on_fire = on_fire  # a group process tells the parent, so later attempts skip the fault
         self._counts: dict[tuple[str, str], int] = {}
         self._fired: set[Fault] = set()
         self._lock = threading.Lock()
@@ -90,11 +94,24 @@ class FaultPlan:
                    and f not in self._fired]
             self._fired.update(due)
         for fault in due:
+            if self._on_fire is not None:
+                self._on_fire(fault)
             if fault.action == "exit":
                 sys.stderr.write(f"snapgraph: injected fault: engine killed at {point} of {process!r}\n")
                 sys.stderr.flush()
                 os._exit(KILL_EXIT_CODE)
             raise InjectedFault(f"injected fault at {point} of {process!r} (hit {counts[fault.process]})")
+
+
+    def mark_fired(self, fault: Fault) -> None:
+        """A fault fired elsewhere (in a group process): it must not fire again in this run."""
+        with self._lock:
+            self._fired.add(fault)
+
+    def remaining(self) -> list[Fault]:
+        """The faults that have not fired yet (what a new group process still plans)."""
+        with self._lock:
+            return [f for f in self.faults if f not in self._fired]
 
 
 _active = FaultPlan()

@@ -1,0 +1,144 @@
+"""Connections between group processes: encoding, sending and receiving items.
+
+Inside a group, messages pass by reference. Between groups every item of a
+connection (a message, a snapshot barrier, the chunks of a stream) is pickled
+with protocol 5 — the fastest encoding that keeps every Gen2 value intact
+(``docs/benchmarks.md`` has the measurements) — and written to an OS pipe.
+The pipe is the bounded buffer: when the receiving group stops reading
+because its channel is full, the pipe fills and the sender blocks, so
+back-pressure holds across processes.
+
+Replies (for response callbacks) do not travel on the pipe: the receiver
+reports ``(token, exception)`` to the parent, which routes it to the sender.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import threading
+from multiprocessing.connection import Connection as Pipe
+from typing import Any, Callable
+
+from snapgraph.model.graph import Connection
+from snapgraph.runtime.messages import Barrier, GraphStopping, Message, Reply, StreamBuffer
+
+PROTOCOL = 5
+STREAM_CAPACITY = 16
+
+# Item kinds on a link.
+_MESSAGE, _BARRIER, _CHUNK, _CLOSE = 0, 1, 2, 3
+
+
+class ReplyTokens:
+    """Replies of messages that left this process, by token, until every receiver answered."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+        self._replies: dict[int, Reply] = {}
+        self._lock = threading.Lock()
+
+    def register(self, reply: Reply) -> int:
+        token = next(self._next)
+        with self._lock:
+            self._replies[token] = reply
+        return token
+
+    def resolve(self, token: int, exc: BaseException | None) -> None:
+        with self._lock:
+            reply = self._replies.get(token)
+        if reply is not None and reply.done(exc):
+            with self._lock:
+                self._replies.pop(token, None)
+
+
+class RemoteReply:
+    """Stands in for the sender's Reply in the receiving process."""
+
+    __slots__ = ("token", "origin", "_report")
+
+    def __init__(self, token: int, origin: str, report: Callable[[str, int, BaseException | None], None]) -> None:
+        self.token = token
+        self.origin = origin
+        self._report = report
+
+    def done(self, exc: BaseException | None) -> bool:
+        self._report(self.origin, self.token, exc)
+        return True
+
+
+class OutboundLink:
+    """The sending end of one cross-group connection; used as a channel by the sender's operator."""
+
+    def __init__(self, pipe: Pipe, group: str, tokens: ReplyTokens, on_sent: Callable[[], None],
+                 stopping: Callable[[], bool]) -> None:
+        self._pipe = pipe
+        self._group = group
+        self._tokens = tokens
+        self._on_sent = on_sent
+        self._stopping = stopping
+        self._lock = threading.Lock()
+        self._streams = itertools.count(1)
+
+    def put(self, item: Any) -> None:
+        if isinstance(item, Barrier):
+            self._on_sent()
+            self._send((_BARRIER, item.epoch))
+            return
+        assert isinstance(item, Message)
+        token = self._tokens.register(item.reply) if item.reply is not None else None
+        stream = next(self._streams) if item.is_stream else None
+        self._on_sent()
+        self._send((_MESSAGE, item.msg_id, item.header, None if item.is_stream else item.body,
+                    item.port_type, item.type_id, token, self._group, stream))
+        if stream is not None:
+            threading.Thread(target=self._pump, args=(item.body, stream), daemon=True,
+                             name=f"stream-pump-{stream}").start()
+
+    def _pump(self, buffer: StreamBuffer, stream: int) -> None:
+        """Move a stream's chunks from the writer's buffer onto the pipe as they come."""
+        try:
+            while (chunk := buffer.take()) is not None:
+                self._send((_CHUNK, stream, chunk))
+            self._send((_CLOSE, stream))
+        except (GraphStopping, OSError):
+            pass
+
+    def _send(self, item: tuple[Any, ...]) -> None:
+        data = pickle.dumps(item, protocol=PROTOCOL)
+        with self._lock:
+            if self._stopping():
+                raise GraphStopping()
+            try:
+                self._pipe.send_bytes(data)
+            except (BrokenPipeError, OSError):
+                raise GraphStopping() from None
+
+
+def receive(pipe: Pipe, connection: Connection, deliver: Callable[[Connection, Any], None],
+            report_reply: Callable[[str, int, BaseException | None], None],
+            stopping: Callable[[], bool]) -> None:
+    """Read one cross-group connection until it closes, handing items to the local group."""
+    streams: dict[int, StreamBuffer] = {}
+    try:
+        while True:
+            try:
+                item = pickle.loads(pipe.recv_bytes())
+            except (EOFError, OSError):
+                return
+            kind = item[0]
+            if kind == _MESSAGE:
+                _, msg_id, header, body, port_type, type_id, token, origin, stream = item
+                reply = RemoteReply(token, origin, report_reply) if token is not None else None
+                if stream is not None:
+                    body = streams[stream] = StreamBuffer(STREAM_CAPACITY, stopping)
+                deliver(connection, Message(msg_id, header, body, port_type, type_id, reply,  # type: ignore[arg-type]
+                                            is_stream=stream is not None))
+            elif kind == _BARRIER:
+                deliver(connection, Barrier(item[1]))
+            elif kind == _CHUNK:
+                streams[item[1]].put(item[2])
+            else:
+                streams.pop(item[1]).close()
+    except GraphStopping:
+        return
