@@ -191,11 +191,13 @@ def _rss_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
     worker = result.get("worker_pid")
     out = []
     for entry in sorted(result.get("rss", []), key=lambda e: e["pid"]):
+        groups = groups_by_pid.get(entry["pid"])
         if entry["pid"] == worker:
-            role = "worker (runs the graph / driver)"
+            role = "worker: runs the graph" if groups else "worker: graph driver"
+        elif groups:
+            role = "child: group process" if "bytewax" not in entry["cmd"] else "child: bytewax process"
         else:
             role = "child: " + entry["cmd"]
-        groups = groups_by_pid.get(entry["pid"])
         out.append({"pid": entry["pid"], "role": role, "groups": groups, "peak_rss_mb": entry["peak_rss"] / 1e6,
                     "cpu_s": entry.get("cpu_s")})
     return out
@@ -304,8 +306,8 @@ def pyspy_profile(spec: dict[str, Any]) -> dict[str, Any]:
             if groups_by_pid.get(pid):
                 plabel += f" [{groups_by_pid[pid]}]"
             code = [f for f in frames if not f.startswith(("process ", "thread ("))]
-            if not code:
-                continue
+            if not code or any("importlib._bootstrap" in f or f.startswith("<module> ") for f in code):
+                continue  # start-up: imports and script bodies are not the pipeline
             total += n
             key = f"{plabel} {tname}"
             by_thread[key] = by_thread.get(key, 0) + n

@@ -252,7 +252,7 @@ def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
                 "n": len(lat), "p50_ms": percentile(lat, 50) * 1e3, "p99_ms": percentile(lat, 99) * 1e3,
                 "max_ms": max(lat) * 1e3 if lat else None, "wall_s": run["wall_s"],
                 "in_process_supported": run["in_process_supported"],
-                "pids": sorted({s["pid"] for s in sinks})}
+                "pids": sorted({s["pid"] for s in reports(tmp)})}
 
 
 def run_snapsize(spec: dict[str, Any]) -> dict[str, Any]:

@@ -13,3 +13,14 @@ def tick():
 
 
 api.add_timer(tick)
+
+
+def shutdown():
+    import json
+    import os
+
+    with open(os.path.join(api.config.out_dir, f"lat_gen-{os.getpid()}-{time.monotonic_ns()}.json"), "w") as f:
+        json.dump({"role": "lat_gen", "pid": os.getpid(), "sent": seq}, f)
+
+
+api.set_shutdown(shutdown)

@@ -1,0 +1,215 @@
+"""Groups as OS processes: isolation, recovery from a killed group, back-pressure, no orphans."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from snapgraph.model.loader import LoadOptions, load_graph
+from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
+from snapgraph.runtime.processes import ProcessEngine, groups_of
+from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
+
+GRAPH = {
+    "name": "groups",
+    "operators": {
+        "gen": {"group": "a", "outputs": {"output": "table"}, "code": textwrap.dedent("""
+            import os, pickle, time
+            i = 0
+            api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True,
+                outports_info={'output': api.OutportInfo(is_generator=True)}))
+            def tick():
+                global i
+                if i >= int(api.config.total):
+                    return -1
+                api.outputs.output.publish(api.Table([[j, os.getpid()] for j in range(i, i + 10)]))
+                i += 10
+                return float(api.config.pause)
+            api.add_timer(tick)
+            api.set_serialize_callback(lambda epoch: pickle.dumps(i))
+            def restore(epoch, state):
+                global i
+                i = pickle.loads(state)
+            api.set_restore_callback(restore)
+            """), "config": {"total": 300, "pause": 0}},
+        "sink": {"group": "b", "inputs": {"input": "table"}, "outputs": {"out": "string"},
+                 "code": textwrap.dedent("""
+            import os, time
+            seen = set()
+            pids = set()
+            api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
+            def on_input(msg_id, header, body):
+                for x, pid in body.get():
+                    seen.add(x)
+                    pids.add(pid)
+                time.sleep(float(api.config.slow))
+                with open(api.config.pidfile, "w") as f:
+                    f.write(str(os.getpid()))
+            api.set_port_callback("input", on_input)
+            import pickle
+            api.set_serialize_callback(lambda epoch: pickle.dumps(sorted(seen)))
+            def restore(epoch, state):
+                seen.update(pickle.loads(state))
+            api.set_restore_callback(restore)
+            def shutdown():
+                with open(api.config.result, "w") as f:
+                    f.write(f"{len(seen)} {min(seen)} {max(seen)} {len(pids)} {os.getpid()}")
+            api.set_shutdown(shutdown)
+            """), "config": {"slow": 0, "pidfile": "", "result": ""}},
+    },
+    "connections": ["gen.output -> sink.input"],
+}
+
+
+def write_graph(tmp_path: Path, sink_patch: tuple[str, str] = ("", ""), **config: dict) -> Path:  # type: ignore[type-arg]
+    graph = yaml.safe_load(yaml.safe_dump(GRAPH))
+    if sink_patch[0]:
+        graph["operators"]["sink"]["code"] = graph["operators"]["sink"]["code"].replace(*sink_patch)
+    graph["operators"]["sink"]["config"].update(pidfile=str(tmp_path / "sink.pid"),
+                                                result=str(tmp_path / "result.txt"))
+    for op, values in config.items():
+        graph["operators"][op]["config"].update(values)
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    return path
+
+
+def result(tmp_path: Path) -> list[int]:
+    return [int(v) for v in (tmp_path / "result.txt").read_text().split()]
+
+
+def test_each_group_runs_in_its_own_process(tmp_path: Path) -> None:
+    path = write_graph(tmp_path)
+    graph = load_graph(path)
+    assert groups_of(graph) == {"a": ["gen"], "b": ["sink"]}
+    outcome = ProcessEngine(graph, RunOptions(stdout=io.StringIO())).run()
+    assert outcome.status == COMPLETED, outcome.reason
+    count, low, high, gen_pids, sink_pid = result(tmp_path)
+    assert (count, low, high) == (300, 0, 299)
+    assert gen_pids == 1
+    assert sink_pid != os.getpid()
+    published_by = {int(line) for line in [(tmp_path / "sink.pid").read_text()]}
+    assert published_by == {sink_pid}
+
+
+def test_in_process_switch_runs_everything_here(tmp_path: Path) -> None:
+    path = write_graph(tmp_path)
+    outcome = Supervisor(load_graph(path), RunOptions(stdout=io.StringIO(), in_process=True),
+                         RecoveryPolicy(), say=lambda text: None).run()
+    assert outcome.result.status == COMPLETED
+    assert result(tmp_path)[4] == os.getpid()
+
+
+def test_back_pressure_holds_across_processes(tmp_path: Path) -> None:
+    """A slow sink in another process holds the generator back (bounded channel + pipe), no deadlock."""
+    path = write_graph(tmp_path, gen={"total": 400}, sink={"slow": 0.01})
+    outcome = ProcessEngine(load_graph(path), RunOptions(stdout=io.StringIO())).run()
+    assert outcome.status == COMPLETED
+    assert result(tmp_path)[:3] == [400, 0, 399]
+
+
+def _run_cli(path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "snapgraph", "run", str(path), *args], cwd=path.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def _children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _group_processes() -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split(None, 1)[0]) for line in out.splitlines() if "multiprocessing.spawn" in line}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def test_sigkill_of_a_group_process_is_recovered(tmp_path: Path) -> None:
+    """A group process killed from outside is an operator failure: recovery from the last epoch."""
+    path = write_graph(tmp_path, gen={"total": 3000, "pause": 0.002})
+    proc = _run_cli(path, "--snapshot-period", "1", "--max-retries", "2", "--retry-interval", "0")
+    _wait_for(tmp_path / "sink.pid")
+    victim = int((tmp_path / "sink.pid").read_text())
+    assert victim in _children_of(proc.pid)
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "the group process died (killed by SIGKILL)" in err
+    count, low, high, _, sink_pid = result(tmp_path)
+    assert (count, low, high) == (3000, 0, 2999)
+    assert sink_pid != victim
+
+
+def _orphans_after(proc: subprocess.Popen[str], before: set[int]) -> set[int]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        leftover = {p for p in _group_processes() - before if _alive(p)}
+        if not leftover:
+            return set()
+        time.sleep(0.1)
+    return leftover
+
+
+@pytest.mark.parametrize("ending", ["completion", "failure", "retries exhausted", "SIGINT", "SIGTERM",
+                                    "kill -9 of the engine"])
+def test_no_orphan_processes(tmp_path: Path, ending: str) -> None:
+    before = _group_processes()
+    args: list[str] = []
+    streaming = ending in ("SIGINT", "SIGTERM", "kill -9 of the engine")
+    gen = {"total": 10**9, "pause": 0.01} if streaming else {}
+    path = write_graph(tmp_path, gen=gen)
+    env = dict(os.environ)
+    if ending == "failure":
+        env["SNAPGRAPH_FAULTS"] = "port_callback:sink:3"
+    if ending == "retries exhausted":
+        env["SNAPGRAPH_FAULTS"] = ",".join(f"port_callback:sink:{n}" for n in range(1, 10))
+        args = ["--max-retries", "1", "--retry-interval", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "snapgraph", "run", str(path), *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if streaming:
+        _wait_for(tmp_path / "sink.pid")
+        children = _children_of(proc.pid)
+        assert len(children) >= 2
+        sig = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}.get(ending, signal.SIGKILL)
+        os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    expected = {"completion": 0, "failure": 1, "retries exhausted": 1, "SIGINT": 0, "SIGTERM": 0,
+                "kill -9 of the engine": -signal.SIGKILL}[ending]
+    assert proc.returncode == expected, err
+    assert _orphans_after(proc, before) == set()
+    if ending in ("SIGINT", "SIGTERM"):
+        assert (tmp_path / "result.txt").exists(), "shutdown callbacks ran in the group processes"
+
+
+def test_a_crashing_group_does_not_take_the_engine_down(tmp_path: Path) -> None:
+    """os._exit in user code ends only its group; without retries the run fails cleanly (exit 1)."""
+    path = write_graph(tmp_path, sink_patch=("seen.add(x)", "seen.add(x)\n        if x == 150: os._exit(3)"))
+    outcome = Supervisor(load_graph(path), RunOptions(stdout=io.StringIO()), RecoveryPolicy(),
+                         say=lambda text: None).run()
+    assert outcome.result.status == FAILED
+    assert "group process died (exit code 3)" in outcome.result.reason
+    assert "sink" in outcome.result.reason
