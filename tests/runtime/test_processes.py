@@ -205,11 +205,15 @@ def test_no_orphan_processes(tmp_path: Path, ending: str) -> None:
         assert (tmp_path / "result.txt").exists(), "shutdown callbacks ran in the group processes"
 
 
-def test_a_crashing_group_does_not_take_the_engine_down(tmp_path: Path) -> None:
-    """os._exit in user code ends only its group; without retries the run fails cleanly (exit 1)."""
-    path = write_graph(tmp_path, sink_patch=("seen.add(x)", "seen.add(x)\n        if x == 150: os._exit(3)"))
+@pytest.mark.parametrize("crash, described", [
+    ("os._exit(3)", "exit code 3"),
+    ("__import__('ctypes').string_at(0)", "killed by SIGSEGV"),
+])
+def test_a_crashing_group_does_not_take_the_engine_down(tmp_path: Path, crash: str, described: str) -> None:
+    """os._exit or a segfault in user code ends only its group; without retries the run fails cleanly."""
+    path = write_graph(tmp_path, sink_patch=("seen.add(x)", f"seen.add(x)\n        if x == 150: {crash}"))
     outcome = Supervisor(load_graph(path), RunOptions(stdout=io.StringIO()), RecoveryPolicy(),
                          say=lambda text: None).run()
     assert outcome.result.status == FAILED
-    assert "group process died (exit code 3)" in outcome.result.reason
+    assert f"group process died ({described})" in outcome.result.reason
     assert "sink" in outcome.result.reason
