@@ -178,7 +178,7 @@ def received(folder: Path) -> list[int]:
 # Two ways to kill the engine (like kill -9) and leave an unfinished run with one complete epoch E1,
 # cut at generator offset 3: in the sink's 5th port callback (item 4), or in the coordinator just before
 # it writes the completion record of the second epoch.
-KILL_IN_SINK = "port_callback:sink:5:exit"
+KILL_IN_SINK = "port_callback:sink:5:kill"
 KILL_BEFORE_COMPLETE = "before_complete:*:2:exit"
 
 
@@ -201,10 +201,7 @@ def leave_unfinished_run(folder: Path, monkeypatch: pytest.MonkeyPatch, spec: st
     return run
 
 
-sink_kill = pytest.param(KILL_IN_SINK, id="kill-in-sink", marks=pytest.mark.xfail(strict=True, reason=(
-    "an `exit` fault at an operator's fault point only kills that operator's group process: the parent "
-    "engine reports 'the group process died (exit code 137)', exits 1 and marks the run failed, instead of "
-    "dying like kill -9 with exit 137 and leaving the run unfinished as docs/snapshots.md and faults.py say")))
+sink_kill = pytest.param(KILL_IN_SINK, id="kill-in-sink")
 coordinator_kill = pytest.param(KILL_BEFORE_COMPLETE, id="kill-before-complete")
 
 
@@ -389,7 +386,7 @@ def test_graph_file_period_out_of_range_is_exit_2(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("nonsense", "SNAPGRAPH_FAULTS: bad fault 'nonsense': expected point:process:nth[:raise|exit]"),
+    ("nonsense", "SNAPGRAPH_FAULTS: bad fault 'nonsense': expected point:process:nth[:raise|exit|kill]"),
     ("port_callback:sink:0", "SNAPGRAPH_FAULTS: bad fault 'port_callback:sink:0'"),
     ("port_callback:sink:1:boom", "SNAPGRAPH_FAULTS: bad fault action 'boom'"),
 ])

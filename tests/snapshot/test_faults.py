@@ -59,8 +59,8 @@ def test_empty_specs_are_an_empty_plan(spec: str) -> None:
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("port_callback:sink", "bad fault 'port_callback:sink': expected point:process:nth[:raise|exit]"),
-    ("port_callback", "bad fault 'port_callback': expected point:process:nth[:raise|exit]"),
+    ("port_callback:sink", "bad fault 'port_callback:sink': expected point:process:nth[:raise|exit|kill]"),
+    ("port_callback", "bad fault 'port_callback': expected point:process:nth[:raise|exit|kill]"),
     ("port_callback:sink:5:exit:now", "bad fault 'port_callback:sink:5:exit:now': expected"),
     ("port_callback:sink:0", "bad fault 'port_callback:sink:0': expected"),
     ("port_callback:sink:-1", "bad fault 'port_callback:sink:-1': expected"),
@@ -68,8 +68,8 @@ def test_empty_specs_are_an_empty_plan(spec: str) -> None:
     ("port_callback:sink:", "bad fault 'port_callback:sink:': expected"),
     ("port_callback:sink:2.5", "bad fault 'port_callback:sink:2.5': expected"),
     ("port_callback:sink:5:explode",
-     "bad fault action 'explode' in 'port_callback:sink:5:explode': expected raise or exit"),
-    ("port_callback:sink:5:", "bad fault action '' in 'port_callback:sink:5:': expected raise or exit"),
+     "bad fault action 'explode' in 'port_callback:sink:5:explode': expected raise, exit or kill"),
+    ("port_callback:sink:5:", "bad fault action '' in 'port_callback:sink:5:': expected raise, exit or kill"),
     ("restore:*:1,port_callback:sink:x", "bad fault 'port_callback:sink:x': expected"),
 ])
 def test_bad_specs_are_rejected(spec: str, message: str) -> None:

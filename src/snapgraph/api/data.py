@@ -312,7 +312,7 @@ class TypeContext:
                 f"got {type(reference).__name__}"
             )
         if type_id == DYNAMIC:
-            raise KeyError(f"'*' is a dynamic type placeholder, not a vtype id")
+            raise KeyError("'*' is a dynamic type placeholder, not a vtype id")
         vtype = self.registry.get(type_id)
         if vtype is not None:
             return vtype

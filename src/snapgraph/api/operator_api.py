@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 from snapgraph.api.data import Record, Table, TypeContext, conforms
 from snapgraph.api.header import normalize_header

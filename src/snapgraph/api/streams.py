@@ -174,7 +174,7 @@ class TableWriter:
             for sink in self._sinks:
                 sink.close()
 
-    def __enter__(self) -> "TableWriter":
+    def __enter__(self) -> TableWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -206,7 +206,7 @@ class BinaryWriter:
             for sink in self._sinks:
                 sink.close()
 
-    def __enter__(self) -> "BinaryWriter":
+    def __enter__(self) -> BinaryWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,7 +14,8 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from snapgraph.model.graph import Endpoint, Graph, Group, Location, Port, Process
 from snapgraph.model.operators_repo import OperatorsRepo, assemble_process, parse_ports

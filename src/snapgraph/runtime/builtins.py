@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 BATCH_HEADER = "com.sap.headers.batch"
 
 
-def setup_builtin(process: Process, api: Api, host: "GroupHost") -> None:
+def setup_builtin(process: Process, api: Api, host: GroupHost) -> None:
     """Register the callbacks of the built-in operator ``process.component`` on ``api``."""
     setups = {
         GRAPH_TERMINATOR_V2: _graph_terminator,
@@ -38,7 +38,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _graph_terminator(process: Process, api: Api, host: "GroupHost") -> None:
+def _graph_terminator(process: Process, api: Api, host: GroupHost) -> None:
     """Ends the run once every input port has received a terminating message.
 
     A port terminates on any message when ``onLastBatch`` is false, on a message
@@ -76,7 +76,7 @@ def _render(api: Api, layout: str, header: Any, body: Any, started: float, print
     )
 
 
-def _terminal(process: Process, api: Api, host: "GroupHost") -> None:
+def _terminal(process: Process, api: Api, host: GroupHost) -> None:
     """Prints each message on ``in`` to standard output (layout ``%m`` by default)."""
     layout = str(api.config.layout) if "layout" in api.config else "%m"
     started = time.monotonic()
@@ -90,7 +90,7 @@ def _terminal(process: Process, api: Api, host: "GroupHost") -> None:
     api.set_port_callback("in", on_input)
 
 
-def _wiretap(process: Process, api: Api, host: "GroupHost") -> None:
+def _wiretap(process: Process, api: Api, host: GroupHost) -> None:
     """Prints each message on ``in`` (with its headers) and forwards it on ``out``."""
     layout = str(api.config.layout) if "layout" in api.config else f"[{process.name}] %m"
     started = time.monotonic()

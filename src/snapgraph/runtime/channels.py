@@ -14,7 +14,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from snapgraph.model.graph import Connection
 from snapgraph.runtime.messages import ControlEvent, GraphStopping
@@ -25,7 +26,7 @@ DEFAULT_CAPACITY = 8
 class Channel:
     """One connection's queue of messages and barriers, bounded by ``capacity`` messages."""
 
-    def __init__(self, connection: Connection, inbox: "Inbox", capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, connection: Connection, inbox: Inbox, capacity: int = DEFAULT_CAPACITY) -> None:
         self.connection = connection
         self.port = connection.tgt.port
         self.capacity = capacity

@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Iterable
 
 from snapgraph.api.data import TypeContext, set_default_type_context
 from snapgraph.api.operator_api import RuntimeInfo

@@ -12,7 +12,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from itertools import count
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from snapgraph.model.types import PortType
 

@@ -14,7 +14,8 @@ import heapq
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from snapgraph.api.data import Record, Table
 from snapgraph.api.header import Header
@@ -89,7 +90,7 @@ class _Timer:
 class OperatorRuntime:
     """Runs one process of the graph on its own dispatcher thread."""
 
-    def __init__(self, process: Process, host: "GroupHost", inbox: Inbox, logger: Any) -> None:
+    def __init__(self, process: Process, host: GroupHost, inbox: Inbox, logger: Any) -> None:
         self.process = process
         self.name = process.name
         self.host = host

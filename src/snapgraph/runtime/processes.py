@@ -42,7 +42,7 @@ from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import prepare_imports
 from snapgraph.runtime.wire import OutboundLink, ReplyTokens, receive
-from snapgraph.snapshot.faults import Fault, FaultPlan, set_active_plan
+from snapgraph.snapshot.faults import KILL_EXIT_CODE, Fault, FaultPlan, set_active_plan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for every group's answer to a probe
@@ -124,18 +124,19 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[Pipe], inbound: li
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     driver = _ChildDriver(control)
-    faults = FaultPlan(spec.faults, on_fire=lambda fault: driver.send("fault", fault))
+    faults = FaultPlan(spec.faults, on_fire=lambda fault: driver.send("fault", fault),
+                       kill_engine=lambda message: driver.send("kill_engine", message))
     set_active_plan(faults)
     prepare_imports(spec.graph.path.parent, spec.options.operator_dirs)
     host = GroupHost(spec.graph, spec.members, spec.options, driver, snapshots_on=spec.snapshots_on,
                      restore=spec.restore, faults=faults, handle=spec.handle)
     host.stdout_sink = lambda text: driver.send("stdout", text)
     tokens = ReplyTokens()
-    for (connection, retries), pipe in zip(spec.outbound, outbound):
+    for (connection, retries), pipe in zip(spec.outbound, outbound, strict=True):
         host.connect_remote(connection, OutboundLink(pipe, spec.group, tokens, host.activity.note_sent,
                                                      host.is_stopping), retries)
     report_reply = lambda origin, token, exc: driver.send("reply", origin, token, _portable(exc))  # noqa: E731
-    for connection, pipe in zip(spec.inbound, inbound):
+    for connection, pipe in zip(spec.inbound, inbound, strict=True):
         threading.Thread(target=receive, args=(pipe, connection, host.deliver_remote, report_reply,
                                                host.is_stopping),
                          daemon=True, name=f"link:{connection}").start()
@@ -292,6 +293,10 @@ class ProcessEngine(GraphDriver):
                 self.stdout_write(args[0])
             elif kind == "fault":
                 self.faults.mark_fired(args[0])
+            elif kind == "kill_engine":
+                sys.stderr.write(args[0] + "\n")
+                sys.stderr.flush()
+                os._exit(KILL_EXIT_CODE)
             elif kind == "done":
                 child.stuck = args[0]
                 child.done.set()

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from snapgraph.model.graph import Graph
 from snapgraph.runtime.engine import FAILED, Engine, GraphDriver, RunOptions, RunResult

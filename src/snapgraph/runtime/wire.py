@@ -18,7 +18,8 @@ import itertools
 import pickle
 import threading
 from multiprocessing.connection import Connection as Pipe
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from snapgraph.model.graph import Connection
 from snapgraph.runtime.messages import Barrier, GraphStopping, Message, Reply, StreamBuffer

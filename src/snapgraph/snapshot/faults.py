@@ -7,8 +7,11 @@ from the ``SNAPGRAPH_FAULTS`` environment variable (or built in tests):
   script passes to :func:`fault_point`;
 * ``process``: the operator it applies to, or ``*``;
 * ``nth``: fire on the nth time the step is reached (1-based);
-* ``action``: ``raise`` (default; an operator failure, so recovery runs) or
-  ``exit`` (the whole engine process dies at once, like ``kill -9``).
+* ``action``: ``raise`` (default; an operator failure, so recovery runs),
+  ``exit`` (the process running the step dies at once: a group process when
+  groups run as processes — a group death the engine recovers from — or the
+  engine itself in ``--in-process`` mode), or ``kill`` (the whole engine dies
+  at once, like ``kill -9``, wherever the step runs; exit code 137).
 
 Each fault fires once per run, so the recovery that follows can be compared
 with a failure-free run (a ``restore`` fault fires in the first recovery, for
@@ -22,7 +25,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 FAULT_POINTS = (
     "port_callback",       # before a port callback runs (a crash inside the callback)
@@ -35,6 +38,7 @@ FAULT_POINTS = (
 )
 ENV_VAR = "SNAPGRAPH_FAULTS"
 KILL_EXIT_CODE = 137
+ACTIONS = ("raise", "exit", "kill")
 
 
 class InjectedFault(Exception):
@@ -52,29 +56,30 @@ class Fault:
 class FaultPlan:
     """Counts arrivals at each (point, process) and fires the planned faults."""
 
-    def __init__(self, faults: list[Fault] | None = None,
-                 on_fire: Callable[[Fault], None] | None = None) -> None:
+    def __init__(self, faults: list[Fault] | None = None, on_fire: Callable[[Fault], None] | None = None,
+                 kill_engine: Callable[[str], None] | None = None) -> None:
         self.faults = list(faults or [])
         self._on_fire = on_fire  # a group process tells the parent, so later attempts skip the fault
+        self._kill_engine = kill_engine  # a group process asks the parent to die
         self._counts: dict[tuple[str, str], int] = {}
         self._fired: set[Fault] = set()
         self._lock = threading.Lock()
 
     @classmethod
-    def parse(cls, spec: str) -> "FaultPlan":
+    def parse(cls, spec: str) -> FaultPlan:
         faults = []
         for item in filter(None, (part.strip() for part in spec.split(","))):
             parts = item.split(":")
             if len(parts) not in (3, 4) or not parts[2].isdigit() or int(parts[2]) < 1:
-                raise ValueError(f"bad fault {item!r}: expected point:process:nth[:raise|exit]")
+                raise ValueError(f"bad fault {item!r}: expected point:process:nth[:raise|exit|kill]")
             action = parts[3] if len(parts) == 4 else "raise"
-            if action not in ("raise", "exit"):
-                raise ValueError(f"bad fault action {action!r} in {item!r}: expected raise or exit")
+            if action not in ACTIONS:
+                raise ValueError(f"bad fault action {action!r} in {item!r}: expected raise, exit or kill")
             faults.append(Fault(parts[0], parts[1], int(parts[2]), action))
         return cls(faults)
 
     @classmethod
-    def from_env(cls) -> "FaultPlan":
+    def from_env(cls) -> FaultPlan:
         return cls.parse(os.environ.get(ENV_VAR, ""))
 
     def hit(self, point: str, process: str) -> None:
@@ -96,12 +101,15 @@ class FaultPlan:
         for fault in due:
             if self._on_fire is not None:
                 self._on_fire(fault)
-            if fault.action == "exit":
-                sys.stderr.write(f"snapgraph: injected fault: engine killed at {point} of {process!r}\n")
-                sys.stderr.flush()
-                os._exit(KILL_EXIT_CODE)
-            raise InjectedFault(f"injected fault at {point} of {process!r} (hit {counts[fault.process]})")
-
+            if fault.action == "raise":
+                raise InjectedFault(f"injected fault at {point} of {process!r} (hit {counts[fault.process]})")
+            where = "engine" if fault.action == "kill" or self._kill_engine is None else "group process"
+            message = f"snapgraph: injected fault: {where} killed at {point} of {process!r}"
+            if fault.action == "kill" and self._kill_engine is not None:
+                self._kill_engine(message)
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+            os._exit(KILL_EXIT_CODE)
 
     def mark_fired(self, fault: Fault) -> None:
         """A fault fired elsewhere (in a group process): it must not fire again in this run."""

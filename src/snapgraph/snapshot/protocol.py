@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.store import EpochRecord, SnapshotStore
@@ -43,7 +43,7 @@ class EpochClock:
         self._last = _parse(after) if after else None
 
     def next(self) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         if self._last is not None and now <= self._last:
             now = self._last + timedelta(milliseconds=1)
@@ -52,7 +52,7 @@ class EpochClock:
 
 
 def _parse(epoch: str) -> datetime:
-    return datetime.strptime(epoch, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(epoch, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 @dataclass
