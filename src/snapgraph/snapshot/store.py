@@ -34,6 +34,7 @@ FAILED = "failed"
 ABANDONED = "abandoned"
 
 DEFAULT_KEEP = 3  # complete epochs kept per run; older ones are pruned
+SCHEMA_VERSION = 1
 
 
 class StoreError(Exception):
@@ -126,8 +127,9 @@ CREATE TABLE IF NOT EXISTS states (
     run_id TEXT NOT NULL,
     epoch TEXT NOT NULL,
     process TEXT NOT NULL,
-    data BLOB NOT NULL,
     checksum TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,  -- last: reading the other columns must not walk a large blob's overflow pages
     PRIMARY KEY (run_id, epoch, process)
 );
 CREATE TABLE IF NOT EXISTS epochs (
@@ -155,7 +157,13 @@ class SQLiteStore(SnapshotStore):
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            fresh = not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
+            if not fresh and version != SCHEMA_VERSION:
+                raise StoreError(f"snapshot store {self.path} has format {version}, this snapgraph "
+                                 f"reads format {SCHEMA_VERSION}; use another --store or delete it")
             self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.execute("SELECT count(*) FROM runs").fetchone()
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"snapshot store {self.path} is unusable: {exc}") from None
@@ -202,8 +210,8 @@ class SQLiteStore(SnapshotStore):
 
     def save_state(self, run_id: str, epoch: str, process: str, data: bytes) -> None:
         self._write([(
-            "INSERT OR REPLACE INTO states (run_id, epoch, process, data, checksum) VALUES (?, ?, ?, ?, ?)",
-            (run_id, epoch, process, sqlite3.Binary(data), checksum(data)))])
+            "INSERT OR REPLACE INTO states (run_id, epoch, process, checksum, size, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, epoch, process, checksum(data), len(data), sqlite3.Binary(data)))])
 
     def complete_epoch(self, run_id: str, epoch: str, started: float, processes: list[str]) -> None:
         rows = self._read("SELECT process, checksum FROM states WHERE run_id = ? AND epoch = ?", (run_id, epoch))
@@ -261,7 +269,7 @@ class SQLiteStore(SnapshotStore):
         for epoch, started, completed in self._read(
                 "SELECT epoch, started, completed FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)):
             sizes = dict(self._read(
-                "SELECT process, length(data) FROM states WHERE run_id = ? AND epoch = ?", (run_id, epoch)))
+                "SELECT process, size FROM states WHERE run_id = ? AND epoch = ?", (run_id, epoch)))
             result.append(EpochRecord(run_id, epoch, started, completed, sum(sizes.values()), sizes))
         return result
 
