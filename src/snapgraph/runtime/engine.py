@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from snapgraph.model.graph import Graph
-from snapgraph.runtime.group import GroupHost, Restore
+from snapgraph.runtime.group import GroupHost, Restore, current_cpu
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
@@ -247,7 +247,8 @@ class Engine(GraphDriver):
                  snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
         super().__init__(graph, options, snapshots, faults)
         self.host = GroupHost(graph, graph.processes, self.options, self, snapshots_on=snapshots is not None,
-                              restore=self.restore, faults=self.faults, handle=self.handle)
+                              restore=self.restore, faults=self.faults, handle=self.handle,
+                              cpu=current_cpu() if self.options.pin_cpus else None)
         self.host.activity.changed = self.wake  # an idle group wakes the watch loop at once
 
     def _load(self) -> list[OperatorFailure]:

@@ -11,6 +11,8 @@ failures, the terminator, snapshot acknowledgements — goes up to a
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 import threading
 import time
@@ -30,6 +32,37 @@ from snapgraph.runtime.options import RunOptions
 from snapgraph.snapshot.faults import FaultPlan
 
 JOIN_TIMEOUT = 10.0  # seconds a dispatcher gets to finish its callback and shutdown
+
+# Garbage collection while a graph runs. Tables waiting in channels are thousands of live row
+# lists; with CPython's default thresholds (700, 10, 10) the older generations re-scan them over
+# and over, which cost W1 about 40% of its time (docs/benchmarks.md). Objects that exist before the
+# operators start are frozen out of collection, and young collections run less often. Both are
+# undone when the group stops, so a failed attempt's objects can still be collected.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def current_cpu() -> int | None:
+    """The CPU this thread runs on now (Linux), or None where that cannot be told."""
+    try:
+        return int(open("/proc/thread-self/stat").read().rsplit(")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pin_thread(cpu: int | None) -> None:
+    """Keep the calling thread on ``cpu`` (Linux: affinity is per thread); a no-op elsewhere.
+
+    The threads of one group share one interpreter lock, so only one of them
+    runs Python at a time anyway. Keeping them on one core makes handing the
+    lock from one to the next cheap; across cores each hand-off costs a
+    wake-up on the other core and cold caches (W1 ran about 1.5x faster
+    pinned, docs/benchmarks.md). Threads a script starts inherit the CPU.
+    """
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            pass
 
 
 class Driver(Protocol):
@@ -100,8 +133,9 @@ class GroupHost:
 
     def __init__(self, graph: Graph, members: Iterable[str], options: RunOptions, driver: Driver, *,
                  snapshots_on: bool = False, restore: Restore | None = None,
-                 faults: FaultPlan | None = None, handle: str | None = None) -> None:
+                 faults: FaultPlan | None = None, handle: str | None = None, cpu: int | None = None) -> None:
         self.graph = graph
+        self.cpu = cpu  # the CPU all of this group's engine threads run on (None: let the OS choose)
         self.options = options
         self.driver = driver
         self.snapshots_on = snapshots_on
@@ -110,6 +144,7 @@ class GroupHost:
         self.handle = handle or uuid.uuid4().hex
         self.activity = Activity()
         self.started = threading.Event()
+        self._gc_thresholds: tuple[int, int, int] | None = None
         self.type_context = TypeContext(graph.vtypes or VTypeRegistry())
         self._stopping = threading.Event()
         self._engine_threads: set[int] = set()
@@ -161,7 +196,9 @@ class GroupHost:
         return self._stopping.is_set()
 
     def register_engine_thread(self) -> None:
+        """Called first by every thread of this group's engine: count it as ours, pin it."""
         self._engine_threads.add(threading.get_ident())
+        pin_thread(self.cpu)
 
     def fail(self, failure: OperatorFailure) -> None:
         self.driver.operator_failed(failure)
@@ -205,6 +242,9 @@ class GroupHost:
 
     def go(self) -> None:
         """Let every operator run: restore, prestart, then its event loop."""
+        self._gc_thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.activity.add(len(self.operators))  # start-up tokens, released after each prestart
         self.started.set()
 
@@ -245,4 +285,8 @@ class GroupHost:
             runtime.thread.join(max(0.0, deadline - time.monotonic()))
             if runtime.thread.is_alive():
                 stuck.append(runtime.name)
+        if self._gc_thresholds is not None:
+            gc.unfreeze()
+            gc.set_threshold(*self._gc_thresholds)
+            self._gc_thresholds = None
         return stuck

@@ -134,6 +134,19 @@ class StreamBuffer:
 
 
 @dataclass(slots=True)
+class Encoded:
+    """A message from another group process, still pickled.
+
+    The link thread only reads bytes off the pipe; the receiving operator's
+    dispatcher decodes them when it takes the message, so unpickling does not
+    compete with the dispatcher for the interpreter lock.
+    """
+
+    data: bytes
+    decode: Callable[[bytes], Message]
+
+
+@dataclass(slots=True)
 class Barrier:
     """A snapshot barrier for epoch ``epoch`` (used by the snapshot protocol)."""
 

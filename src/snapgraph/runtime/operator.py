@@ -32,6 +32,7 @@ from snapgraph.runtime.channels import Channel, Inbox
 from snapgraph.runtime.messages import (
     Barrier,
     ControlEvent,
+    Encoded,
     GraphStopping,
     Message,
     MessageIds,
@@ -309,6 +310,8 @@ class OperatorRuntime:
 
     def _deliver(self, channel: Channel, message: Any) -> None:
         try:
+            if isinstance(message, Encoded):
+                message = message.decode(message.data)
             if isinstance(message, Barrier):
                 self._on_barrier(channel, message.epoch)
                 return

@@ -37,7 +37,7 @@ from typing import Any
 
 from snapgraph.model.graph import RETRY, Connection, Graph, error_handling_mode
 from snapgraph.runtime.engine import GraphDriver, Quiet
-from snapgraph.runtime.group import JOIN_TIMEOUT, GroupHost, Restore
+from snapgraph.runtime.group import JOIN_TIMEOUT, GroupHost, Restore, current_cpu
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import prepare_imports
@@ -69,6 +69,7 @@ class GroupSpec:
     restore: Restore | None
     faults: list[Fault]
     handle: str
+    cpu: int | None = None
     outbound: list[tuple[Connection, bool]] = field(default_factory=list)  # (connection, receiver retries)
     inbound: list[Connection] = field(default_factory=list)
 
@@ -129,7 +130,8 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[Pipe], inbound: li
     set_active_plan(faults)
     prepare_imports(spec.graph.path.parent, spec.options.operator_dirs)
     host = GroupHost(spec.graph, spec.members, spec.options, driver, snapshots_on=spec.snapshots_on,
-                     restore=spec.restore, faults=faults, handle=spec.handle)
+                     restore=spec.restore, faults=faults, handle=spec.handle, cpu=spec.cpu)
+    host.register_engine_thread()  # the control loop runs on this thread
     host.stdout_sink = lambda text: driver.send("stdout", text)
     tokens = ReplyTokens()
     for (connection, retries), pipe in zip(spec.outbound, outbound, strict=True):
@@ -138,7 +140,7 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[Pipe], inbound: li
     report_reply = lambda origin, token, exc: driver.send("reply", origin, token, _portable(exc))  # noqa: E731
     for connection, pipe in zip(spec.inbound, inbound, strict=True):
         threading.Thread(target=receive, args=(pipe, connection, host.deliver_remote, report_reply,
-                                               host.is_stopping),
+                                               host.is_stopping, host.register_engine_thread),
                          daemon=True, name=f"link:{connection}").start()
     driver.send("loaded", host.load())
     while True:
@@ -226,7 +228,8 @@ class ProcessEngine(GraphDriver):
             if self._home[connection.src.process] is not self._home[connection.tgt.process]:
                 links[connection] = context.Pipe(duplex=False)  # (receive end, send end)
         options = replace(self.options, stdout=None)
-        for child in self.children.values():
+        cpus = _cpu_plan(len(self.children)) if self.options.pin_cpus else [None] * len(self.children)
+        for child, cpu in zip(self.children.values(), cpus, strict=True):
             outbound = [(c, error_handling_mode(self.graph.processes[c.tgt.process].config) == RETRY)
                         for c in links if self._home[c.src.process] is child]
             inbound = [c for c in links if self._home[c.tgt.process] is child]
@@ -235,7 +238,7 @@ class ProcessEngine(GraphDriver):
                 restore = Restore(self.restore.epoch,
                                   {k: v for k, v in self.restore.states.items() if k in child.members})
             spec = GroupSpec(self.graph, child.group, child.members, options, self.snapshots is not None,
-                             restore, self.faults.remaining(), self.handle,
+                             restore, self.faults.remaining(), self.handle, cpu,
                              outbound=outbound, inbound=inbound)
             parent_end, child_end = context.Pipe(duplex=True)
             child.control = parent_end
@@ -385,6 +388,17 @@ class ProcessEngine(GraphDriver):
             if child.control is not None:
                 child.control.close()
         return stuck
+
+
+def _cpu_plan(groups: int) -> list[int | None]:
+    """One CPU per group, round-robin over the CPUs this engine may use, starting where it runs."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return [None] * groups
+    start = current_cpu()
+    offset = allowed.index(start) if start in allowed else 0
+    return [allowed[(offset + i) % len(allowed)] for i in range(groups)]
 
 
 def _describe_exit(code: int | None) -> str:

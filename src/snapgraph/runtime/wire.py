@@ -22,13 +22,13 @@ from typing import Any
 from collections.abc import Callable
 
 from snapgraph.model.graph import Connection
-from snapgraph.runtime.messages import Barrier, GraphStopping, Message, Reply, StreamBuffer
+from snapgraph.runtime.messages import Barrier, Encoded, GraphStopping, Message, Reply, StreamBuffer
 
 PROTOCOL = 5
 STREAM_CAPACITY = 16
 
-# Item kinds on a link.
-_MESSAGE, _BARRIER, _CHUNK, _CLOSE = 0, 1, 2, 3
+# Item kinds on a link: the first byte of each frame, then the pickled item.
+_MESSAGE, _STREAM, _BARRIER, _CHUNK, _CLOSE = b"M", b"S", b"B", b"C", b"E"
 
 
 class ReplyTokens:
@@ -84,13 +84,14 @@ class OutboundLink:
     def put(self, item: Any) -> None:
         if isinstance(item, Barrier):
             self._on_sent()
-            self._send((_BARRIER, item.epoch))
+            self._send(_BARRIER, item.epoch)
             return
         assert isinstance(item, Message)
         token = self._tokens.register(item.reply) if item.reply is not None else None
         stream = next(self._streams) if item.is_stream else None
         self._on_sent()
-        self._send((_MESSAGE, item.msg_id, item.header, None if item.is_stream else item.body,
+        self._send(_STREAM if item.is_stream else _MESSAGE,
+                   (item.msg_id, item.header, None if item.is_stream else item.body,
                     item.port_type, item.type_id, token, self._group, stream))
         if stream is not None:
             threading.Thread(target=self._pump, args=(item.body, stream), daemon=True,
@@ -100,13 +101,13 @@ class OutboundLink:
         """Move a stream's chunks from the writer's buffer onto the pipe as they come."""
         try:
             while (chunk := buffer.take()) is not None:
-                self._send((_CHUNK, stream, chunk))
-            self._send((_CLOSE, stream))
+                self._send(_CHUNK, (stream, chunk))
+            self._send(_CLOSE, stream)
         except (GraphStopping, OSError):
             pass
 
-    def _send(self, item: tuple[Any, ...]) -> None:
-        data = pickle.dumps(item, protocol=PROTOCOL)
+    def _send(self, kind: bytes, item: Any) -> None:
+        data = kind + pickle.dumps(item, protocol=PROTOCOL)
         with self._lock:
             if self._stopping():
                 raise GraphStopping()
@@ -118,28 +119,40 @@ class OutboundLink:
 
 def receive(pipe: Pipe, connection: Connection, deliver: Callable[[Connection, Any], None],
             report_reply: Callable[[str, int, BaseException | None], None],
-            stopping: Callable[[], bool]) -> None:
-    """Read one cross-group connection until it closes, handing items to the local group."""
+            stopping: Callable[[], bool], on_start: Callable[[], None]) -> None:
+    """Read one cross-group connection until it closes, handing items to the local group.
+
+    Plain messages are handed over still encoded (:class:`Encoded`); the
+    receiving dispatcher decodes them.
+    """
+    on_start()
     streams: dict[int, StreamBuffer] = {}
+
+    def decode(data: bytes) -> Message:
+        msg_id, header, body, port_type, type_id, token, origin, stream = pickle.loads(data[1:])
+        reply = RemoteReply(token, origin, report_reply) if token is not None else None
+        if stream is not None:
+            body = streams[stream] = StreamBuffer(STREAM_CAPACITY, stopping)
+        return Message(msg_id, header, body, port_type, type_id, reply,  # type: ignore[arg-type]
+                       is_stream=stream is not None)
+
     try:
         while True:
             try:
-                item = pickle.loads(pipe.recv_bytes())
+                data = pipe.recv_bytes()
             except (EOFError, OSError):
                 return
-            kind = item[0]
+            kind = data[:1]
             if kind == _MESSAGE:
-                _, msg_id, header, body, port_type, type_id, token, origin, stream = item
-                reply = RemoteReply(token, origin, report_reply) if token is not None else None
-                if stream is not None:
-                    body = streams[stream] = StreamBuffer(STREAM_CAPACITY, stopping)
-                deliver(connection, Message(msg_id, header, body, port_type, type_id, reply,  # type: ignore[arg-type]
-                                            is_stream=stream is not None))
+                deliver(connection, Encoded(data, decode))
+            elif kind == _STREAM:
+                deliver(connection, decode(data))  # its chunks follow: the buffer must exist now
             elif kind == _BARRIER:
-                deliver(connection, Barrier(item[1]))
+                deliver(connection, Barrier(pickle.loads(data[1:])))
             elif kind == _CHUNK:
-                streams[item[1]].put(item[2])
+                stream, chunk = pickle.loads(data[1:])
+                streams[stream].put(chunk)
             else:
-                streams.pop(item[1]).close()
+                streams.pop(pickle.loads(data[1:])).close()
     except GraphStopping:
         return
