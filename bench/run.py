@@ -115,35 +115,56 @@ class RssSampler(threading.Thread):
         return list(self.peaks.values())
 
 
-def run_worker(spec: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+TIMEOUTS = {"plain": 300, "snapgraph": 300, "bytewax": 300, "latency": 120, "snapsize": 120, "recovery": 90,
+            "profile": 300}
+FAILURES: list[str] = []  # every failed run, printed at the end (exit code 1)
+
+
+def run_worker(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    timeout = timeout or TIMEOUTS.get(spec["kind"], 300)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec_file.write_text(json.dumps(spec))
+        # the worker's own temporary files go below tmp too, so they are removed even if it is killed
+        spec_file.write_text(json.dumps(dict(spec, scratch=tmp)))
+        # own session: a timed-out worker is killed together with its group processes
         proc = subprocess.Popen([sys.executable, str(WORKER), str(spec_file), str(result_file)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True)
         sampler = RssSampler(proc.pid)
         sampler.start()
+        timed_out = False
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            timed_out = True
+            try:
+                os.killpg(proc.pid, 9)
+            except OSError:
+                proc.kill()
             output, _ = proc.communicate()
         rss = sampler.stop()
+        text = output.decode(errors="replace")[-3000:]
+        if timed_out:
+            return {"ok": False, "error": f"TIMEOUT: no result after {timeout:g}s (worker and its children killed)",
+                    "output": text}
         if not result_file.exists():
-            return {"ok": False, "error": f"worker exited {proc.returncode} without a result",
-                    "output": output.decode(errors="replace")[-3000:]}
+            return {"ok": False, "error": f"worker exited {proc.returncode} without a result", "output": text}
         result = json.loads(result_file.read_text())
         result["rss"] = rss
-        result["output"] = output.decode(errors="replace")[-3000:]
+        result["output"] = text
         return result
 
 
-def fail_loudly(what: str, result: dict[str, Any]) -> None:
+def failed(what: str, result: dict[str, Any]) -> bool:
+    """Report a failed or wrong run loudly (it is listed again at the end, exit code 1)."""
+    if result.get("ok") and not result.get("error"):
+        return False
+    FAILURES.append(f"{what}: {result.get('error')}")
     print(f"\n*** {what} FAILED: {result.get('error')}", file=sys.stderr)
     for key in ("traceback", "output"):
         if result.get(key):
-            print(result[key], file=sys.stderr)
-    raise SystemExit(1)
+            print(result[key][-1500:], file=sys.stderr)
+    sys.stderr.flush()
+    return True
 
 
 # -- sections -----------------------------------------------------------------------------------------
@@ -157,8 +178,8 @@ def run_pipelines(workloads: list[str], rows: int, rounds: int, hash_rounds: int
                 spec = dict(config.spec, rows=n, batch=1000, hash_rounds=0 if workload == "W1" else hash_rounds)
                 t0 = time.monotonic()
                 result = run_worker(spec)
-                if not result.get("ok") or result.get("error"):
-                    fail_loudly(f"{workload} {config.label} (round {r + 1})", result)
+                if failed(f"{workload} {config.label} (round {r + 1})", result):
+                    continue
                 result["rows"] = n
                 result["rows_s"] = n / result["pipeline_s"]
                 results[workload][config.key].append(result)
@@ -168,15 +189,19 @@ def run_pipelines(workloads: list[str], rows: int, rounds: int, hash_rounds: int
     summary: dict[str, Any] = {}
     for workload in workloads:
         rows_out = []
-        floor = statistics.median(x["rows_s"] for x in results[workload]["a"])
+        floor_runs = results[workload]["a"]
+        floor = statistics.median(x["rows_s"] for x in floor_runs) if floor_runs else None
         for config in configs:
             runs = results[workload][config.key]
+            if not runs:
+                rows_out.append({"key": config.key, "label": config.label, "rows": None, "rows_s": None,
+                                 "ratio_a": None, "all_rows_s": [], "wall_s": None, "processes": None, "rss": []})
+                continue
             med = statistics.median(x["rows_s"] for x in runs)
-            wall = statistics.median(x["wall_s"] for x in runs)
             rows_out.append({
                 "key": config.key, "label": config.label, "rows": runs[0]["rows"],
-                "rows_s": med, "ratio_a": med / floor, "all_rows_s": [x["rows_s"] for x in runs],
-                "wall_s": wall, "processes": runs[0].get("os_processes"),
+                "rows_s": med, "ratio_a": med / floor if floor else None, "all_rows_s": [x["rows_s"] for x in runs],
+                "wall_s": statistics.median(x["wall_s"] for x in runs), "processes": runs[0].get("os_processes"),
                 "in_process_supported": runs[0].get("in_process_supported"),
                 "epochs": runs[0].get("epochs"),
                 "rss": _rss_summary(runs[-1]),
@@ -203,13 +228,46 @@ def _rss_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def run_gc_experiment(workloads: list[str], rows: int, rounds: int, hash_rounds: int,
+                      threshold: str) -> dict[str, Any]:
+    """What-if: (a), (b), (c) with the default GC thresholds and with gc.set_threshold(threshold) in every
+    process that runs operators (set by the scripts, so it reaches group processes too). Not a target."""
+    configs = [(key + suffix, dict(spec, gc_threshold=gc))
+               for key, spec in (("a", {"kind": "plain"}),
+                                 ("b", {"kind": "snapgraph", "in_process": True, "snapshots": False}),
+                                 ("c", {"kind": "snapgraph", "in_process": None, "snapshots": False}))
+               for suffix, gc in (("", ""), ("+gc", threshold))]
+    rates: dict[str, dict[str, list[float]]] = {w: {k: [] for k, _ in configs} for w in workloads}
+    for r in range(rounds):
+        for workload in workloads:
+            for key, spec in configs:
+                spec = dict(spec, rows=rows, batch=1000, hash_rounds=0 if workload == "W1" else hash_rounds)
+                result = run_worker(spec)
+                if failed(f"GC experiment {workload} {key} (round {r + 1})", result):
+                    continue
+                rates[workload][key].append(rows / result["pipeline_s"])
+                print(f"  round {r + 1}/{rounds} {workload} {key:5} {rows / result['pipeline_s'] / 1e6:6.3f} M rows/s",
+                      flush=True)
+    out: dict[str, Any] = {"threshold": threshold, "workloads": {}}
+    for workload in workloads:
+        med = {k: statistics.median(v) if v else None for k, v in rates[workload].items()}
+        out["workloads"][workload] = {"rows_s": med, "all": rates[workload]}
+    return out
+
+
 def run_encoding(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-enc-") as tmp:
         out = Path(tmp) / "enc.json"
         args = ["--tables", "300" if quick else "2000", "--seconds", "0.2" if quick else "1.0", "--json", str(out)]
-        proc = subprocess.run([sys.executable, str(HERE / "encoding.py"), *args], capture_output=True, text=True)
+        try:
+            proc = subprocess.run([sys.executable, str(HERE / "encoding.py"), *args], capture_output=True, text=True,
+                                  timeout=300)
+        except subprocess.TimeoutExpired:
+            failed("encoding benchmark", {"error": "TIMEOUT after 300s"})
+            return {}
         if proc.returncode != 0:
-            fail_loudly("encoding benchmark", {"error": f"exit {proc.returncode}", "output": proc.stderr[-3000:]})
+            failed("encoding benchmark", {"error": f"exit {proc.returncode}", "output": proc.stderr[-3000:]})
+            return {}
         return json.loads(out.read_text())
 
 
@@ -218,15 +276,19 @@ SIZES = [("1 KB", 1_000), ("100 KB", 100_000), ("10 MB", 10_000_000), ("100 MB",
 
 def run_snapshots(quick: bool) -> list[dict[str, Any]]:
     out = []
-    for label, size in SIZES[:3] if quick else SIZES:
-        result = run_worker({"kind": "snapsize", "size": size, "duration": 2.3 if quick else 3.5})
-        if not result.get("ok") or result.get("error"):
-            fail_loudly(f"snapshot size {label}", result)
-        out.append({"state": label, "size": size, "epochs": result["epochs"], "median_ms": result["median_s"] * 1e3,
-                    "durations_ms": [d * 1e3 for d in result["durations_s"]], "bytes": result["bytes"],
-                    "mb_s": size / result["median_s"] / 1e6})
-        print(f"  snapshot {label:7} median {result['median_s'] * 1e3:8.1f} ms over {result['epochs']} epochs, "
-              f"{result['bytes'][-1]} bytes", flush=True)
+    for in_process in (True, None):
+        where = "in_process=True" if in_process else "groups (default)"
+        for label, size in SIZES[:3] if quick else SIZES:
+            result = run_worker({"kind": "snapsize", "size": size, "duration": 2.3 if quick else 3.5,
+                                 "in_process": in_process})
+            if failed(f"snapshot size {where} {label}", result):
+                out.append({"state": label, "size": size, "where": where, "error": result.get("error")})
+                continue
+            out.append({"state": label, "size": size, "where": where, "epochs": result["epochs"],
+                        "median_ms": result["median_s"] * 1e3, "durations_ms": [d * 1e3 for d in result["durations_s"]],
+                        "bytes": result["bytes"], "mb_s": size / result["median_s"] / 1e6})
+            print(f"  snapshot {where:17} {label:7} median {result['median_s'] * 1e3:8.1f} ms over "
+                  f"{result['epochs']} epochs, {result['bytes'][-1]} bytes", flush=True)
     return out
 
 
@@ -234,22 +296,26 @@ def run_recovery(quick: bool) -> list[dict[str, Any]]:
     sizes = [SIZES[0], SIZES[2]] if quick else SIZES
     out = []
     for in_process in (True, None):
+        where = "in_process=True" if in_process else "groups (default)"
         for label, size in sizes:
             reps = 1 if quick or size >= 100_000_000 else 3
-            times, parts = [], []
+            times, parts, errors = [], [], []
+            restored_from = None
             for _ in range(reps):
                 result = run_worker({"kind": "recovery", "size": size, "in_process": in_process})
-                if not result.get("ok") or result.get("error"):
-                    fail_loudly(f"recovery {label}", result)
+                if failed(f"recovery {where} {label}", result):
+                    errors.append(result.get("error"))
+                    continue
                 times.append(result["recovery_s"])
                 parts.append(result["to_restore_callback_s"])
-            where = "in_process=True" if in_process else "groups (default)"
-            out.append({"state": label, "size": size, "where": where, "reps": reps,
-                        "recovery_ms": statistics.median(times) * 1e3, "all_ms": [t * 1e3 for t in times],
-                        "to_restore_ms": statistics.median(parts) * 1e3,
-                        "restored_from": result["restored_from"][-1]})
-            print(f"  recovery {where:17} {label:7} {statistics.median(times) * 1e3:8.1f} ms "
-                  f"(to restore callback {statistics.median(parts) * 1e3:.1f} ms)", flush=True)
+                restored_from = result["restored_from"][-1]
+            row: dict[str, Any] = {"state": label, "size": size, "where": where, "reps": reps, "errors": errors,
+                                   "all_ms": [t * 1e3 for t in times], "restored_from": restored_from}
+            if times:
+                row.update(recovery_ms=statistics.median(times) * 1e3, to_restore_ms=statistics.median(parts) * 1e3)
+                print(f"  recovery {where:17} {label:7} {row['recovery_ms']:8.1f} ms "
+                      f"(to restore callback {row['to_restore_ms']:.1f} ms)", flush=True)
+            out.append(row)
     return out
 
 
@@ -257,10 +323,11 @@ def run_latency(quick: bool) -> list[dict[str, Any]]:
     out = []
     count = 200 if quick else 1000
     for in_process in (True, None):
-        result = run_worker({"kind": "latency", "count": count, "rate": 200, "in_process": in_process})
-        if not result.get("ok") or result.get("error"):
-            fail_loudly("latency", result)
         where = "in_process=True" if in_process else "groups (default)"
+        result = run_worker({"kind": "latency", "count": count, "rate": 200, "in_process": in_process})
+        if failed(f"latency {where}", result):
+            out.append({"where": where, "error": result.get("error")})
+            continue
         out.append({"where": where, "n": result["n"], "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
                     "max_ms": result["max_ms"], "processes": len(result.get("pids", []))})
         print(f"  latency {where:17} p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
@@ -279,7 +346,7 @@ def pyspy_profile(spec: dict[str, Any]) -> dict[str, Any]:
     exe = _pyspy()
     with tempfile.TemporaryDirectory(prefix="bench-spy-") as tmp:
         spec_file, result_file, raw = Path(tmp) / "spec.json", Path(tmp) / "result.json", Path(tmp) / "out.raw"
-        spec_file.write_text(json.dumps(spec))
+        spec_file.write_text(json.dumps(dict(spec, scratch=tmp)))
         argv = [exe, "record", "--gil", "--threads", "--subprocesses", "-r", "500", "--format", "raw",
                 "-o", str(raw), "--", sys.executable, str(WORKER), str(spec_file), str(result_file)]
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp)
@@ -289,7 +356,7 @@ def pyspy_profile(spec: dict[str, Any]) -> dict[str, Any]:
         groups_by_pid = {str(p["pid"]): ",".join(p.get("groups", [])) for p in result.get("processes", [])}
         worker_pid = str(result.get("worker_pid"))
         by_thread: dict[str, int] = {}
-        leaf: dict[str, int] = {}
+        leaf: dict[str, dict[str, int]] = {}
         inclusive: dict[str, int] = {}
         total = 0
         for line in raw.read_text().splitlines():
@@ -311,19 +378,25 @@ def pyspy_profile(spec: dict[str, Any]) -> dict[str, Any]:
             total += n
             key = f"{plabel} {tname}"
             by_thread[key] = by_thread.get(key, 0) + n
-            leaf_key = f"{tname} | {_short(code[-1])}"
-            leaf[leaf_key] = leaf.get(leaf_key, 0) + n
+            per_thread = leaf.setdefault(key, {})  # type: ignore[arg-type]
+            fn = _short(code[-1])
+            per_thread[fn] = per_thread.get(fn, 0) + n
             for frame in set(code):
                 if "snapgraph/" in frame or "/graphs/" in frame or "graphs/" in frame:
-                    k = f"{tname} | {_short(frame)}"
+                    k = f"{tname} › {_short(frame)}"
                     inclusive[k] = inclusive.get(k, 0) + n
         total = total or 1
 
         def top(d: dict[str, int], k: int) -> list[tuple[str, float]]:
             return [(name, v / total) for name, v in sorted(d.items(), key=lambda kv: -kv[1])[:k]]
 
+        per_thread_top = {}
+        for key, fns in leaf.items():
+            n_thread = sum(fns.values())
+            if n_thread >= 0.03 * total:
+                per_thread_top[key] = [(fn, v / n_thread) for fn, v in sorted(fns.items(), key=lambda kv: -kv[1])[:8]]
         return {"samples": total, "pipeline_s": result.get("pipeline_s"), "threads": top(by_thread, 12),
-                "leaf": top(leaf, 25), "inclusive": top(inclusive, 30)}
+                "per_thread": per_thread_top, "inclusive": top(inclusive, 30)}
 
 
 def _short(frame: str) -> str:
@@ -341,17 +414,15 @@ def run_profile(rows: int) -> dict[str, Any]:
     for _ in range(3):  # interleaved a, b, a, b, ...
         for key, of in (("a", "plain"), ("b", "snapgraph")):
             result = run_worker(dict(base, of=of))
-            if not result.get("ok"):
-                fail_loudly(f"profile {key}", result)
+            if failed(f"profile {key}", result):
+                continue
             out["gc"][key].append({k: result[k] for k in ("pipeline_s", "process_cpu_s", "gc_s", "gc_count",
                                                           "thread_cpu_s")})
     prof = run_worker(dict(base, of="snapgraph", mode="cprofile"))
-    if not prof.get("ok"):
-        fail_loudly("profile (cProfile)", prof)
-    out["cprofile"] = prof.get("cprofile", "")
+    out["cprofile"] = "" if failed("profile (cProfile)", prof) else prof.get("cprofile", "")
     if _pyspy() is not None:
-        out["pyspy_b"] = pyspy_profile({"kind": "snapgraph", "rows": rows, "batch": 1000, "hash_rounds": 0,
-                                        "in_process": True, "snapshots": False})
+        # (c) only: in (b) all dispatcher threads share one CPU and one GIL, and py-spy's per-thread
+        # attribution there proved wrong against thread_time (above); per process it is usable.
         out["pyspy_c"] = pyspy_profile({"kind": "snapgraph", "rows": rows, "batch": 1000, "hash_rounds": 0,
                                         "in_process": None, "snapshots": False})
     return out
@@ -359,32 +430,37 @@ def run_profile(rows: int) -> dict[str, Any]:
 
 # -- targets -------------------------------------------------------------------------------------------
 def targets(pipes: dict[str, Any], recovery: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    found = []
+    found: list[dict[str, Any]] = []
 
-    def rate(workload: str, key: str) -> float | None:
+    def rate(workload: str, key: str) -> tuple[bool, float | None]:
         for row in pipes.get(workload, []):
             if row["key"] == key:
-                return row["rows_s"]
-        return None
+                return True, row["rows_s"]
+        return False, None
 
-    def add(name: str, left: float | None, right: float | None, factor: float) -> None:
-        if left is None or right is None:
+    def add(name: str, left: tuple[bool, float | None], right: tuple[bool, float | None], factor: float) -> None:
+        if not (left[0] and right[0]):
+            return  # not part of this run
+        if left[1] is None or right[1] is None:
+            found.append({"target": name, "measured": None, "needed": factor, "met": False})
             return
-        found.append({"target": name, "measured": left / right, "needed": factor, "met": left >= factor * right})
+        found.append({"target": name, "measured": left[1] / right[1], "needed": factor,
+                      "met": left[1] >= factor * right[1]})
 
     add("W1 (b) >= 0.9 x (a)", rate("W1", "b"), rate("W1", "a"), 0.9)
     add("W1 (c) >= 0.8 x (a)", rate("W1", "c"), rate("W1", "a"), 0.8)
     add("W2 (c) >= 1.5 x (b)", rate("W2", "c"), rate("W2", "b"), 1.5)
     for workload in ("W1", "W2"):
         add(f"{workload} (d) >= 0.95 x (c)", rate(workload, "d"), rate(workload, "c"), 0.95)
-        add(f"{workload} (b) >= bytewax tables 1 process", rate(workload, "b"), rate(workload, "e-tab-1"), 1.0)
-        add(f"{workload} (c) >= bytewax tables 2 processes", rate(workload, "c"), rate(workload, "e-tab-2"), 1.0)
-        add(f"{workload} (d) >= bytewax tables 2 processes", rate(workload, "d"), rate(workload, "e-tab-2"), 1.0)
+        add(f"{workload} (b) >= bytewax tables, 1 process", rate(workload, "b"), rate(workload, "e-tab-1"), 1.0)
+        add(f"{workload} (c) >= bytewax tables, 2 processes", rate(workload, "c"), rate(workload, "e-tab-2"), 1.0)
+        add(f"{workload} (d) >= bytewax tables, 2 processes", rate(workload, "d"), rate(workload, "e-tab-2"), 1.0)
     for row in recovery:
         if row["size"] <= 100_000:
-            ms = row["recovery_ms"]
+            ms = row.get("recovery_ms")
             found.append({"target": f"recovery < 1 s, {row['state']} state, {row['where']}",
-                          "measured": ms / 1e3, "needed": 1.0, "met": ms < 1000, "unit": "s"})
+                          "measured": None if ms is None else ms / 1e3, "needed": 1.0,
+                          "met": ms is not None and ms < 1000, "unit": "s"})
     return found
 
 
@@ -422,7 +498,18 @@ def environment() -> dict[str, Any]:
         commit, dirty = "?", False
     return {"nproc": os.cpu_count(), "cpu": cpu, "mem_gib": mem, "python": platform.python_version(),
             "versions": versions, "commit": commit + ("+dirty src" if dirty else ""),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            "src_fingerprint": src_fingerprint(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def src_fingerprint() -> str:
+    """A hash of snapgraph's sources: tells whether the engine changed while the benchmark ran."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "src" / "snapgraph").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def md_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -435,15 +522,18 @@ def report(results: dict[str, Any]) -> str:
     out = []
     env = results["environment"]
     out.append(f"machine: {env['nproc']} cores, {env['cpu']}, {env['mem_gib']} GiB; Python {env['python']}; "
-               f"snapgraph {env['versions']['snapgraph']} ({env['commit']}); bytewax {env['versions']['bytewax']}")
+               f"snapgraph {env['versions']['snapgraph']} ({env['commit']}, sources {env['src_fingerprint']}); "
+               f"bytewax {env['versions']['bytewax']}; {env['date']}")
     out.append(f"mode: {results['mode']}, rows {results['rows']}, {results['rounds']} interleaved round(s), "
                f"median; W2 = {results['hash_rounds']} sha256 round(s) per row")
     for workload, rows in results.get("pipelines", {}).items():
         out.append(f"\n### {workload}: throughput (median of {results['rounds']}), ratio against (a)\n")
         out.append(md_table(
-            ["configuration", "rows", "M rows/s", "x (a)", "OS processes", "runs (M rows/s)"],
-            [[r["label"], f"{r['rows']:,}", f"{r['rows_s'] / 1e6:.3f}", f"{r['ratio_a']:.2f}", r["processes"],
-              " ".join(f"{x / 1e6:.2f}" for x in r["all_rows_s"])] for r in rows]))
+            ["configuration", "rows", "M rows/s", "x (a)", "processes running operators", "runs (M rows/s)"],
+            [[r["label"], f"{r['rows']:,}", f"{r['rows_s'] / 1e6:.3f}",
+              f"{r['ratio_a']:.2f}" if r["ratio_a"] is not None else "-", r["processes"],
+              " ".join(f"{x / 1e6:.2f}" for x in r["all_rows_s"])] if r["rows_s"] is not None
+             else [r["label"], "-", "**FAILED**", "-", "-", ""] for r in rows]))
     if results.get("pipelines"):
         out.append("\n### Memory and CPU per OS process (W1, last round; sampled every 50 ms with psutil)\n")
         mem_rows = []
@@ -454,7 +544,23 @@ def report(results: dict[str, Any]) -> str:
                 mem_rows.append([r["key"], p["role"][:60], groups, f"{p['peak_rss_mb']:.1f}", cpu])
         out.append(md_table(["config", "process", "groups / operators", "peak RSS MB", "CPU s (whole run)"],
                             mem_rows))
-    if results.get("encoding"):
+    if results.get("gc"):
+        gcx = results["gc"]
+        out.append(f"\n### GC what-if: gc.set_threshold({gcx['threshold']}) in every process that runs operators\n")
+        out.append("Not a target: the operator scripts set the thresholds at load (so they reach group processes "
+                   "too). `a+gc` is the floor with the same GC settings as the engine; where the engine already "
+                   "sets these thresholds itself, `b+gc`/`c+gc` equal `b`/`c`. Ratios against (a) with CPython's "
+                   "default thresholds.\n")
+        gc_rows = []
+        for workload, data in gcx["workloads"].items():
+            med = data["rows_s"]
+            base = med.get("a")
+            for key in ("a", "a+gc", "b", "b+gc", "c", "c+gc"):
+                v = med.get(key)
+                gc_rows.append([workload, key, "-" if v is None else f"{v / 1e6:.3f}",
+                                "-" if v is None or not base else f"{v / base:.2f}"])
+        out.append(md_table(["workload", "configuration", "M rows/s", "x (a)"], gc_rows))
+    if results.get("encoding") and results["encoding"].get("codecs"):
         enc = results["encoding"]
         out.append("\n### Encoding a 1000-row (int, int, str) table\n")
         out.append(md_table(
@@ -470,27 +576,35 @@ def report(results: dict[str, Any]) -> str:
     if results.get("snapshots"):
         out.append("\n### Snapshot duration against state size (one stateful operator, SQLite store)\n")
         out.append(md_table(
-            ["state", "epochs", "median ms", "all ms", "bytes per epoch", "MB/s"],
-            [[s["state"], s["epochs"], f"{s['median_ms']:.1f}", " ".join(f"{d:.0f}" for d in s["durations_ms"]),
-              f"{s['bytes'][-1]:,}", f"{s['mb_s']:.0f}"] for s in results["snapshots"]]))
+            ["where", "state", "epochs", "median ms", "all ms", "bytes per epoch", "MB/s"],
+            [[s["where"], s["state"], s["epochs"], f"{s['median_ms']:.1f}",
+              " ".join(f"{d:.0f}" for d in s["durations_ms"]), f"{s['bytes'][-1]:,}", f"{s['mb_s']:.0f}"]
+             if "error" not in s else [s["where"], s["state"], "-", f"**FAILED**: {s['error']}", "", "", ""]
+             for s in results["snapshots"]]))
     if results.get("recovery"):
         out.append("\n### Recovery: failure -> first message at the restored sink (retry_interval 0)\n")
         out.append(md_table(
             ["where", "state", "median ms", "runs ms", "failure -> restore() ms"],
-            [[r["where"], r["state"], f"{r['recovery_ms']:.0f}", " ".join(f"{t:.0f}" for t in r["all_ms"]),
-              f"{r['to_restore_ms']:.0f}"] for r in results["recovery"]]))
+            [[r["where"], r["state"],
+              f"{r['recovery_ms']:.0f}" if r.get("recovery_ms") is not None else "**FAILED**",
+              " ".join(f"{t:.0f}" for t in r["all_ms"]) + "".join(f" FAILED ({e})" for e in r.get("errors", [])),
+              f"{r['to_restore_ms']:.0f}" if r.get("to_restore_ms") is not None else "-"]
+             for r in results["recovery"]]))
     if results.get("latency"):
         out.append("\n### Latency generator -> sink at 200 messages/s\n")
         out.append(md_table(
             ["where", "messages", "OS processes", "p50 ms", "p99 ms", "max ms"],
             [[r["where"], r["n"], r["processes"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['max_ms']:.3f}"]
+             if "error" not in r else [r["where"], "-", "-", f"**FAILED**: {r['error']}", "", ""]
              for r in results["latency"]]))
     if results.get("targets"):
         out.append("\n### Targets\n")
         out.append(md_table(
             ["target", "measured", "status"],
-            [[t["target"], f"{t['measured']:.2f}" + (" s" if t.get("unit") == "s" else " x"),
-              "met" if t["met"] else "**MISSED**"] for t in results["targets"]]))
+            [[t["target"],
+              "-" if t["measured"] is None else f"{t['measured']:.2f}" + (" s" if t.get("unit") == "s" else " x"),
+              "met" if t["met"] else ("**MISSED**" if t["measured"] is not None else "**FAILED** (no result)")]
+             for t in results["targets"]]))
     if results.get("profile"):
         prof = results["profile"]
         out.append(f"\n### Profile of W1 ({prof['rows']:,} rows)\n")
@@ -512,18 +626,17 @@ def report(results: dict[str, Any]) -> str:
                             " / ".join(str(int(med(lambda r, g=g: r['gc_count'][g]))) for g in range(3)), thread_text])
         out.append(md_table(["config", "pipeline s", "process CPU s", "GC s", "GC s gen0/1/2", "collections gen0/1/2",
                              "CPU s per dispatcher thread"], gc_rows))
-        for key, title in (("pyspy_b", "(b) in_process=True"), ("pyspy_c", "(c) 3 groups")):
-            spy = prof.get(key)
-            if not spy or spy.get("error"):
-                continue
-            out.append(f"\npy-spy --gil of {title}: share of GIL-holding samples ({spy['samples']} samples)"
-                       " per process and thread:\n")
-            out.append(md_table(["process / thread", "share"], [[k, f"{v:.1%}"] for k, v in spy["threads"]]))
-            out.append("\nTop functions by self time:\n")
-            out.append(md_table(["thread | function (file:line)", "share"], [[k, f"{v:.1%}"] for k, v in spy["leaf"][:15]]))
-            out.append("\nsnapgraph and script functions, inclusive (anywhere on the stack):\n")
-            out.append(md_table(["thread | function (file:line)", "share"],
-                                [[k, f"{v:.1%}"] for k, v in spy["inclusive"][:20]]))
+        spy = prof.get("pyspy_c")
+        if spy and not spy.get("error"):
+            out.append(f"\npy-spy --gil of (c), 3 groups ({spy['samples']} samples). Shares *within* each thread "
+                       "(which functions hold its process's GIL); the shares *between* processes are not reliable "
+                       "(compare the CPU seconds per process above):\n")
+            spy_rows = []
+            for thread, fns in spy["per_thread"].items():
+                for i, (fn, v) in enumerate(fns):
+                    spy_rows.append([thread if i == 0 else "", fn, f"{v:.0%}"])
+            out.append(md_table(["process, thread", "function (file:line), self time", "share of the thread"],
+                                spy_rows))
         out.append("\ncProfile of (b), all threads merged, by tottime (`acquire` = dispatchers waiting for "
                    "work or for room in a channel):\n\n```\n" + prof["cprofile"].strip() + "\n```")
     return "\n".join(out)
@@ -532,7 +645,11 @@ def report(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="snapgraph benchmarks (see docs/benchmarks.md)")
     parser.add_argument("--quick", action="store_true", help="fast smoke mode: small N, one round")
-    parser.add_argument("--only", default="", help="comma-separated: W1,W2,encoding,snapshots,recovery,latency")
+    parser.add_argument("--only", default="",
+                        help="comma-separated sections: W1,W2,gc,encoding,snapshots,recovery,latency (default: all)")
+    parser.add_argument("--gc-threshold", default=None,
+                        help="thresholds of the GC what-if section (default: the engine's "
+                             "snapgraph.runtime.group.GC_THRESHOLDS, else 50000,20,20)")
     parser.add_argument("--rows", type=int, help="rows N for W1/W2 (default 2,000,000; quick 200,000)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--hash-rounds", type=int, default=1, help="sha256 rounds per row in W2 (default 1)")
@@ -543,12 +660,19 @@ def main() -> None:
     parser.add_argument("--markdown", help="write the report (markdown) here as well")
     args = parser.parse_args()
 
-    sections = {"W1", "W2", "ENCODING", "SNAPSHOTS", "RECOVERY", "LATENCY"}
+    sections = {"W1", "W2", "GC", "ENCODING", "SNAPSHOTS", "RECOVERY", "LATENCY"}
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()} or sections
     unknown = only - sections
     if unknown:
-        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from W1,W2,encoding,snapshots,"
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from W1,W2,gc,encoding,snapshots,"
                      "recovery,latency")
+    if args.gc_threshold is None:
+        try:
+            from snapgraph.runtime.group import GC_THRESHOLDS
+
+            args.gc_threshold = ",".join(str(v) for v in GC_THRESHOLDS)
+        except ImportError:
+            args.gc_threshold = "50000,20,20"
     rows = args.rows or (200_000 if args.quick else 2_000_000)
     rounds = args.rounds or (1 if args.quick else 3)
     bytewax = not args.no_bytewax
@@ -565,37 +689,54 @@ def main() -> None:
     started = time.monotonic()
     results: dict[str, Any] = {"environment": environment(), "mode": "quick" if args.quick else "full",
                                "rows": rows, "rounds": rounds, "hash_rounds": args.hash_rounds}
+
+    def save() -> None:  # after every section, so a later failure loses nothing
+        results["failures"] = list(FAILURES)
+        results["elapsed_s"] = time.monotonic() - started
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+
     workloads = [w for w in ("W1", "W2") if w in only]
     if workloads:
         print(f"pipelines {', '.join(workloads)}: {rows:,} rows, {rounds} interleaved round(s)", flush=True)
         results["pipelines"] = run_pipelines(workloads, rows, rounds, args.hash_rounds, bytewax)
-    if "ENCODING" in only:
-        print("encoding micro-benchmark", flush=True)
-        results["encoding"] = run_encoding(args.quick)
-    if "SNAPSHOTS" in only:
-        print("snapshot duration against state size", flush=True)
-        results["snapshots"] = run_snapshots(args.quick)
-    if "RECOVERY" in only:
-        print("recovery time against state size", flush=True)
-        results["recovery"] = run_recovery(args.quick)
-    if "LATENCY" in only:
-        print("latency at 200 messages/s", flush=True)
-        results["latency"] = run_latency(args.quick)
+        save()
+    if "GC" in only:
+        gc_workloads = [w for w in ("W1", "W2") if w in only] or ["W1", "W2"]
+        print(f"what-if: GC thresholds {args.gc_threshold}", flush=True)
+        results["gc"] = run_gc_experiment(gc_workloads, rows, rounds, args.hash_rounds, args.gc_threshold)
+        save()
+    for section, title, fn in (("ENCODING", "encoding micro-benchmark", run_encoding),
+                               ("SNAPSHOTS", "snapshot duration against state size", run_snapshots),
+                               ("RECOVERY", "recovery time against state size", run_recovery),
+                               ("LATENCY", "latency at 200 messages/s", run_latency)):
+        if section in only:
+            print(title, flush=True)
+            results[section.lower()] = fn(args.quick)
+            save()
     results["targets"] = targets(results.get("pipelines", {}), results.get("recovery", []))
     missed = [t for t in results["targets"] if not t["met"]]
+    changed = src_fingerprint() != results["environment"]["src_fingerprint"]
+    if changed:
+        results["warning"] = ("snapgraph's sources changed while the benchmark ran: the results mix engine "
+                              "versions; run it again on a quiet tree")
     if args.profile == "always" or (args.profile == "auto" and missed and "W1" in only):
-        print("profiling W1 (b)", flush=True)
+        print("profiling W1 (b) and (c)", flush=True)
         results["profile"] = run_profile(min(rows, 1_000_000))
-    results["elapsed_s"] = time.monotonic() - started
+    save()
     text = report(results)
+    if results.get("warning"):
+        text = f"**WARNING: {results['warning']}**\n\n" + text
+        print(f"\n*** WARNING: {results['warning']}", file=sys.stderr)
+    if FAILURES:
+        text += "\n\n### FAILED runs\n\n" + "\n".join(f"- {f}" for f in FAILURES)
     print("\n" + text)
     print(f"\n{len(results['targets']) - len(missed)} of {len(results['targets'])} targets met; "
-          f"benchmark took {results['elapsed_s']:.0f}s")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+          f"{len(FAILURES)} failed run(s); benchmark took {results['elapsed_s']:.0f}s")
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
-
+    if FAILURES:
+        raise SystemExit(1)
 
 if __name__ == "__main__":
     main()

@@ -70,6 +70,10 @@ def reports(out_dir: str, role: str | None = None) -> list[dict[str, Any]]:
 # -- (a) the floor --------------------------------------------------------------------------------
 def run_plain(spec: dict[str, Any]) -> dict[str, Any]:
     n, b, rounds = spec["rows"], spec["batch"], spec["hash_rounds"]
+    if spec.get("gc_threshold"):
+        import gc
+
+        gc.set_threshold(*(int(v) for v in str(spec["gc_threshold"]).split(",")))
     sha256 = hashlib.sha256
 
     def heavy(z: str) -> int:
@@ -145,9 +149,10 @@ def processes_of(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-", dir=spec.get("scratch")) as tmp:
         params = {"rows": spec["rows"], "batch": spec["batch"], "hash_rounds": spec["hash_rounds"],
-                  "stateful": "true" if spec["snapshots"] else "false", "out_dir": tmp}
+                  "stateful": "true" if spec["snapshots"] else "false", "out_dir": tmp,
+                  "gc_threshold": spec.get("gc_threshold", "")}
         run = supervise(GRAPHS / "pipeline.yaml", params, in_process=spec["in_process"],
                         snapshots=spec["snapshots"], store_path=Path(tmp) / "store.db")
         outcome = run["outcome"]
@@ -188,7 +193,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def run_bytewax(spec: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bytewax-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bytewax-bench-", dir=spec.get("scratch")) as tmp:
         env = dict(os.environ)
         env["BENCH_BW_SPEC"] = json.dumps({"rows": spec["rows"], "batch": spec["batch"],
                                            "hash_rounds": spec["hash_rounds"], "mode": spec["mode"],
@@ -242,7 +247,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-", dir=spec.get("scratch")) as tmp:
         params = {"count": spec["count"], "rate": spec["rate"], "out_dir": tmp}
         run = supervise(GRAPHS / "latency.yaml", params, in_process=spec["in_process"], snapshots=False)
         sinks = reports(tmp, "lat_sink")
@@ -256,8 +261,9 @@ def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_snapsize(spec: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-") as tmp:
-        run = supervise(GRAPHS / "state.yaml", {"size": spec["size"]}, in_process=True, snapshots=True,
+    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-", dir=spec.get("scratch")) as tmp:
+        run = supervise(GRAPHS / "state.yaml", {"size": spec["size"]}, in_process=spec.get("in_process", True),
+                        snapshots=True,
                         store_path=Path(tmp) / "store.db", stop_after=spec["duration"])
         outcome = run["outcome"]
         epochs = run["store"].epochs(outcome.run_id)
@@ -270,7 +276,7 @@ def run_snapsize(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_recovery(spec: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="snapgraph-bench-", dir=spec.get("scratch")) as tmp:
         fault_at, total = spec.get("fault_at", 10), spec.get("total", 30)
         params = {"size": spec["size"], "interval": 0.02, "fault_at": fault_at, "total": total, "out_dir": tmp}
         run = supervise(GRAPHS / "recovery.yaml", params, in_process=spec["in_process"], snapshots=True,

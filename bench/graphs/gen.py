@@ -6,6 +6,11 @@ import pickle
 import resource
 import time
 
+if api.config.gc_threshold:  # what-if experiment of bench/run.py (section GC); off by default
+    import gc
+
+    gc.set_threshold(*(int(v) for v in str(api.config.gc_threshold).split(",")))
+
 N = int(api.config.rows)
 B = int(api.config.batch)
 OUT = api.config.out_dir

@@ -6,6 +6,11 @@ import os
 import resource
 import time
 
+if api.config.gc_threshold:  # what-if experiment of bench/run.py (section GC); off by default
+    import gc
+
+    gc.set_threshold(*(int(v) for v in str(api.config.gc_threshold).split(",")))
+
 ROUNDS = int(api.config.hash_rounds)
 OUT = api.config.out_dir
 sha256 = hashlib.sha256

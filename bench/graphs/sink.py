@@ -5,6 +5,11 @@ import pickle
 import resource
 import time
 
+if api.config.gc_threshold:  # what-if experiment of bench/run.py (section GC); off by default
+    import gc
+
+    gc.set_threshold(*(int(v) for v in str(api.config.gc_threshold).split(",")))
+
 OUT = api.config.out_dir
 count = 0
 total = 0
