@@ -50,7 +50,7 @@ class _GenPartition(StatefulSourcePartition):
         start = self.offset
         if start >= N:
             raise StopIteration()
-        stop = start + B if start + B < N else N
+        stop = min(N, start + B)
         rows = [[i, i * 7 % 1000, f"row{i}"] for i in range(start, stop)]
         self.offset = stop
         return rows if MODE == "row" else [rows]

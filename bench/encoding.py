@@ -25,8 +25,9 @@ import statistics
 import struct
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing import shared_memory
-from typing import Any, Callable
+from typing import Any
 
 ROWS = 1000
 
@@ -150,27 +151,25 @@ def measure_codec(name: str, encode: Callable, decode: Callable, tables: list[li
 def measure_shm_codec(tables: list[list], seconds: float) -> dict:
     slot = 1 << 16
     shm = shared_memory.SharedMemory(create=True, size=len(tables) * slot)
+    turn = 0
+
+    def encode(rows: list) -> tuple[int, int]:
+        nonlocal turn
+        data = pickle.dumps(rows, protocol=5)
+        off = (turn % len(tables)) * slot
+        turn += 1
+        shm.buf[off:off + len(data)] = data
+        return off, len(data)
+
+    def decode(where: tuple[int, int]) -> list:
+        off, n = where
+        return pickle.loads(shm.buf[off:off + n])
+
     try:
-        buf = shm.buf
-        turn = 0
-
-        def encode(rows: list) -> tuple[int, int]:
-            nonlocal turn
-            data = pickle.dumps(rows, protocol=5)
-            off = (turn % len(tables)) * slot
-            turn += 1
-            buf[off:off + len(data)] = data
-            return off, len(data)
-
-        def decode(where: tuple[int, int]) -> list:
-            off, n = where
-            return pickle.loads(buf[off:off + n])
-
         result = measure_codec("shared memory (pickle5 in a slot)", encode, decode, tables, seconds)
         result["bytes"] = len(pickle.dumps(tables[0], protocol=5))
         return result
     finally:
-        del buf
         shm.close()
         shm.unlink()
 

@@ -261,7 +261,7 @@ def run_encoding(quick: bool) -> dict[str, Any]:
         args = ["--tables", "300" if quick else "2000", "--seconds", "0.2" if quick else "1.0", "--json", str(out)]
         try:
             proc = subprocess.run([sys.executable, str(HERE / "encoding.py"), *args], capture_output=True, text=True,
-                                  timeout=300)
+                                  timeout=300, check=False)
         except subprocess.TimeoutExpired:
             failed("encoding benchmark", {"error": "TIMEOUT after 300s"})
             return {}
@@ -349,7 +349,7 @@ def pyspy_profile(spec: dict[str, Any]) -> dict[str, Any]:
         spec_file.write_text(json.dumps(dict(spec, scratch=tmp)))
         argv = [exe, "record", "--gil", "--threads", "--subprocesses", "-r", "500", "--format", "raw",
                 "-o", str(raw), "--", sys.executable, str(WORKER), str(spec_file), str(result_file)]
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp)
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp, check=False)
         if not raw.exists() or not result_file.exists():
             return {"error": f"py-spy failed (exit {proc.returncode}): {proc.stderr[-500:]}"}
         result = json.loads(result_file.read_text())
@@ -491,9 +491,9 @@ def environment() -> dict[str, Any]:
             versions[name] = None
     try:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
+                                text=True, check=False).stdout.strip()
         dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
-                                    capture_output=True, text=True).stdout.strip())
+                                    capture_output=True, text=True, check=False).stdout.strip())
     except OSError:
         commit, dirty = "?", False
     return {"nproc": os.cpu_count(), "cpu": cpu, "mem_gib": mem, "python": platform.python_version(),
@@ -524,7 +524,7 @@ def report(results: dict[str, Any]) -> str:
     out.append(f"machine: {env['nproc']} cores, {env['cpu']}, {env['mem_gib']} GiB; Python {env['python']}; "
                f"snapgraph {env['versions']['snapgraph']} ({env['commit']}, sources {env['src_fingerprint']}); "
                f"bytewax {env['versions']['bytewax']}; {env['date']}")
-    out.append(f"mode: {results['mode']}, rows {results['rows']}, {results['rounds']} interleaved round(s), "
+    out.append(f"\nmode: {results['mode']}, rows {results['rows']}, {results['rounds']} interleaved round(s), "
                f"median; W2 = {results['hash_rounds']} sha256 round(s) per row")
     for workload, rows in results.get("pipelines", {}).items():
         out.append(f"\n### {workload}: throughput (median of {results['rounds']}), ratio against (a)\n")
@@ -613,7 +613,9 @@ def report(results: dict[str, Any]) -> str:
         gc_rows = []
         for key in ("a", "b"):
             runs = prof["gc"][key]
-            med = lambda f: statistics.median(f(r) for r in runs)  # noqa: E731
+            def med(f: Any, runs: list[dict[str, Any]] = runs) -> float:
+                return statistics.median(f(r) for r in runs)
+
             threads = {}
             for r in runs:
                 for name, v in r["thread_cpu_s"].items():

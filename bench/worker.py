@@ -85,7 +85,7 @@ def run_plain(spec: dict[str, Any]) -> dict[str, Any]:
     count = total = 0
     t0 = time.monotonic()
     for start in range(0, n, b):
-        stop = start + b if start + b < n else n
+        stop = min(n, start + b)
         rows = [[i, i * 7 % 1000, f"row{i}"] for i in range(start, stop)]
         if rounds == 0:
             out = [[x, y, z, 2 * y] for x, y, z in rows if y % 3]

@@ -1,5 +1,6 @@
 # Generator of W1/W2: N rows [i, i*7 % 1000, "row<i>"] in api.Tables of B rows, one table per timer tick.
 # With stateful=true its offset is the snapshot state (a replayable generator).
+# ruff: noqa: F821  (`api` is injected by the engine)
 import json
 import os
 import pickle
@@ -26,7 +27,7 @@ def tick():
     start = offset
     if start >= N:
         return -1
-    stop = start + B if start + B < N else N
+    stop = min(N, start + B)
     api.outputs.out.publish(api.Table([[i, i * 7 % 1000, f"row{i}"] for i in range(start, stop)]))
     offset = stop
     tables += 1

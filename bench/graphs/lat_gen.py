@@ -1,3 +1,4 @@
+# ruff: noqa: F821  (`api` is injected by the engine)
 import time
 
 COUNT = int(api.config.count)

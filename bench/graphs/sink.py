@@ -1,4 +1,5 @@
 # Sink of W1/W2: counts rows and sums y2; with stateful=true (count, sum) is the snapshot state.
+# ruff: noqa: F821  (`api` is injected by the engine)
 import json
 import os
 import pickle

@@ -1,3 +1,4 @@
+# ruff: noqa: F821  (`api` is injected by the engine)
 import random
 
 SIZE = int(api.config.size)

@@ -21,6 +21,7 @@ process per group.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -80,6 +81,11 @@ class GraphDriver(ABC):
         self._draining: tuple[str, str] | None = None  # (status, reason) once a drain began
         self._drain_deadline = 0.0
         self._final_epoch: tuple[str, int] | None = None  # (epoch, messages published when it started)
+        # Messages published as last seen, and when the latest epoch started. A periodic epoch starts
+        # only if something was published since the previous one: when epochs take longer than the
+        # period, one would otherwise always be in flight and the graph could never finish.
+        self._published_seen = 0
+        self._published_at_epoch = -1
         if snapshots is not None:
             sources = [name for name in graph.processes if not graph.connections_to(name)]
             self.coordinator = Coordinator(snapshots, list(graph.processes), sources, self.faults)
@@ -167,6 +173,7 @@ class GraphDriver(ABC):
     # -- the run ----------------------------------------------------------------------
     def run(self) -> RunResult:
         set_active_plan(self.faults)
+        loaded_before = set(sys.modules)
         prepare_imports(self.graph.path.parent, self.options.operator_dirs)
         try:
             failures = self._load()
@@ -177,7 +184,7 @@ class GraphDriver(ABC):
                 self._watch()
             stuck = self._join()
         finally:
-            forget_script_modules(self.graph.path.parent)
+            forget_script_modules(self.graph.path.parent, loaded_before)
         assert self._status is not None
         return RunResult(self._status, self._reason, self._failure, stuck)
 
@@ -202,6 +209,7 @@ class GraphDriver(ABC):
                 self._end(status, f"{reason}; drain timed out before the final epoch")
                 return
             quiet = self._quiet()
+            self._published_seen = max(self._published_seen, quiet.messages)
             if quiet.idle:
                 self._on_quiescent(quiet.messages)
 
@@ -212,12 +220,13 @@ class GraphDriver(ABC):
         completed = coordinator.complete_ready()
         if completed is not None:
             self._epoch_complete(completed)
-        if coordinator.due() and self._draining is None:
+        if coordinator.due() and self._draining is None and self._published_seen != self._published_at_epoch:
             self._start_epoch()
 
     def _start_epoch(self) -> str:
         assert self.coordinator is not None
         epoch = self.coordinator.start()
+        self._published_at_epoch = self._published_seen
         for source in self.coordinator.sources():
             self._take_snapshot(source, epoch)
         return epoch

@@ -35,7 +35,7 @@ JOIN_TIMEOUT = 10.0  # seconds a dispatcher gets to finish its callback and shut
 
 # Garbage collection while a graph runs. Tables waiting in channels are thousands of live row
 # lists; with CPython's default thresholds (700, 10, 10) the older generations re-scan them over
-# and over, which cost W1 about 40% of its time (docs/benchmarks.md). Objects that exist before the
+# and over, which cost W1 about a third of its time (docs/benchmarks.md). Objects that exist before the
 # operators start are frozen out of collection, and young collections run less often. Both are
 # undone when the group stops, so a failed attempt's objects can still be collected.
 GC_THRESHOLDS = (50_000, 20, 20)
@@ -55,7 +55,7 @@ def pin_thread(cpu: int | None) -> None:
     The threads of one group share one interpreter lock, so only one of them
     runs Python at a time anyway. Keeping them on one core makes handing the
     lock from one to the next cheap; across cores each hand-off costs a
-    wake-up on the other core and cold caches (W1 ran about 1.5x faster
+    wake-up on the other core and cold caches (W2 ran 1.2-1.4x faster
     pinned, docs/benchmarks.md). Threads a script starts inherit the CPU.
     """
     if cpu is not None and hasattr(os, "sched_setaffinity"):

@@ -43,12 +43,18 @@ def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
             package.__path__.append(path)
 
 
-def forget_script_modules(graph_folder: Path) -> None:
-    """Drop helper modules imported by a run, so the next attempt or run imports them afresh."""
+def forget_script_modules(graph_folder: Path, before: set[str]) -> None:
+    """Drop the helper modules a run imported, so the next attempt or run imports them afresh.
+
+    Only modules that were not loaded before the run (``before``) go, and only
+    helpers: ``operators.*`` and modules from the graph's folder.
+    """
     folder = str(Path(graph_folder).resolve())
     if folder in sys.path:
         sys.path.remove(folder)
     for name, module in list(sys.modules.items()):
+        if name in before or name == "__main__":
+            continue
         origin = getattr(module, "__file__", None) or ""
         if name.startswith("operators.") or (origin and str(Path(origin).resolve()).startswith(folder + "/")):
             del sys.modules[name]
