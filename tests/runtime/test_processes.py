@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snapgraph.model.loader import LoadOptions, load_graph
+from snapgraph.model.loader import load_graph
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
 from snapgraph.runtime.processes import ProcessEngine, groups_of
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor

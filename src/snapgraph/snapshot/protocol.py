@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, UTC
+from datetime import datetime, timedelta, UTC
 
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.store import EpochRecord, SnapshotStore
