@@ -58,6 +58,8 @@ def pipeline_configs(bytewax: bool) -> list[Config]:
         Config("c", "(c) snapgraph, 3 groups", {"kind": "snapgraph", "in_process": None, "snapshots": False}),
         Config("d", "(d) snapgraph, 3 groups + snapshots 1 s",
                {"kind": "snapgraph", "in_process": None, "snapshots": True}),
+        Config("c2", "(c2) snapgraph, 3 groups, processing x2 (multiplicity)",
+               {"kind": "snapgraph", "in_process": None, "snapshots": False, "proc_instances": 2}),
     ]
     if bytewax:
         configs += [

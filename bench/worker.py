@@ -152,7 +152,8 @@ def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="snapgraph-bench-", dir=spec.get("scratch")) as tmp:
         params = {"rows": spec["rows"], "batch": spec["batch"], "hash_rounds": spec["hash_rounds"],
                   "stateful": "true" if spec["snapshots"] else "false", "out_dir": tmp,
-                  "gc_threshold": spec.get("gc_threshold", "")}
+                  "gc_threshold": spec.get("gc_threshold", ""),
+                  "proc_instances": spec.get("proc_instances", 1)}
         run = supervise(GRAPHS / "pipeline.yaml", params, in_process=spec["in_process"],
                         snapshots=spec["snapshots"], store_path=Path(tmp) / "store.db")
         outcome = run["outcome"]

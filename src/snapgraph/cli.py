@@ -129,9 +129,9 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
                                 snapshots=True if snapshot_period is not None else None)
     settings = graph.settings
     for group in graph.groups.values():
-        if group.multiplicity > 1:
+        if group.multiplicity > 1 and in_process:
             click.echo(f"snapgraph: warning: group {group.name!r} has multiplicity {group.multiplicity}; "
-                       "snapgraph runs one instance of each group", err=True)
+                       "with --in-process each group runs once", err=True)
     period = snapshot_period if snapshot_period is not None else settings.period
     if period is not None and not MIN_PERIOD <= period <= MAX_PERIOD:
         _invalid(f"{graph_file}: snapshot period {period:g}s is outside 1 s .. 24 h")

@@ -217,3 +217,57 @@ def test_a_crashing_group_does_not_take_the_engine_down(tmp_path: Path, crash: s
     assert outcome.result.status == FAILED
     assert f"group process died ({described})" in outcome.result.reason
     assert "sink" in outcome.result.reason
+
+
+MULTI = {
+    "name": "multi",
+    "operators": {
+        "gen": {"group": "src", "outputs": {"output": "table"}, "code": textwrap.dedent("""
+            i = 0
+            def tick():
+                global i
+                if i >= 200:
+                    return -1
+                api.outputs.output.publish(api.Table([[i]]))
+                i += 1
+                return 0
+            api.add_timer(tick)
+            """)},
+        "work": {"group": "workers", "inputs": {"input": "table"}, "outputs": {"output": "table"},
+                 "code": textwrap.dedent("""
+            import os
+            def on_input(msg_id, header, body):
+                (x,), = body.get().body
+                api.outputs.output.publish(api.Table([[x, api.multiplicity_index, api.multiplicity, os.getpid()]]))
+            api.set_port_callback("input", on_input)
+            """)},
+        "sink": {"group": "out", "inputs": {"input": "table"}, "code": textwrap.dedent("""
+            rows = []
+            def on_input(msg_id, header, body):
+                rows.extend(body.get().body)
+            def shutdown():
+                with open(api.config.result, "w") as f:
+                    f.write(repr(sorted(rows)))
+            api.set_port_callback("input", on_input)
+            api.set_shutdown(shutdown)
+            """), "config": {"result": ""}},
+    },
+    "connections": ["gen.output -> work.input", "work.output -> sink.input"],
+    "groups": {"workers": {"multiplicity": 3}},
+}
+
+
+def test_group_multiplicity_spreads_messages_round_robin(tmp_path: Path) -> None:
+    """A group with multiplicity 3 runs as three processes; each message is processed by exactly one."""
+    graph = yaml.safe_load(yaml.safe_dump(MULTI))
+    graph["operators"]["sink"]["config"]["result"] = str(tmp_path / "rows.txt")
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    outcome = ProcessEngine(load_graph(path), RunOptions(stdout=io.StringIO())).run()
+    assert outcome.status == COMPLETED, outcome.reason
+    rows = eval((tmp_path / "rows.txt").read_text())  # noqa: S307 - our own repr
+    assert [r[0] for r in rows] == list(range(200))
+    assert {(r[1], r[2]) for r in rows} == {(0, 3), (1, 3), (2, 3)}
+    assert len({r[3] for r in rows}) == 3
+    per_instance = [sum(1 for r in rows if r[1] == i) for i in range(3)]
+    assert per_instance == [67, 67, 66]  # round robin

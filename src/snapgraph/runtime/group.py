@@ -133,8 +133,10 @@ class GroupHost:
 
     def __init__(self, graph: Graph, members: Iterable[str], options: RunOptions, driver: Driver, *,
                  snapshots_on: bool = False, restore: Restore | None = None,
-                 faults: FaultPlan | None = None, handle: str | None = None, cpu: int | None = None) -> None:
+                 faults: FaultPlan | None = None, handle: str | None = None, cpu: int | None = None,
+                 multiplicity: tuple[int, int] = (1, 0)) -> None:
         self.graph = graph
+        self.multiplicity, self.multiplicity_index = multiplicity  # (instances of this group, this one)
         self.cpu = cpu  # the CPU all of this group's engine threads run on (None: let the OS choose)
         self.options = options
         self.driver = driver
@@ -190,6 +192,8 @@ class GroupHost:
             group_id=process.group,
             repo_root=str(self.graph.path.parent),
             subengine_root=str(dirs[0]) if dirs else str(self.graph.path.parent),
+            multiplicity=self.multiplicity,
+            multiplicity_index=self.multiplicity_index,
         )
 
     def is_stopping(self) -> bool:

@@ -41,7 +41,7 @@ from snapgraph.runtime.group import JOIN_TIMEOUT, GroupHost, Restore, current_cp
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import prepare_imports
-from snapgraph.runtime.wire import OutboundLink, ReplyTokens, receive
+from snapgraph.runtime.wire import OutboundLink, ReplyTokens, RoundRobinLink, receive
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, Fault, FaultPlan, set_active_plan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
@@ -57,6 +57,11 @@ def groups_of(graph: Graph) -> dict[str, list[str]]:
     return groups
 
 
+def multiplicity_of(graph: Graph, group: str) -> int:
+    declared = graph.groups.get(group)
+    return max(1, declared.multiplicity) if declared is not None else 1
+
+
 @dataclass
 class GroupSpec:
     """Everything a child needs to host one group (pickled to the child at spawn)."""
@@ -70,8 +75,13 @@ class GroupSpec:
     faults: list[Fault]
     handle: str
     cpu: int | None = None
-    outbound: list[tuple[Connection, bool]] = field(default_factory=list)  # (connection, receiver retries)
-    inbound: list[Connection] = field(default_factory=list)
+    instance: str = ""  # this instance's name ("group" or "group#i"), used to route replies back
+    index: int = 0
+    multiplicity: int = 1
+    # Outgoing connections to other groups: (connection, receiver retries, receiver instances); the
+    # pipes come in the same order, one per receiver instance.
+    outbound: list[tuple[Connection, bool, int]] = field(default_factory=list)
+    inbound: list[Connection] = field(default_factory=list)  # one entry per incoming pipe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,13 +140,16 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[Pipe], inbound: li
     set_active_plan(faults)
     prepare_imports(spec.graph.path.parent, spec.options.operator_dirs)
     host = GroupHost(spec.graph, spec.members, spec.options, driver, snapshots_on=spec.snapshots_on,
-                     restore=spec.restore, faults=faults, handle=spec.handle, cpu=spec.cpu)
+                     restore=spec.restore, faults=faults, handle=spec.handle, cpu=spec.cpu,
+                     multiplicity=(spec.multiplicity, spec.index))
     host.register_engine_thread()  # the control loop runs on this thread
     host.stdout_sink = lambda text: driver.send("stdout", text)
     tokens = ReplyTokens()
-    for (connection, retries), pipe in zip(spec.outbound, outbound, strict=True):
-        host.connect_remote(connection, OutboundLink(pipe, spec.group, tokens, host.activity.note_sent,
-                                                     host.is_stopping), retries)
+    pipes = iter(outbound)
+    for connection, retries, instances in spec.outbound:
+        links = [OutboundLink(next(pipes), spec.instance, tokens, host.activity.note_sent, host.is_stopping)
+                 for _ in range(instances)]
+        host.connect_remote(connection, links[0] if len(links) == 1 else RoundRobinLink(links), retries)
     report_reply = lambda origin, token, exc: driver.send("reply", origin, token, _portable(exc))  # noqa: E731
     for connection, pipe in zip(spec.inbound, inbound, strict=True):
         threading.Thread(target=receive, args=(pipe, connection, host.deliver_remote, report_reply,
@@ -187,8 +200,11 @@ def _portable(exc: BaseException | None) -> BaseException | None:
 
 
 class _Child:
-    def __init__(self, group: str, members: list[str]) -> None:
+    def __init__(self, group: str, members: list[str], index: int = 0, multiplicity: int = 1) -> None:
         self.group = group
+        self.index = index
+        self.multiplicity = multiplicity
+        self.name = group if multiplicity == 1 else f"{group}#{index}"
         self.members = members
         self.process: multiprocessing.process.BaseProcess | None = None
         self.control: Pipe | None = None
@@ -214,8 +230,12 @@ class ProcessEngine(GraphDriver):
     def __init__(self, graph: Graph, options: RunOptions | None = None,
                  snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
         super().__init__(graph, options, snapshots, faults)
-        self.children = {group: _Child(group, members) for group, members in groups_of(graph).items()}
-        self._home = {name: child for child in self.children.values() for name in child.members}
+        self.instances: dict[str, list[_Child]] = {}
+        for group, members in groups_of(graph).items():
+            count = multiplicity_of(graph, group)
+            self.instances[group] = [_Child(group, members, i, count) for i in range(count)]
+        self.children = {child.name: child for group in self.instances.values() for child in group}
+        self._home = {name: group for group, members in groups_of(graph).items() for name in members}
         self._probe_seq = 0
         self._probe_event = threading.Event()
         self._last_counts: tuple[int, int] | None = None
@@ -223,33 +243,44 @@ class ProcessEngine(GraphDriver):
     # -- starting -----------------------------------------------------------------------------
     def _load(self) -> list[OperatorFailure]:
         context = multiprocessing.get_context("spawn")
-        links: dict[Connection, tuple[Pipe, Pipe]] = {}
+        # One pipe per (connection between groups, sender instance, receiver instance).
+        links: dict[tuple[Connection, str, str], tuple[Pipe, Pipe]] = {}
         for connection in self.graph.connections:
-            if self._home[connection.src.process] is not self._home[connection.tgt.process]:
-                links[connection] = context.Pipe(duplex=False)  # (receive end, send end)
+            source, target = self._home[connection.src.process], self._home[connection.tgt.process]
+            if source != target:
+                for sender in self.instances[source]:
+                    for receiver in self.instances[target]:
+                        links[(connection, sender.name, receiver.name)] = context.Pipe(duplex=False)
         options = replace(self.options, stdout=None)
         cpus = _cpu_plan(len(self.children)) if self.options.pin_cpus else [None] * len(self.children)
         for child, cpu in zip(self.children.values(), cpus, strict=True):
-            outbound = [(c, error_handling_mode(self.graph.processes[c.tgt.process].config) == RETRY)
-                        for c in links if self._home[c.src.process] is child]
-            inbound = [c for c in links if self._home[c.tgt.process] is child]
+            outbound: list[tuple[Connection, bool, int]] = []
+            send_ends: list[Pipe] = []
+            for connection in self.graph.connections:
+                receivers = self.instances[self._home[connection.tgt.process]]
+                if self._home[connection.src.process] == child.group and receivers[0].group != child.group:
+                    retries = error_handling_mode(self.graph.processes[connection.tgt.process].config) == RETRY
+                    outbound.append((connection, retries, len(receivers)))
+                    send_ends += [links[(connection, child.name, r.name)][1] for r in receivers]
+            incoming = [(key, ends) for key, ends in links.items() if key[2] == child.name]
             restore = None
             if self.restore is not None:
                 restore = Restore(self.restore.epoch,
                                   {k: v for k, v in self.restore.states.items() if k in child.members})
             spec = GroupSpec(self.graph, child.group, child.members, options, self.snapshots is not None,
                              restore, self.faults.remaining(), self.handle, cpu,
-                             outbound=outbound, inbound=inbound)
+                             instance=child.name, index=child.index, multiplicity=child.multiplicity,
+                             outbound=outbound, inbound=[key[0] for key, _ in incoming])
             parent_end, child_end = context.Pipe(duplex=True)
             child.control = parent_end
             child.process = context.Process(
-                target=group_main, name=f"snapgraph-group-{child.group}",
-                args=(spec, child_end, [links[c][1] for c, _ in outbound], [links[c][0] for c in inbound]),
+                target=group_main, name=f"snapgraph-group-{child.name}",
+                args=(spec, child_end, send_ends, [ends[0] for _, ends in incoming]),
             )
             child.process.start()
             child_end.close()
             threading.Thread(target=self._listen, args=(child,), daemon=True,
-                             name=f"control:{child.group}").start()
+                             name=f"control:{child.name}").start()
         for receive_end, send_end in links.values():
             receive_end.close()
             send_end.close()
@@ -310,7 +341,7 @@ class ProcessEngine(GraphDriver):
             code = process.exitcode if process is not None else None
             reason = _describe_exit(code)
             self.operator_failed(OperatorFailure(
-                ", ".join(child.members), f"group {child.group!r}",
+                ", ".join(child.members), f"group {child.name!r}",
                 f"the group process died ({reason})", ""))
             child.loaded.set()
             child.done.set()
@@ -326,7 +357,8 @@ class ProcessEngine(GraphDriver):
 
     # -- driving ---------------------------------------------------------------------------------
     def _take_snapshot(self, source: str, epoch: str) -> None:
-        self._home[source].send("snapshot", source, epoch)
+        for child in self.instances[self._home[source]]:
+            child.send("snapshot", source, epoch)
 
     def _epoch_complete(self, epoch: str) -> None:
         for child in self.children.values():

@@ -166,6 +166,24 @@ class OutboundLink:
                 raise GraphStopping() from None
 
 
+class RoundRobinLink:
+    """A connection into a group with multiplicity > 1: messages go to its instances in turn.
+
+    Barriers go to every instance (each must align); a message goes to one.
+    """
+
+    def __init__(self, links: list[OutboundLink]) -> None:
+        self._links = links
+        self._next = itertools.cycle(links)
+
+    def put(self, item: Any) -> None:
+        if isinstance(item, Barrier):
+            for link in self._links:
+                link.put(item)
+            return
+        next(self._next).put(item)
+
+
 def receive(pipe: Pipe, connection: Connection, deliver: Callable[[Connection, Any], None],
             report_reply: Callable[[str, int, BaseException | None], None],
             stopping: Callable[[], bool], on_start: Callable[[], None]) -> None:
