@@ -171,13 +171,19 @@ def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
         if not result["ok"]:
             result["error"] = f"graph did not complete: {outcome.result.status}: {outcome.result.reason}"
             return result
-        if len(gen) != 1 or len(sink) != 1:
-            result["error"] = f"expected one gen and one sink report, got {len(gen)} and {len(sink)}"
-            return result
-        result.update(count=sink[0]["count"], total=sink[0]["total"],
-                      pipeline_s=sink[0]["t_last"] - gen[0]["t_first"],
-                      error=check(spec["rows"], sink[0]["count"], sink[0]["total"]))
+        return with_pipeline_result(result, gen, sink, spec["rows"])
+
+
+def with_pipeline_result(result: dict[str, Any], gen: list[dict[str, Any]], sink: list[dict[str, Any]],
+                         rows: int) -> dict[str, Any]:
+    """Add the count, sum and pipeline time from the generator's and sink's reports (and check them)."""
+    if len(gen) != 1 or len(sink) != 1:
+        result["error"] = f"expected one gen and one sink report, got {len(gen)} and {len(sink)}"
         return result
+    result.update(count=sink[0]["count"], total=sink[0]["total"],
+                  pipeline_s=sink[0]["t_last"] - gen[0]["t_first"],
+                  error=check(rows, sink[0]["count"], sink[0]["total"]))
+    return result
 
 
 # -- Bytewax --------------------------------------------------------------------------------------
@@ -229,13 +235,7 @@ def run_bytewax(spec: dict[str, Any]) -> dict[str, Any]:
         if errors:
             result["error"] = "; ".join(errors)
             return result
-        if len(gen) != 1 or len(sink) != 1:
-            result["error"] = f"expected one gen and one sink report, got {len(gen)} and {len(sink)}"
-            return result
-        result.update(count=sink[0]["count"], total=sink[0]["total"],
-                      pipeline_s=sink[0]["t_last"] - gen[0]["t_first"],
-                      error=check(spec["rows"], sink[0]["count"], sink[0]["total"]))
-        return result
+        return with_pipeline_result(result, gen, sink, spec["rows"])
 
 
 # -- latency, snapshot size, recovery -------------------------------------------------------------

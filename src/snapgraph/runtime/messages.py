@@ -80,6 +80,9 @@ class Message:
     is_stream: bool = False
 
 
+STREAM_CAPACITY = 16  # chunks buffered per stream receiver before the writer blocks
+
+
 class StreamBuffer:
     """A bounded, single-reader stream of chunks (rows or bytes) behind with_writer.
 

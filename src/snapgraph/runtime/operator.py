@@ -35,6 +35,7 @@ from snapgraph.runtime.messages import (
     Encoded,
     GraphStopping,
     Message,
+    STREAM_CAPACITY,
     MessageIds,
     Reply,
     StreamBuffer,
@@ -45,7 +46,6 @@ from snapgraph.snapshot.faults import FaultPlan
 if TYPE_CHECKING:
     from snapgraph.runtime.group import GroupHost
 
-STREAM_CAPACITY = 16  # chunks buffered per stream receiver before the writer blocks
 
 
 class Phase(enum.Enum):

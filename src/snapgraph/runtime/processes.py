@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -187,8 +188,6 @@ def _portable(exc: BaseException | None) -> BaseException | None:
     if exc is None:
         return None
     try:
-        import pickle
-
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:  # noqa: BLE001
@@ -236,6 +235,7 @@ class ProcessEngine(GraphDriver):
             self.instances[group] = [_Child(group, members, i, count) for i in range(count)]
         self.children = {child.name: child for group in self.instances.values() for child in group}
         self._home = {name: group for group, members in groups_of(graph).items() for name in members}
+        self._stdout_lock = threading.Lock()
         self._probe_seq = 0
         self._probe_event = threading.Event()
         self._last_counts: tuple[int, int] | None = None
@@ -347,9 +347,11 @@ class ProcessEngine(GraphDriver):
             child.done.set()
 
     def stdout_write(self, text: str) -> None:
+        """Terminal/Wiretap output of the groups; each group's listener thread calls this."""
         out = self.options.stdout or sys.stdout
-        out.write(text)
-        out.flush()
+        with self._stdout_lock:
+            out.write(text)
+            out.flush()
 
     def _go(self) -> None:
         for child in self.children.values():

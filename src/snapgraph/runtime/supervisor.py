@@ -107,15 +107,16 @@ class Supervisor:
             # they would be if the operator's process had died.
             self._engine = engine = None  # type: ignore[assignment]
             gc.collect()
-            if result.status != FAILED or result.failure is None or result.failure.invalid \
-                    or self.policy.max_retries is None or self._stopped.is_set():
-                self._close_run(run, result)
-                return SupervisedResult(result, attempt, run.run_id if run else None, restored_from)
-            counter = counter + 1 if lived < self.policy.retry_threshold else 0
-            if counter > self.policy.max_retries:
-                self.say(f"maximum retries reached ({self.policy.max_retries}): {result.reason}")
-                self._close_run(run, result)
-                return SupervisedResult(result, attempt, run.run_id if run else None, restored_from)
+            final = (result.status != FAILED or result.failure is None or result.failure.invalid
+                     or self.policy.max_retries is None or self._stopped.is_set())
+            if not final:
+                counter = counter + 1 if lived < self.policy.retry_threshold else 0
+                if counter > self.policy.max_retries:  # type: ignore[operator]
+                    self.say(f"maximum retries reached ({self.policy.max_retries}): {result.reason}")
+                    final = True
+            if final:
+                return self._finish(run, result, attempt, restored_from)
+            assert result.failure is not None
             self.say(
                 f"attempt {attempt} failed after {lived:.2f}s: {result.reason}; recovering "
                 f"(failure counter {counter}/{self.policy.max_retries}) in {self.policy.retry_interval:g}s"
@@ -125,12 +126,14 @@ class Supervisor:
             if store is not None and run is not None:
                 store.note_attempt(run.run_id)
             if self._stopped.wait(self.policy.retry_interval):
-                self._close_run(run, result)
-                return SupervisedResult(result, attempt, run.run_id if run else None, restored_from)
+                return self._finish(run, result, attempt, restored_from)
 
-    def _close_run(self, run: RunRecord | None, result: RunResult) -> None:
+    def _finish(self, run: RunRecord | None, result: RunResult, attempts: int,
+                restored_from: list[str | None]) -> SupervisedResult:
+        """Record how the run ended in the store and report it."""
         if self.store is not None and run is not None:
             self.store.finish_run(run.run_id, RUN_FAILED if result.status == FAILED else RUN_COMPLETED)
+        return SupervisedResult(result, attempts, run.run_id if run else None, restored_from)
 
 
 __all__ = ["RecoveryPolicy", "SupervisedResult", "Supervisor"]

@@ -29,11 +29,18 @@ import msgpack
 
 from snapgraph.api.data import Table
 from snapgraph.model.graph import Connection
-from snapgraph.runtime.messages import Barrier, Encoded, GraphStopping, Message, Reply, StreamBuffer
+from snapgraph.runtime.messages import (
+    STREAM_CAPACITY,
+    Barrier,
+    Encoded,
+    GraphStopping,
+    Message,
+    Reply,
+    StreamBuffer,
+)
 
 PROTOCOL = 5
 MSGPACK_RETRY_AFTER = 100  # tables sent with pickle before msgpack is tried again on a connection
-STREAM_CAPACITY = 16
 
 # Item kinds on a link: the first byte of each frame, then the pickled item. A table frame is
 # b"T", the 4-byte length of the pickled envelope, the envelope, then the msgpack rows.
