@@ -6,7 +6,9 @@
     bench/.venv/bin/python bench/run.py --only W1,W2 --rows 1000000 --out results.json
 
 Sections (``--only``, comma-separated): W1, W2 (throughput of the pipeline in configurations
-a-e), encoding, snapshots, recovery, latency. Memory per process is sampled during W1/W2.
+a-e), gc (a what-if), ceiling (the best any engine could do in (c) on this machine, from measured
+unit costs: bench/ceiling.py), encoding, snapshots, recovery, latency. Memory per process is
+sampled during W1/W2.
 
 The machine is shared and noisy, so every comparison is a **ratio measured in the same run**:
 each configuration runs in a fresh subprocess (bench/worker.py), repetitions are interleaved
@@ -257,20 +259,33 @@ def run_gc_experiment(workloads: list[str], rows: int, rounds: int, hash_rounds:
     return out
 
 
-def run_encoding(quick: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-enc-") as tmp:
-        out = Path(tmp) / "enc.json"
-        args = ["--tables", "300" if quick else "2000", "--seconds", "0.2" if quick else "1.0", "--json", str(out)]
+def run_script(what: str, script: str, args: list[str], echo: bool = False) -> dict[str, Any]:
+    """Run a bench/ script that writes its results to ``--json FILE``; {} (and a FAILED entry) if it fails."""
+    with tempfile.TemporaryDirectory(prefix="bench-script-") as tmp:
+        out = Path(tmp) / "out.json"
         try:
-            proc = subprocess.run([sys.executable, str(HERE / "encoding.py"), *args], capture_output=True, text=True,
-                                  timeout=300, check=False)
+            proc = subprocess.run([sys.executable, str(HERE / script), *args, "--json", str(out)],
+                                  capture_output=True, text=True, timeout=300, check=False)
         except subprocess.TimeoutExpired:
-            failed("encoding benchmark", {"error": "TIMEOUT after 300s"})
+            failed(what, {"error": "TIMEOUT after 300s"})
             return {}
         if proc.returncode != 0:
-            failed("encoding benchmark", {"error": f"exit {proc.returncode}", "output": proc.stderr[-3000:]})
+            failed(what, {"error": f"exit {proc.returncode}", "output": proc.stderr[-3000:]})
             return {}
+        if echo:
+            print(proc.stdout, end="", flush=True)
         return json.loads(out.read_text())
+
+
+def run_encoding(quick: bool) -> dict[str, Any]:
+    return run_script("encoding benchmark", "encoding.py",
+                      ["--tables", "300" if quick else "2000", "--seconds", "0.2" if quick else "1.0"])
+
+
+def run_ceiling(quick: bool, hash_rounds: int = 1) -> dict[str, Any]:
+    """bench/ceiling.py: unit costs per table and the best (c) any engine could reach."""
+    return run_script("ceiling model", "ceiling.py",
+                      ["--hash-rounds", str(hash_rounds), "--tables", "100" if quick else "400"], echo=True)
 
 
 SIZES = [("1 KB", 1_000), ("100 KB", 100_000), ("10 MB", 10_000_000), ("100 MB", 100_000_000)]
@@ -520,6 +535,37 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def ceiling_report(ceil: dict[str, Any], pipes: dict[str, Any]) -> str:
+    """The unit costs, the ceiling of (c) on this machine and beyond, and how close (c) came to it."""
+    out = ["\n### The ceiling of (c): one process per stage, zero engine overhead\n",
+           "Unit costs in µs per 1000-row table, measured in one process pinned to one CPU with fresh objects "
+           "(`bench/ceiling.py`). A stage process pays its operator's work plus, per hop, msgpack encoding, "
+           "decoding back to row lists and freeing the rows; the plain loop pays only the work and one free.\n"]
+    names = list(next(iter(ceil.values()))["costs_us"])
+    out.append(md_table(["workload", *names],
+                        [[w, *(f"{c['costs_us'][n]:.0f}" for n in names)] for w, c in ceil.items()]))
+    rows = []
+    for workload, c in ceil.items():
+        measured = {r["key"]: r["rows_s"] for r in pipes.get(workload, []) if r.get("rows_s")}
+        reached = ""
+        if measured.get("c") and measured.get("a"):
+            ratio = measured["c"] / measured["a"]
+            reached = f"{ratio:.2f} x (a) = {ratio / c['max_ratio_vs_plain']:.0%} of the ceiling"
+        rows.append([workload, f"{c['plain_us']:.0f}",
+                     ", ".join(f"{k} {v:.0f}" for k, v in c["stages_us"].items()),
+                     f"{c['best_us']:.0f} ({c['bound']})", f"{c['max_ratio_vs_plain']:.2f}", reached or "-"])
+    out.append("\n" + md_table(["workload", "plain loop µs", "stage processes µs", f"best µs on {next(iter(ceil.values()))['cores']} cores",
+                                "ceiling x (a)", "(c) measured"], rows))
+    out.append("\nWhat-if: the same ceiling on more cores and with the processing stage as 1-3 instances "
+               "(multiplicity), ratio against the plain loop:\n")
+    what = []
+    for workload, c in ceil.items():
+        for w in c.get("what_if", []):
+            what.append([workload, w["cores"], w["processing_instances"], f"{w['max_ratio_vs_plain']:.2f}", w["bound"]])
+    out.append(md_table(["workload", "cores", "processing instances", "ceiling x (a)", "bound by"], what))
+    return "\n".join(out)
+
+
 def report(results: dict[str, Any]) -> str:
     out = []
     env = results["environment"]
@@ -599,6 +645,8 @@ def report(results: dict[str, Any]) -> str:
             [[r["where"], r["n"], r["processes"], f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['max_ms']:.3f}"]
              if "error" not in r else [r["where"], "-", "-", f"**FAILED**: {r['error']}", "", ""]
              for r in results["latency"]]))
+    if results.get("ceiling"):
+        out.append(ceiling_report(results["ceiling"], results.get("pipelines", {})))
     if results.get("targets"):
         out.append("\n### Targets\n")
         out.append(md_table(
@@ -650,7 +698,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="snapgraph benchmarks (see docs/benchmarks.md)")
     parser.add_argument("--quick", action="store_true", help="fast smoke mode: small N, one round")
     parser.add_argument("--only", default="",
-                        help="comma-separated sections: W1,W2,gc,encoding,snapshots,recovery,latency (default: all)")
+                        help="comma-separated sections: W1,W2,gc,ceiling,encoding,snapshots,recovery,latency "
+                             "(default: all)")
     parser.add_argument("--gc-threshold", default=None,
                         help="thresholds of the GC what-if section (default: the engine's "
                              "snapgraph.runtime.group.GC_THRESHOLDS, else 50000,20,20)")
@@ -664,12 +713,12 @@ def main() -> None:
     parser.add_argument("--markdown", help="write the report (markdown) here as well")
     args = parser.parse_args()
 
-    sections = {"W1", "W2", "GC", "ENCODING", "SNAPSHOTS", "RECOVERY", "LATENCY"}
+    sections = {"W1", "W2", "GC", "CEILING", "ENCODING", "SNAPSHOTS", "RECOVERY", "LATENCY"}
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()} or sections
     unknown = only - sections
     if unknown:
-        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from W1,W2,gc,encoding,snapshots,"
-                     "recovery,latency")
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from W1,W2,gc,ceiling,encoding,"
+                     "snapshots,recovery,latency")
     if args.gc_threshold is None:
         try:
             from snapgraph.runtime.group import GC_THRESHOLDS
@@ -709,6 +758,10 @@ def main() -> None:
         gc_workloads = [w for w in ("W1", "W2") if w in only] or ["W1", "W2"]
         print(f"what-if: GC thresholds {args.gc_threshold}", flush=True)
         results["gc"] = run_gc_experiment(gc_workloads, rows, rounds, args.hash_rounds, args.gc_threshold)
+        save()
+    if "CEILING" in only:
+        print("ceiling of (c): unit costs per table", flush=True)
+        results["ceiling"] = run_ceiling(args.quick, args.hash_rounds)
         save()
     for section, title, fn in (("ENCODING", "encoding micro-benchmark", run_encoding),
                                ("SNAPSHOTS", "snapshot duration against state size", run_snapshots),

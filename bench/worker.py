@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import io
 import json
 import os
@@ -74,25 +73,15 @@ def run_plain(spec: dict[str, Any]) -> dict[str, Any]:
         import gc
 
         gc.set_threshold(*(int(v) for v in str(spec["gc_threshold"]).split(",")))
-    sha256 = hashlib.sha256
+    from ceiling import processing  # the same processing as bench/graphs/proc.py, as one function
 
-    def heavy(z: str) -> int:
-        d = z.encode()
-        for _ in range(rounds):
-            d = sha256(d).digest()
-        return d[0]
-
+    process = processing(rounds)
     count = total = 0
     t0 = time.monotonic()
     for start in range(0, n, b):
         stop = min(n, start + b)
         rows = [[i, i * 7 % 1000, f"row{i}"] for i in range(start, stop)]
-        if rounds == 0:
-            out = [[x, y, z, 2 * y] for x, y, z in rows if y % 3]
-        elif rounds == 1:
-            out = [[x, y, z, 2 * y, sha256(z.encode()).digest()[0]] for x, y, z in rows if y % 3]
-        else:
-            out = [[x, y, z, 2 * y, heavy(z)] for x, y, z in rows if y % 3]
+        out = process(rows)
         count += len(out)
         total += sum([r[3] for r in out])
     t1 = time.monotonic()
