@@ -122,10 +122,14 @@ def _run_cli(path: Path, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(path: Path, timeout: float = 30) -> None:
+def _wait_for_pid(path: Path, timeout: float = 30) -> int:
+    """The pid a script writes to ``path`` (it opens the file with "w": it may be empty for a moment)."""
     deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text():
-        assert time.monotonic() < deadline, f"{path} never appeared"
+    while True:
+        text = path.read_text() if path.exists() else ""
+        if text.strip().isdigit():
+            return int(text)
+        assert time.monotonic() < deadline, f"{path} never held a pid"
         time.sleep(0.02)
 
 
@@ -152,8 +156,7 @@ def test_sigkill_of_a_group_process_is_recovered(tmp_path: Path) -> None:
     """A group process killed from outside is an operator failure: recovery from the last epoch."""
     path = write_graph(tmp_path, gen={"total": 3000, "pause": 0.002})
     proc = _run_cli(path, "--snapshot-period", "1", "--max-retries", "2", "--retry-interval", "0")
-    _wait_for(tmp_path / "sink.pid")
-    victim = int((tmp_path / "sink.pid").read_text())
+    victim = _wait_for_pid(tmp_path / "sink.pid")
     assert victim in _children_of(proc.pid)
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
@@ -191,7 +194,7 @@ def test_no_orphan_processes(tmp_path: Path, ending: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "snapgraph", "run", str(path), *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if streaming:
-        _wait_for(tmp_path / "sink.pid")
+        _wait_for_pid(tmp_path / "sink.pid")
         children = _children_of(proc.pid)
         assert len(children) >= 2
         sig = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}.get(ending, signal.SIGKILL)
