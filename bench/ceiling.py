@@ -9,7 +9,7 @@ one CPU, the unit price of each piece of work per 1000-row table, with freshly b
 time (nothing is cached between repetitions):
 
 * the operators' own work: generating the rows, processing them (W1 or W2), summing in the sink;
-* for each hop: msgpack encoding (what snapgraph's wire sends), decoding back to row lists, and
+* for each hop: encoding with snapgraph's own wire codec (``runtime.wire.pack_rows``), decoding back to row lists, and
   freeing the decoded rows — the work a process boundary adds and the plain loop never does.
 
 From these it computes, for one process per stage on ``cores`` CPUs with *zero* engine overhead and
@@ -30,15 +30,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
+from snapgraph.runtime.group import GC_THRESHOLDS
+from snapgraph.runtime.wire import pack_rows, unpack_rows
 
 ROWS = 1000
-GC_THRESHOLDS = (50_000, 20, 20)  # the engine's (snapgraph.runtime.group.GC_THRESHOLDS)
+
+
+def rows_between(start: int, stop: int) -> list[list[Any]]:
+    """The generator's rows [i, i*7 % 1000, "row<i>"] for i in [start, stop) (as bench/graphs/gen.py)."""
+    return [[i, i * 7 % 1000, f"row{i}"] for i in range(start, stop)]
 
 
 def _gen(seed: int) -> list[list[Any]]:
     base = 1_000_000 + seed * ROWS
-    return [[i, i * 7 % 1000, f"row{i}"] for i in range(base, base + ROWS)]
+    return rows_between(base, base + ROWS)
 
 
 def processing(rounds: int) -> Callable[[list[list[Any]]], list[list[Any]]]:
@@ -60,14 +65,6 @@ def processing(rounds: int) -> Callable[[list[list[Any]]], list[list[Any]]]:
 
 def _sink(rows: list[list[Any]]) -> int:
     return sum([r[3] for r in rows])
-
-
-def _encode(rows: list[list[Any]]) -> bytes:
-    return msgpack.packb(rows, strict_types=True, use_bin_type=True)
-
-
-def _decode(data: bytes) -> list[list[Any]]:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def _per_table(step: Callable[[int], Callable[[], Any]], tables: int, repeats: int) -> float:
@@ -92,8 +89,8 @@ def unit_costs(hash_rounds: int, tables: int = 400, repeats: int = 5) -> dict[st
     proc = processing(hash_rounds)
     inputs = [_gen(i) for i in range(tables)]
     outputs = [proc(rows) for rows in inputs]
-    enc_in = [_encode(rows) for rows in inputs]
-    enc_out = [_encode(rows) for rows in outputs]
+    enc_in = [pack_rows(rows) for rows in inputs]
+    enc_out = [pack_rows(rows) for rows in outputs]
 
     def freeing(make: Callable[[int], list[list[Any]]]) -> float:
         """Seconds per table to free rows just built (warm in the cache, as in the plain loop)."""
@@ -114,10 +111,10 @@ def unit_costs(hash_rounds: int, tables: int = 400, repeats: int = 5) -> dict[st
         "sink": _per_table(lambda i: lambda: _sink(outputs[i]), tables, repeats),
         "free input rows": freeing(_gen),
         "free output rows": freeing(lambda i: proc(inputs[i])),
-        "encode input": _per_table(lambda i: lambda: _encode(inputs[i]), tables, repeats),
-        "decode input": _per_table(lambda i: lambda: _decode(enc_in[i]), tables, repeats),
-        "encode output": _per_table(lambda i: lambda: _encode(outputs[i]), tables, repeats),
-        "decode output": _per_table(lambda i: lambda: _decode(enc_out[i]), tables, repeats),
+        "encode input": _per_table(lambda i: lambda: pack_rows(inputs[i]), tables, repeats),
+        "decode input": _per_table(lambda i: lambda: unpack_rows(enc_in[i]), tables, repeats),
+        "encode output": _per_table(lambda i: lambda: pack_rows(outputs[i]), tables, repeats),
+        "decode output": _per_table(lambda i: lambda: unpack_rows(enc_out[i]), tables, repeats),
     }
     return {k: v * 1e6 for k, v in costs.items()}
 
@@ -129,12 +126,16 @@ def ceiling(costs: dict[str, float], cores: int, processing_instances: int = 1) 
     messages round-robin), each doing its share of the tables.
     """
     plain = costs["generate"] + costs["process"] + costs["sink"] + costs["free input rows"] + costs["free output rows"]
-    processing = (costs["decode input"] + costs["process"] + costs["free input rows"]
-                  + costs["encode output"] + costs["free output rows"])
+    processing_us = (costs["decode input"] + costs["process"] + costs["free input rows"]
+                     + costs["encode output"] + costs["free output rows"])
+    if processing_instances == 1:
+        processing_stages = {"processing": processing_us}
+    else:
+        processing_stages = {f"processing #{i}": processing_us / processing_instances
+                             for i in range(processing_instances)}
     stages = {
         "generator": costs["generate"] + costs["encode input"] + costs["free input rows"],
-        **{f"processing{f' #{i}' if processing_instances > 1 else ''}": processing / processing_instances
-           for i in range(processing_instances)},
+        **processing_stages,
         "sink": costs["decode output"] + costs["sink"] + costs["free output rows"],
     }
     total = sum(stages.values())

@@ -541,7 +541,8 @@ def ceiling_report(ceil: dict[str, Any], pipes: dict[str, Any]) -> str:
            "Unit costs in µs per 1000-row table, measured in one process pinned to one CPU with fresh objects "
            "(`bench/ceiling.py`). A stage process pays its operator's work plus, per hop, msgpack encoding, "
            "decoding back to row lists and freeing the rows; the plain loop pays only the work and one free.\n"]
-    names = list(next(iter(ceil.values()))["costs_us"])
+    first = next(iter(ceil.values()))
+    names = list(first["costs_us"])
     out.append(md_table(["workload", *names],
                         [[w, *(f"{c['costs_us'][n]:.0f}" for n in names)] for w, c in ceil.items()]))
     rows = []
@@ -554,7 +555,7 @@ def ceiling_report(ceil: dict[str, Any], pipes: dict[str, Any]) -> str:
         rows.append([workload, f"{c['plain_us']:.0f}",
                      ", ".join(f"{k} {v:.0f}" for k, v in c["stages_us"].items()),
                      f"{c['best_us']:.0f} ({c['bound']})", f"{c['max_ratio_vs_plain']:.2f}", reached or "-"])
-    out.append("\n" + md_table(["workload", "plain loop µs", "stage processes µs", f"best µs on {next(iter(ceil.values()))['cores']} cores",
+    out.append("\n" + md_table(["workload", "plain loop µs", "stage processes µs", f"best µs on {first['cores']} cores",
                                 "ceiling x (a)", "(c) measured"], rows))
     out.append("\nWhat-if: the same ceiling on more cores and with the processing stage as 1-3 instances "
                "(multiplicity), ratio against the plain loop:\n")

@@ -73,15 +73,14 @@ def run_plain(spec: dict[str, Any]) -> dict[str, Any]:
         import gc
 
         gc.set_threshold(*(int(v) for v in str(spec["gc_threshold"]).split(",")))
-    from ceiling import processing  # the same processing as bench/graphs/proc.py, as one function
+    from ceiling import processing, rows_between  # the work of bench/graphs/*.py, as functions
 
     process = processing(rounds)
     count = total = 0
     t0 = time.monotonic()
     for start in range(0, n, b):
         stop = min(n, start + b)
-        rows = [[i, i * 7 % 1000, f"row{i}"] for i in range(start, stop)]
-        out = process(rows)
+        out = process(rows_between(start, stop))
         count += len(out)
         total += sum([r[3] for r in out])
     t1 = time.monotonic()

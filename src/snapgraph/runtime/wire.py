@@ -48,7 +48,7 @@ _MESSAGE, _TABLE, _STREAM, _BARRIER, _CHUNK, _CLOSE = b"M", b"T", b"S", b"B", b"
 _PACK_ERRORS = (TypeError, ValueError, OverflowError)  # what msgpack raises for values it cannot keep intact
 
 
-def _pack_rows(rows: list[Any]) -> bytes | None:
+def pack_rows(rows: list[Any]) -> bytes | None:
     """msgpack of table rows, or None when a value would not come back as the same type."""
     try:
         return msgpack.packb(rows, strict_types=True, use_bin_type=True)
@@ -56,12 +56,17 @@ def _pack_rows(rows: list[Any]) -> bytes | None:
         return None
 
 
+def unpack_rows(data: bytes) -> list[Any]:
+    """The rows of :func:`pack_rows`, as lists again."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
 def encode_message(item: Message, token: int | None, group: str, stream: int | None,
                    try_msgpack: bool = True) -> bytes:
     """One message as a frame (a table's rows as msgpack when ``try_msgpack`` and possible)."""
     body = item.body
     if try_msgpack and stream is None and type(body) is Table:
-        rows = _pack_rows(body.body)
+        rows = pack_rows(body.body)
         if rows is not None:
             table_type = body.type_ref.type_id if body.type_ref is not None else ""
             envelope = pickle.dumps((item.msg_id, item.header, table_type, item.port_type, item.type_id,
@@ -75,7 +80,7 @@ def decode_table(data: bytes) -> tuple[Any, ...]:
     """The fields of a b"T" frame, in the order of a pickled message, with the Table rebuilt."""
     size = int.from_bytes(data[1:5], "big")
     msg_id, header, table_type, port_type, type_id, token, group = pickle.loads(data[5:5 + size])
-    rows = msgpack.unpackb(data[5 + size:], raw=False, strict_map_key=False)
+    rows = unpack_rows(data[5 + size:])
     return msg_id, header, Table(rows, table_type), port_type, type_id, token, group, None
 
 
