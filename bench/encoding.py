@@ -5,8 +5,9 @@
 Two parts:
 
 1. **encode + decode in one process**, per format: tables/s, rows/s and bytes per table.
-   Formats: pickle protocol 5; msgpack; Arrow IPC (pyarrow) back to Python row lists, and Arrow
-   IPC to a RecordBatch only (columnar, no Python row objects); shared memory = pickle 5 copied
+   Formats: pickle protocol 5; msgpack (msgpack-python); snapgraph's wire codec (ormsgpack,
+   exact types only: ``runtime.wire.pack_rows``/``unpack_rows``); Arrow IPC (pyarrow) back to
+   Python row lists, and Arrow IPC to a RecordBatch only (columnar, no Python row objects); shared memory = pickle 5 copied
    into a shared-memory slot and unpickled from it (what a receiver in another process does).
 2. **end to end between two processes**: the sender encodes M tables and writes them to a
    ``multiprocessing.Pipe`` (an os.pipe underneath, ``send_bytes``/``recv_bytes``); the receiver
@@ -35,6 +36,12 @@ try:
     import msgpack
 except ImportError:  # pragma: no cover - bench/setup.sh installs it
     msgpack = None
+try:
+    import ormsgpack
+
+    from snapgraph.runtime.wire import pack_rows, unpack_rows
+except ImportError:  # pragma: no cover - snapgraph depends on ormsgpack
+    ormsgpack = None
 try:
     import pyarrow as pa
     import pyarrow.ipc  # noqa: F401
@@ -98,6 +105,8 @@ def formats() -> dict[str, tuple[Callable[[list], Any], Callable[[Any], Any]]]:
         "pickle5": (pickle_encode, pickle_decode)}
     if msgpack is not None:
         found["msgpack"] = (msgpack_encode, msgpack_decode)
+    if ormsgpack is not None:
+        found["snapgraph wire (ormsgpack)"] = (pack_rows, unpack_rows)
     if pa is not None:
         found["arrow-ipc (to rows)"] = (arrow_encode, arrow_decode)
         found["arrow-ipc (batch only)"] = (arrow_encode, arrow_decode_batch)
@@ -263,6 +272,7 @@ def run(m: int, seconds: float) -> dict:
     build = m / (time.perf_counter() - t0)
     return {"codecs": codecs, "end_to_end": e2e, "build_tables_s": build,
             "versions": {"msgpack": getattr(msgpack, "version", None) and ".".join(map(str, msgpack.version)),
+                         "ormsgpack": getattr(ormsgpack, "__version__", None),
                          "pyarrow": getattr(pa, "__version__", None)}}
 
 

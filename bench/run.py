@@ -57,6 +57,8 @@ def pipeline_configs(bytewax: bool) -> list[Config]:
     configs = [
         Config("a", "(a) plain Python loop, 1 process", {"kind": "plain"}),
         Config("b", "(b) snapgraph, in_process=True", {"kind": "snapgraph", "in_process": True, "snapshots": False}),
+        Config("b1", "(b1) snapgraph, no groups declared: 1 group process",
+               {"kind": "snapgraph", "in_process": None, "snapshots": False, "one_group": True}),
         Config("c", "(c) snapgraph, 3 groups", {"kind": "snapgraph", "in_process": None, "snapshots": False}),
         Config("d", "(d) snapgraph, 3 groups + snapshots 1 s",
                {"kind": "snapgraph", "in_process": None, "snapshots": True}),
@@ -209,9 +211,16 @@ def run_pipelines(workloads: list[str], rows: int, rounds: int, hash_rounds: int
                 "in_process_supported": runs[0].get("in_process_supported"),
                 "epochs": runs[0].get("epochs"),
                 "rss": _rss_summary(runs[-1]),
+                "threads": _thread_summary(runs[-1]),
             })
         summary[workload] = rows_out
     return summary
+
+
+def _thread_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """CPU seconds of every thread of the processes that ran operators (from the operators' own reports)."""
+    return [{"groups": p.get("groups", []), "thread": name, "cpu_s": cpu}
+            for p in result.get("processes", []) for name, cpu in (p.get("thread_cpu_s") or {}).items()]
 
 
 def _rss_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -424,10 +433,11 @@ def _short(frame: str) -> str:
     return frame
 
 
-def run_profile(rows: int) -> dict[str, Any]:
-    """Where W1's time goes: GC and thread CPU in (a) and (b), py-spy of (b) and (c), cProfile of (b)."""
-    base = {"kind": "profile", "rows": rows, "batch": 1000, "hash_rounds": 0, "top": 25}
-    out: dict[str, Any] = {"rows": rows, "gc": {"a": [], "b": []}}
+def run_profile(rows: int, workload: str, hash_rounds: int) -> dict[str, Any]:
+    """Where a workload's time goes: GC and thread CPU in (a) and (b), py-spy of (c), cProfile of (b)."""
+    hash_rounds = 0 if workload == "W1" else hash_rounds
+    base = {"kind": "profile", "rows": rows, "batch": 1000, "hash_rounds": hash_rounds, "top": 25}
+    out: dict[str, Any] = {"rows": rows, "workload": workload, "gc": {"a": [], "b": []}}
     for _ in range(3):  # interleaved a, b, a, b, ...
         for key, of in (("a", "plain"), ("b", "snapgraph")):
             result = run_worker(dict(base, of=of))
@@ -440,7 +450,7 @@ def run_profile(rows: int) -> dict[str, Any]:
     if _pyspy() is not None:
         # (c) only: in (b) all dispatcher threads share one CPU and one GIL, and py-spy's per-thread
         # attribution there proved wrong against thread_time (above); per process it is usable.
-        out["pyspy_c"] = pyspy_profile({"kind": "snapgraph", "rows": rows, "batch": 1000, "hash_rounds": 0,
+        out["pyspy_c"] = pyspy_profile({"kind": "snapgraph", "rows": rows, "batch": 1000, "hash_rounds": hash_rounds,
                                         "in_process": None, "snapshots": False})
     return out
 
@@ -593,6 +603,11 @@ def report(results: dict[str, Any]) -> str:
                 mem_rows.append([r["key"], p["role"][:60], groups, f"{p['peak_rss_mb']:.1f}", cpu])
         out.append(md_table(["config", "process", "groups / operators", "peak RSS MB", "CPU s (whole run)"],
                             mem_rows))
+        out.append("\n### CPU per thread (W1, last round; read by the operators at shutdown, start-up included)\n")
+        thread_rows = [[r["key"], ", ".join(t["groups"]), t["thread"], f"{t['cpu_s']:.3f}"]
+                       for r in results["pipelines"].get("W1") or next(iter(results["pipelines"].values()))
+                       for t in r.get("threads", []) if t["cpu_s"] >= 0.005]
+        out.append(md_table(["config", "groups", "thread", "CPU s"], thread_rows))
     if results.get("gc"):
         gcx = results["gc"]
         out.append(f"\n### GC what-if: gc.set_threshold({gcx['threshold']}) in every process that runs operators\n")
@@ -658,7 +673,7 @@ def report(results: dict[str, Any]) -> str:
              for t in results["targets"]]))
     if results.get("profile"):
         prof = results["profile"]
-        out.append(f"\n### Profile of W1 ({prof['rows']:,} rows)\n")
+        out.append(f"\n### Profile of {prof.get('workload', 'W1')} ({prof['rows']:,} rows)\n")
         out.append("GC and CPU time in (a) and (b), median of 3 interleaved runs each (profiling runs, "
                    "gc.callbacks and thread_time):\n")
         gc_rows = []
@@ -708,7 +723,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--hash-rounds", type=int, default=1, help="sha256 rounds per row in W2 (default 1)")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
-                        help="profile W1 (b) when a target is missed (auto), always or never")
+                        help="profile the workload of a missed target (auto), always (W1 if none) or never")
     parser.add_argument("--no-bytewax", action="store_true", help="skip configuration (e)")
     parser.add_argument("--out", help="write all results as JSON here")
     parser.add_argument("--markdown", help="write the report (markdown) here as well")
@@ -778,9 +793,12 @@ def main() -> None:
     if changed:
         results["warning"] = ("snapgraph's sources changed while the benchmark ran: the results mix engine "
                               "versions; run it again on a quiet tree")
-    if args.profile == "always" or (args.profile == "auto" and missed and "W1" in only):
-        print("profiling W1 (b) and (c)", flush=True)
-        results["profile"] = run_profile(min(rows, 1_000_000))
+    # Profile the workload of the first missed throughput target (W1 when profiling is forced).
+    profiled = next((t["target"][:2] for t in missed if t["target"][:2] in only), None)
+    if args.profile == "always" or (args.profile == "auto" and profiled):
+        workload = profiled or "W1"
+        print(f"profiling {workload} (a), (b) and (c)", flush=True)
+        results["profile"] = run_profile(min(rows, 1_000_000), workload, args.hash_rounds)
     save()
     text = report(results)
     if results.get("warning"):

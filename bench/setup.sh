@@ -14,6 +14,6 @@ fi
     "bytewax==0.21.*" "msgpack>=1.0" "pyarrow>=15" "psutil>=5.9" "py-spy>=0.3"
 "$here/.venv/bin/python" - <<'PY'
 import importlib.metadata as md
-for name in ("snapgraph", "bytewax", "msgpack", "pyarrow", "psutil", "py-spy"):
+for name in ("snapgraph", "ormsgpack", "bytewax", "msgpack", "pyarrow", "psutil", "py-spy"):
     print(f"{name:12} {md.version(name)}")
 PY

@@ -11,7 +11,7 @@ not leak from one configuration into the next. The spec's ``kind`` selects what 
 * ``latency``   graphs/latency.yaml: p50/p99 generator -> sink at a low message rate
 * ``snapsize``  graphs/state.yaml: snapshot duration and bytes against state size
 * ``recovery``  graphs/recovery.yaml: failure -> first message after the restore
-* ``profile``   (a) or (b) of W1 with GC time, CPU time per thread and optionally cProfile
+* ``profile``   (a) or (b) of W1 or W2 with GC time, CPU time per thread and optionally cProfile
 
 Every result carries ``ok``; a wrong pipeline result (count/sum) is ``ok: false`` with ``error``.
 """
@@ -101,7 +101,8 @@ def run_options(in_process: bool | None, **kwargs: Any) -> tuple[Any, bool]:
 
 def supervise(graph_file: Path, params: dict[str, Any], *, in_process: bool | None, snapshots: bool,
               store_path: Path | None = None, period: float | None = 1.0, faults: str = "",
-              max_retries: int | None = None, stop_after: float | None = None) -> dict[str, Any]:
+              max_retries: int | None = None, stop_after: float | None = None,
+              one_group: bool = False) -> dict[str, Any]:
     import logging
 
     from snapgraph.model.loader import LoadOptions, load_graph
@@ -111,6 +112,10 @@ def supervise(graph_file: Path, params: dict[str, Any], *, in_process: bool | No
 
     graph = load_graph(graph_file, LoadOptions(params={k: str(v) for k, v in params.items()},
                                                snapshots=snapshots))
+    if one_group:  # as if the graph declared no groups: every operator in the default group's process
+        graph.groups.clear()
+        for process in graph.processes.values():
+            process.group = "default"
     options, supported = run_options(in_process, stdout=io.StringIO(), stop_after=stop_after,
                                      log_level=logging.WARNING)
     store = SQLiteStore(store_path) if snapshots and store_path is not None else None
@@ -133,6 +138,11 @@ def processes_of(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if group not in entry["groups"]:
             entry["groups"].append(group)
         entry["maxrss_kb"] = max(entry["maxrss_kb"], rep.get("maxrss_kb", 0))
+        if "thread_cpu_s" in rep:  # each report sees the threads alive when it was written; keep the latest
+            entry["process_cpu_s"] = max(entry.get("process_cpu_s", 0.0), rep["process_cpu_s"])
+            threads = entry.setdefault("thread_cpu_s", {})
+            for name, cpu in rep["thread_cpu_s"].items():
+                threads[name] = max(threads.get(name, 0.0), cpu)
     return list(by_pid.values())
 
 
@@ -143,7 +153,8 @@ def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
                   "gc_threshold": spec.get("gc_threshold", ""),
                   "proc_instances": spec.get("proc_instances", 1)}
         run = supervise(GRAPHS / "pipeline.yaml", params, in_process=spec["in_process"],
-                        snapshots=spec["snapshots"], store_path=Path(tmp) / "store.db")
+                        snapshots=spec["snapshots"], store_path=Path(tmp) / "store.db",
+                        one_group=spec.get("one_group", False))
         outcome = run["outcome"]
         found = reports(tmp)
         gen = [r for r in found if r["role"] == "gen"]

@@ -1,11 +1,10 @@
 # Generator of W1/W2: N rows [i, i*7 % 1000, "row<i>"] in api.Tables of B rows, one table per timer tick.
 # With stateful=true its offset is the snapshot state (a replayable generator).
 # ruff: noqa: F821  (`api` is injected by the engine)
-import json
-import os
 import pickle
-import resource
 import time
+
+from bench_report import write_report
 
 if api.config.gc_threshold:  # what-if experiment of bench/run.py (section GC); off by default
     import gc
@@ -49,11 +48,7 @@ if str(api.config.stateful).lower() == "true":
 
 
 def shutdown():
-    report = {"role": "gen", "pid": os.getpid(), "group": api.group_id, "t_first": t_first,
-              "offset": offset, "tables": tables,
-              "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-    with open(os.path.join(OUT, f"gen-{os.getpid()}-{time.monotonic_ns()}.json"), "w") as f:
-        json.dump(report, f)
+    write_report(OUT, "gen", group=api.group_id, t_first=t_first, offset=offset, tables=tables)
 
 
 api.set_shutdown(shutdown)

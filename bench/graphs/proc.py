@@ -2,10 +2,8 @@
 # W2 (hash_rounds >= 1) also hashes z with sha256 (hash_rounds rounds) and keeps the first digest byte.
 # ruff: noqa: F821  (`api` is injected by the engine)
 import hashlib
-import json
-import os
-import resource
-import time
+
+from bench_report import write_report
 
 if api.config.gc_threshold:  # what-if experiment of bench/run.py (section GC); off by default
     import gc
@@ -42,10 +40,7 @@ api.set_port_callback("in", on_input)
 
 
 def shutdown():
-    report = {"role": "proc", "pid": os.getpid(), "group": api.group_id, "tables": tables,
-              "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-    with open(os.path.join(OUT, f"proc-{os.getpid()}-{time.monotonic_ns()}.json"), "w") as f:
-        json.dump(report, f)
+    write_report(OUT, "proc", group=api.group_id, tables=tables)
 
 
 api.set_shutdown(shutdown)

@@ -1,10 +1,9 @@
 # Sink of W1/W2: counts rows and sums y2; with stateful=true (count, sum) is the snapshot state.
 # ruff: noqa: F821  (`api` is injected by the engine)
-import json
-import os
 import pickle
-import resource
 import time
+
+from bench_report import write_report
 
 if api.config.gc_threshold:  # what-if experiment of bench/run.py (section GC); off by default
     import gc
@@ -41,11 +40,7 @@ if str(api.config.stateful).lower() == "true":
 
 
 def shutdown():
-    report = {"role": "sink", "pid": os.getpid(), "group": api.group_id, "count": count, "total": total,
-              "tables": tables, "t_last": t_last,
-              "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-    with open(os.path.join(OUT, f"sink-{os.getpid()}-{time.monotonic_ns()}.json"), "w") as f:
-        json.dump(report, f)
+    write_report(OUT, "sink", group=api.group_id, count=count, total=total, tables=tables, t_last=t_last)
 
 
 api.set_shutdown(shutdown)

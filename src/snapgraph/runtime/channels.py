@@ -7,20 +7,41 @@ timer) on a single condition variable. A publisher blocks while its channel
 is full: that is the engine's back-pressure. A channel can be *blocked* by
 the consumer (barrier alignment): its items stay queued and are not handed
 out until it is unblocked.
+
+A channel fed from another process has a :class:`RemoteInput` (a pipe):
+the dispatcher itself reads it when it runs out of queued items, and waits
+on the pipes and a wake-up pipe instead of the condition variable. Only
+while a channel has room and is not blocked is its pipe read, so the pipe
+fills behind a busy or aligning receiver and back-pressure reaches the
+sending process.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable
 
 from snapgraph.model.graph import Connection
 from snapgraph.runtime.messages import ControlEvent, GraphStopping
 
 DEFAULT_CAPACITY = 8
+MAX_WAIT = 0.5  # seconds a waiting dispatcher sleeps at most before it checks for stopping again
+
+
+class RemoteInput(Protocol):
+    """A pipe that delivers the items of one channel from another process."""
+
+    closed: bool
+
+    def fileno(self) -> int: ...
+
+    def pull(self) -> list[Any] | None:
+        """The items that have arrived, without blocking ([] if none); None once the sender is gone."""
 
 
 class Channel:
@@ -42,17 +63,31 @@ class Channel:
 class Inbox:
     """Everything one operator's dispatcher waits on."""
 
-    def __init__(self, stopping: Callable[[], bool]) -> None:
+    def __init__(self, stopping: Callable[[], bool], on_received: Callable[[int], None] | None = None) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.channels: list[Channel] = []
         self.control: deque[ControlEvent] = deque()
         self._stopping = stopping
         self._next = 0  # round-robin start among channels, for fair fan-in
+        self._remote: list[tuple[Channel, RemoteInput]] = []
+        self._on_received = on_received  # counts items taken off remote inputs (they become local work)
+        self._waker: tuple[int, int] | None = None  # (read, write) ends of the wake-up pipe
+        self._polling = False  # the dispatcher is reading or waiting on its remote inputs
+        self._woken = False  # a wake-up byte is pending
 
     def add_channel(self, connection: Connection, capacity: int = DEFAULT_CAPACITY) -> Channel:
         channel = Channel(connection, self, capacity)
         self.channels.append(channel)
         return channel
+
+    def add_remote(self, channel: Channel, source: RemoteInput) -> None:
+        """Feed ``channel`` from ``source``; only the dispatcher reads it (in :meth:`next_item`)."""
+        if self._waker is None:
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
+            os.set_blocking(write_end, False)
+            self._waker = (read_end, write_end)
+        self._remote.append((channel, source))
 
     def put(self, channel: Channel, item: Any) -> None:
         with self.cond:
@@ -61,17 +96,24 @@ class Inbox:
                     raise GraphStopping()
                 self.cond.wait(0.1)
             channel.items.append(item)
-            self.cond.notify_all()
+            self._notify()
 
     def post(self, event: ControlEvent) -> None:
         """Queue control work; never blocks (replies must not deadlock a busy sender)."""
         with self.cond:
             self.control.append(event)
-            self.cond.notify_all()
+            self._notify()
 
     def wake(self) -> None:
         with self.cond:
-            self.cond.notify_all()
+            self._notify()
+
+    def _notify(self) -> None:
+        """Wake whoever waits on this inbox (call with the lock held)."""
+        self.cond.notify_all()
+        if self._polling and not self._woken and self._waker is not None:
+            self._woken = True
+            os.write(self._waker[1], b"\0")
 
     def next_item(self, timeout: float | None) -> tuple[Channel | None, Any] | None:
         """The next control event ``(None, event)`` or input ``(channel, item)``.
@@ -81,27 +123,74 @@ class Inbox:
         ``timeout`` seconds (None = wait until woken).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.cond:
-            while True:
-                if self.control:
-                    return None, self.control.popleft()
-                n = len(self.channels)
-                for i in range(n):
-                    channel = self.channels[(self._next + i) % n]
-                    if channel.items and not channel.blocked:
-                        self._next = (self._next + i + 1) % n
-                        item = channel.items.popleft()
-                        self.cond.notify_all()  # a publisher may be waiting for room
-                        return channel, item
+        while True:
+            with self.cond:
+                found = self._take()
+                if found is not None:
+                    return found
                 if self._stopping():
                     return None
-                if deadline is None:
-                    self.cond.wait(0.5)
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                wait = MAX_WAIT if deadline is None else min(deadline - time.monotonic(), MAX_WAIT)
+                if not self._remote:
+                    if wait <= 0:
                         return None
-                    self.cond.wait(min(remaining, 0.5))
+                    self.cond.wait(wait)
+                    continue
+                readable = [(channel, source) for channel, source in self._remote
+                            if not source.closed and not channel.blocked and len(channel.items) < channel.capacity]
+                self._polling = True
+            try:
+                if not self._pull(readable):
+                    if wait <= 0:
+                        return None
+                    self._wait(readable, wait)
+            finally:
+                with self.cond:
+                    self._polling = False
+
+    def _take(self) -> tuple[Channel | None, Any] | None:
+        if self.control:
+            return None, self.control.popleft()
+        n = len(self.channels)
+        for i in range(n):
+            channel = self.channels[(self._next + i) % n]
+            if channel.items and not channel.blocked:
+                self._next = (self._next + i + 1) % n
+                item = channel.items.popleft()
+                self.cond.notify_all()  # a publisher may be waiting for room
+                return channel, item
+        return None
+
+    def _pull(self, readable: list[tuple[Channel, RemoteInput]]) -> bool:
+        """Read what has arrived on the remote inputs into their channels; True if anything came."""
+        got = False
+        for channel, source in readable:
+            items = source.pull()
+            if items:
+                got = True
+                if self._on_received is not None:
+                    self._on_received(len(items))
+                with self.cond:
+                    channel.items.extend(items)
+            elif items is None:
+                got = True  # the sender is gone: look again with that input left out
+        return got
+
+    def _wait(self, readable: list[tuple[Channel, RemoteInput]], seconds: float) -> None:
+        """Sleep until a remote input can be read, something is queued or posted, or ``seconds`` passed."""
+        assert self._waker is not None
+        poller = select.poll()
+        poller.register(self._waker[0], select.POLLIN)
+        for _, source in readable:
+            poller.register(source.fileno(), select.POLLIN)
+        poller.poll(seconds * 1000)
+        with self.cond:
+            if self._woken:
+                self._woken = False
+                try:
+                    os.read(self._waker[0], 64)
+                except BlockingIOError:
+                    pass
 
     def has_input(self) -> bool:
         with self.cond:

@@ -25,7 +25,7 @@ from snapgraph.api.data import TypeContext, set_default_type_context
 from snapgraph.api.operator_api import RuntimeInfo
 from snapgraph.model.graph import RETRY, Connection, Graph, Process
 from snapgraph.model.vtypes import VTypeRegistry
-from snapgraph.runtime.channels import Channel, Inbox
+from snapgraph.runtime.channels import Channel, Inbox, RemoteInput
 from snapgraph.runtime.logs import operator_logger
 from snapgraph.runtime.operator import OperatorFailure, OperatorRuntime, Target
 from snapgraph.runtime.options import RunOptions
@@ -103,11 +103,11 @@ class Activity:
         with self._lock:
             self.sent += 1
 
-    def note_received(self) -> None:
-        """A message from another group entered a local channel: it is now local work."""
+    def note_received(self, n: int = 1) -> None:
+        """``n`` items from other groups entered a local channel: they are now local work."""
         with self._lock:
-            self.received += 1
-            self._count += 1
+            self.received += n
+            self._count += n
 
     @property
     def count(self) -> int:
@@ -155,7 +155,7 @@ class GroupHost:
         self.operators: dict[str, OperatorRuntime] = {}
         for name in members:
             process = graph.processes[name]
-            inbox = Inbox(self.is_stopping)
+            inbox = Inbox(self.is_stopping, self.activity.note_received)
             self.operators[name] = OperatorRuntime(process, self, inbox, operator_logger(name, options.log_level))
         self.inbound: dict[Connection, Channel] = {}
         for connection in graph.connections:
@@ -173,10 +173,9 @@ class GroupHost:
         self.operators[connection.src.process].targets[connection.src.port].append(
             Target(channel, receiver_retries, local=False))
 
-    def deliver_remote(self, connection: Connection, item: Any) -> None:
-        """An item from another group: count it as local work, then queue it (may block: back-pressure)."""
-        self.activity.note_received()
-        self.inbound[connection].put(item)
+    def connect_inbound(self, connection: Connection, source: RemoteInput) -> None:
+        """Attach a pipe from another group that delivers ``connection``'s items (its receiver reads it)."""
+        self.operators[connection.tgt.process].inbox.add_remote(self.inbound[connection], source)
 
     @property
     def sources(self) -> list[str]:

@@ -13,8 +13,9 @@ import enum
 import heapq
 import threading
 import time
+import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from collections.abc import Callable
 
 from snapgraph.api.data import Record, Table
@@ -40,7 +41,7 @@ from snapgraph.runtime.messages import (
     Reply,
     StreamBuffer,
 )
-from snapgraph.runtime.scripts import format_script_error, run_script, script_line
+from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX, format_script_error, run_script, script_line
 from snapgraph.snapshot.faults import FaultPlan
 
 if TYPE_CHECKING:
@@ -230,13 +231,20 @@ class OperatorRuntime:
             self._loop()
         except GraphStopping:
             pass
+        except Exception as exc:  # noqa: BLE001 - a fault of the engine itself
+            # It must fail the run: a dispatcher that ended quietly would let the graph look idle
+            # and "complete" without the messages still queued for this operator.
+            failure = OperatorFailure(self.name, "the engine's dispatcher", _one_line(exc),
+                                      "".join(traceback.format_exception(exc)).rstrip())
+            self.logger.error("internal error: %s", failure.traceback)
+            self.host.fail(failure)
         finally:
             self._shutdown()
 
     def _load(self) -> None:
         api = self.make_api(self.host.runtime_info(self.process))
         if self.process.script is not None:
-            run_script(self.process.script, f"snapgraph_operator_{self.name}", {"api": api})
+            run_script(self.process.script, self.name, {"api": api})
         else:
             from snapgraph.runtime.builtins import setup_builtin
 
@@ -311,7 +319,7 @@ class OperatorRuntime:
     def _deliver(self, channel: Channel, message: Any) -> None:
         try:
             if isinstance(message, Encoded):
-                message = message.decode(message.data)
+                message = self._decode(channel, message)
             if isinstance(message, Barrier):
                 self._on_barrier(channel, message.epoch)
                 return
@@ -350,6 +358,20 @@ class OperatorRuntime:
                     message.reply.done(exc)
         finally:
             self.host.activity.add(-1)
+
+    def _decode(self, channel: Channel, message: Encoded) -> Message:
+        """Rebuild a message from another group; one that cannot be rebuilt fails this operator."""
+        try:
+            return message.decode(message.data)
+        except Exception as exc:  # noqa: BLE001 - whatever unpickling raises
+            sender = channel.connection.src.process
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith(SCRIPT_MODULE_PREFIX):
+                hint = (f"; the value's class is defined in the script of {sender!r}, which only its own group "
+                        "loads: define it in a helper module beside the graph and import it in both scripts")
+            self._fail(f"receiving on port {channel.port!r}", UndeliverableMessage(
+                f"a message from operator {sender!r} (another group) could not be rebuilt here: "
+                f"{_one_line(exc)}{hint}"))
 
     # -- snapshots -------------------------------------------------------------------
     def _restore(self) -> None:
@@ -474,7 +496,7 @@ class OperatorRuntime:
         except Exception as err:  # noqa: BLE001
             self._fail("error port", err)
 
-    def _fail(self, phase: str, exc: BaseException) -> None:
+    def _fail(self, phase: str, exc: BaseException) -> NoReturn:
         where = script_line(exc)
         message = _one_line(exc) + (f" (at {where})" if where else "")
         failure = OperatorFailure(self.name, phase, message, format_script_error(exc))
@@ -497,6 +519,10 @@ class OperatorRuntime:
                     format_script_error(exc)))
                 self.logger.error("shutdown failed: %s", format_script_error(exc))
         self.phase = Phase.DONE
+
+
+class UndeliverableMessage(Exception):
+    """A message from another group that cannot be rebuilt in the receiving process."""
 
 
 class _InvalidOperator(Exception):

@@ -19,4 +19,4 @@ class RunOptions:
     log_level: int = logging.INFO
     drain_timeout: float = 60.0  # seconds a draining graph gets to reach its final epoch
     in_process: bool = False  # run every group in this process (debugging) instead of one process per group
-    pin_cpus: bool = True  # keep each group's threads on one CPU (see runtime.group.pin_thread)
+    pin_cpus: bool = True  # keep the threads of a group of several operators on one CPU (group.pin_thread)

@@ -42,7 +42,7 @@ from snapgraph.runtime.group import JOIN_TIMEOUT, GroupHost, Restore, current_cp
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import prepare_imports
-from snapgraph.runtime.wire import OutboundLink, ReplyTokens, RoundRobinLink, receive
+from snapgraph.runtime.wire import InboundLink, OutboundLink, ReplyTokens, RoundRobinLink, enlarge_pipe
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, Fault, FaultPlan, set_active_plan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
@@ -80,9 +80,9 @@ class GroupSpec:
     index: int = 0
     multiplicity: int = 1
     # Outgoing connections to other groups: (connection, receiver retries, receiver instances); the
-    # pipes come in the same order, one per receiver instance.
+    # (data, stream) pipe pairs come in the same order, one pair per receiver instance.
     outbound: list[tuple[Connection, bool, int]] = field(default_factory=list)
-    inbound: list[Connection] = field(default_factory=list)  # one entry per incoming pipe
+    inbound: list[Connection] = field(default_factory=list)  # one entry per incoming pipe pair
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +130,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def group_main(spec: GroupSpec, control: Pipe, outbound: list[Pipe], inbound: list[Pipe]) -> None:
+def group_main(spec: GroupSpec, control: Pipe, outbound: list[tuple[Pipe, Pipe]],
+               inbound: list[tuple[Pipe, Pipe]]) -> None:
     """Entry point of a group process."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -148,14 +149,14 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[Pipe], inbound: li
     tokens = ReplyTokens()
     pipes = iter(outbound)
     for connection, retries, instances in spec.outbound:
-        links = [OutboundLink(next(pipes), spec.instance, tokens, host.activity.note_sent, host.is_stopping)
+        links = [OutboundLink(*_fds(next(pipes)), spec.instance, tokens, host.activity.note_sent, host.is_stopping)
                  for _ in range(instances)]
         host.connect_remote(connection, links[0] if len(links) == 1 else RoundRobinLink(links), retries)
     report_reply = lambda origin, token, exc: driver.send("reply", origin, token, _portable(exc))  # noqa: E731
-    for connection, pipe in zip(spec.inbound, inbound, strict=True):
-        threading.Thread(target=receive, args=(pipe, connection, host.deliver_remote, report_reply,
-                                               host.is_stopping, host.register_engine_thread),
-                         daemon=True, name=f"link:{connection}").start()
+    for connection, pipe_pair in zip(spec.inbound, inbound, strict=True):
+        link = InboundLink(*_fds(pipe_pair), report_reply, host.is_stopping, host.register_engine_thread)
+        host.connect_inbound(connection, link)
+        link.start()
     driver.send("loaded", host.load())
     while True:
         try:
@@ -181,6 +182,14 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[Pipe], inbound: li
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # script threads that never end must not keep the group alive
+
+
+def _fds(pipes: tuple[Pipe, Pipe]) -> tuple[int, int]:
+    """The raw descriptors of a (data, stream) pipe pair; the wire frames its own bytes."""
+    fds = (os.dup(pipes[0].fileno()), os.dup(pipes[1].fileno()))
+    pipes[0].close()
+    pipes[1].close()
+    return fds
 
 
 def _portable(exc: BaseException | None) -> BaseException | None:
@@ -243,25 +252,31 @@ class ProcessEngine(GraphDriver):
     # -- starting -----------------------------------------------------------------------------
     def _load(self) -> list[OperatorFailure]:
         context = multiprocessing.get_context("spawn")
-        # One pipe per (connection between groups, sender instance, receiver instance).
-        links: dict[tuple[Connection, str, str], tuple[Pipe, Pipe]] = {}
+        # A (data, stream) pair of pipes per (connection between groups, sender instance, receiver
+        # instance); each pipe as its (receiving, sending) ends.
+        links: dict[tuple[Connection, str, str], tuple[tuple[Pipe, Pipe], tuple[Pipe, Pipe]]] = {}
         for connection in self.graph.connections:
             source, target = self._home[connection.src.process], self._home[connection.tgt.process]
             if source != target:
                 for sender in self.instances[source]:
                     for receiver in self.instances[target]:
-                        links[(connection, sender.name, receiver.name)] = context.Pipe(duplex=False)
+                        data, stream = context.Pipe(duplex=False), context.Pipe(duplex=False)
+                        enlarge_pipe(data[0].fileno())
+                        links[(connection, sender.name, receiver.name)] = (data, stream)
         options = replace(self.options, stdout=None)
-        cpus = _cpu_plan(len(self.children)) if self.options.pin_cpus else [None] * len(self.children)
-        for child, cpu in zip(self.children.values(), cpus, strict=True):
+        cpus = _cpu_plan([child for child in self.children.values() if len(child.members) > 1]) \
+            if self.options.pin_cpus else {}
+        for child in self.children.values():
+            cpu = cpus.get(child.name)
             outbound: list[tuple[Connection, bool, int]] = []
-            send_ends: list[Pipe] = []
+            send_ends: list[tuple[Pipe, Pipe]] = []
             for connection in self.graph.connections:
                 receivers = self.instances[self._home[connection.tgt.process]]
                 if self._home[connection.src.process] == child.group and receivers[0].group != child.group:
                     retries = error_handling_mode(self.graph.processes[connection.tgt.process].config) == RETRY
                     outbound.append((connection, retries, len(receivers)))
-                    send_ends += [links[(connection, child.name, r.name)][1] for r in receivers]
+                    send_ends += [(data[1], stream[1]) for data, stream in
+                                  (links[(connection, child.name, r.name)] for r in receivers)]
             incoming = [(key, ends) for key, ends in links.items() if key[2] == child.name]
             restore = None
             if self.restore is not None:
@@ -275,15 +290,16 @@ class ProcessEngine(GraphDriver):
             child.control = parent_end
             child.process = context.Process(
                 target=group_main, name=f"snapgraph-group-{child.name}",
-                args=(spec, child_end, send_ends, [ends[0] for _, ends in incoming]),
+                args=(spec, child_end, send_ends, [(data[0], stream[0]) for _, (data, stream) in incoming]),
             )
             child.process.start()
             child_end.close()
             threading.Thread(target=self._listen, args=(child,), daemon=True,
                              name=f"control:{child.name}").start()
-        for receive_end, send_end in links.values():
-            receive_end.close()
-            send_end.close()
+        for pair in links.values():
+            for receive_end, send_end in pair:
+                receive_end.close()
+                send_end.close()
         failures: list[OperatorFailure] = []
         for child in self.children.values():
             while not child.loaded.wait(0.1):
@@ -424,15 +440,22 @@ class ProcessEngine(GraphDriver):
         return stuck
 
 
-def _cpu_plan(groups: int) -> list[int | None]:
-    """One CPU per group, round-robin over the CPUs this engine may use, starting where it runs."""
+def _cpu_plan(children: list[_Child]) -> dict[str, int]:
+    """A CPU for each child that hosts several operators, round-robin over the CPUs this engine may use.
+
+    The dispatchers of such a group hand messages to each other by reference and share one
+    interpreter lock, so they run best on one core (see ``group.pin_thread``). A group of one
+    operator has a single busy thread (its dispatcher reads its pipes itself): it is left to the OS,
+    which moves it to whichever core is free — a static placement of three busy stages on two
+    cores leaves one core idle a third of the time (docs/benchmarks.md).
+    """
     try:
         allowed = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return [None] * groups
+        return {}
     start = current_cpu()
     offset = allowed.index(start) if start in allowed else 0
-    return [allowed[(offset + i) % len(allowed)] for i in range(groups)]
+    return {child.name: allowed[(offset + i) % len(allowed)] for i, child in enumerate(children)}
 
 
 def _describe_exit(code: int | None) -> str:

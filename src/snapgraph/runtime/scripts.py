@@ -2,7 +2,11 @@
 
 Inline scripts get their source registered with :mod:`linecache`, so a
 traceback from a script shows the offending line whether the script lives in
-a file or inside graph.json.
+a file or inside graph.json. Each script body runs as a module of its own
+(``snapgraph_operator_<process>``, registered in ``sys.modules``), so what
+needs a class's module to exist works in scripts as it does in any module:
+dataclasses, enums, and pickling instances of script-defined classes into
+snapshot state.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from snapgraph.model.graph import ScriptSource
 
 _ENGINE_DIR = str(Path(__file__).resolve().parents[1])
+SCRIPT_MODULE_PREFIX = "snapgraph_operator_"
 
 
 def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
@@ -44,10 +49,12 @@ def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
 
 
 def forget_script_modules(graph_folder: Path, before: set[str]) -> None:
-    """Drop the helper modules a run imported, so the next attempt or run imports them afresh.
+    """Drop the script and helper modules of a run, so the next attempt or run starts afresh.
 
     Only modules that were not loaded before the run (``before``) go, and only
-    helpers: ``operators.*`` and modules from the graph's folder.
+    the operators' script modules, helpers (``operators.*``) and modules from
+    the graph's folder: a failed attempt's globals (connections, say) must not
+    stay reachable.
     """
     folder = str(Path(graph_folder).resolve())
     if folder in sys.path:
@@ -56,20 +63,23 @@ def forget_script_modules(graph_folder: Path, before: set[str]) -> None:
         if name in before or name == "__main__":
             continue
         origin = getattr(module, "__file__", None) or ""
-        if name.startswith("operators.") or (origin and str(Path(origin).resolve()).startswith(folder + "/")):
+        if name.startswith(("operators.", SCRIPT_MODULE_PREFIX)) or (
+                origin and str(Path(origin).resolve()).startswith(folder + "/")):
             del sys.modules[name]
 
 
-def run_script(source: ScriptSource, module_name: str, injected: dict[str, Any]) -> dict[str, Any]:
-    """Compile and run a script body with ``injected`` names (``api``) as globals."""
+def run_script(source: ScriptSource, process: str, injected: dict[str, Any]) -> types.ModuleType:
+    """Compile and run the script body of ``process`` as its module, with ``injected`` names (``api``)."""
     text = source.text
     if not Path(source.filename).is_file():
         linecache.cache[source.filename] = (len(text), None, text.splitlines(True), source.filename)
     code = compile(text, source.filename, "exec")
-    namespace: dict[str, Any] = {"__name__": module_name, "__file__": source.filename, "__builtins__": __builtins__}
-    namespace.update(injected)
-    exec(code, namespace)  # noqa: S102 - running the user's operator script is the point
-    return namespace
+    module = types.ModuleType(SCRIPT_MODULE_PREFIX + process)
+    module.__file__ = source.filename
+    module.__dict__.update(injected)
+    sys.modules[module.__name__] = module
+    exec(code, module.__dict__)  # noqa: S102 - running the user's operator script is the point
+    return module
 
 
 def format_script_error(exc: BaseException) -> str:

@@ -1,34 +1,47 @@
-"""Connections between group processes: encoding, sending and receiving items.
+"""Connections between group processes: framing, encoding, sending and receiving items.
 
 Inside a group, messages pass by reference. Between groups every item of a
-connection (a message, a snapshot barrier, the chunks of a stream) is pickled
-with protocol 5 and written to an OS pipe. Table bodies are the hot path: their
-rows go as msgpack when every value is of a type msgpack restores exactly
-(``strict_types``: plain int, float, str, bytes, bool, None, list, dict),
-which encodes and decodes a 1000-row table 1.1–1.5x faster than pickle
-(``docs/benchmarks.md``); anything else (tuples, dates, Decimal, subclasses)
-falls back to pickle, so every Gen2 value arrives intact.
-The pipe is the bounded buffer: when the receiving group stops reading
-because its channel is full, the pipe fills and the sender blocks, so
-back-pressure holds across processes.
+connection (a message, a snapshot barrier, the chunks of a stream) becomes one
+length-prefixed frame on an OS pipe. Table bodies are the hot path: their
+rows go as msgpack (encoded by ormsgpack) when every value is of a type
+msgpack restores exactly (plain int, float, str, bytes, bool, None, list,
+dict with str keys), which encodes a 1000-row table about 5x and decodes it
+about 1.5x faster than pickle (``docs/benchmarks.md``); anything else
+(tuples, dates, Decimal, subclasses) falls back to pickle protocol 5, so
+every Gen2 value arrives intact — binary values as ``bytes``.
 
-Replies (for response callbacks) do not travel on the pipe: the receiver
+Each connection between two group processes has two pipes:
+
+* the **data pipe** carries messages and barriers, in publishing order. It is
+  read by the receiving operator's own dispatcher thread, when it looks for
+  its next input (:class:`InboundLink` is a remote input of its
+  :class:`~snapgraph.runtime.channels.Inbox`). No thread hands the bytes
+  over, so no other thread of the receiving process competes for the
+  interpreter lock on the hot path (that hand-off cost W1 about a tenth of
+  its throughput, ``docs/benchmarks.md``). The pipe is the bounded buffer:
+  a dispatcher reads only while its channel has room, so a slow receiver
+  fills the pipe and the sender blocks — back-pressure holds across processes.
+* the **stream pipe** carries the chunks of ``with_writer`` streams. A port
+  callback that reads a stream blocks its dispatcher until the chunks
+  arrive, so they cannot wait behind it on the data pipe; a small thread per
+  connection moves them into the streams' buffers.
+
+Replies (for response callbacks) do not travel on the pipes: the receiver
 reports ``(token, exception)`` to the parent, which routes it to the sender.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import threading
-from multiprocessing.connection import Connection as Pipe
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
-import msgpack
+import ormsgpack
 
 from snapgraph.api.data import Table
-from snapgraph.model.graph import Connection
 from snapgraph.runtime.messages import (
     STREAM_CAPACITY,
     Barrier,
@@ -41,29 +54,43 @@ from snapgraph.runtime.messages import (
 
 PROTOCOL = 5
 MSGPACK_RETRY_AFTER = 100  # tables sent with pickle before msgpack is tried again on a connection
+READ_SIZE = 1 << 18  # bytes asked for per read
+# What a data pipe holds (Linux; 64 KiB by default): about 80 tables of 1000 short rows. A sender
+# blocks only when the pipe is full, so a deep pipe lets a producer keep working while its consumer
+# waits for a core; with 64 KiB, three busy stage processes on two cores left a core idle a fifth of
+# the time (docs/benchmarks.md).
+PIPE_BYTES = 1 << 20
 
-# Item kinds on a link: the first byte of each frame, then the pickled item. A table frame is
-# b"T", the 4-byte length of the pickled envelope, the envelope, then the msgpack rows.
+# Item kinds: the first byte of each frame, then the pickled item. A table frame is b"T", the
+# 4-byte length of the pickled envelope, the envelope, then the msgpack rows.
 _MESSAGE, _TABLE, _STREAM, _BARRIER, _CHUNK, _CLOSE = b"M", b"T", b"S", b"B", b"C", b"E"
-_PACK_ERRORS = (TypeError, ValueError, OverflowError)  # what msgpack raises for values it cannot keep intact
+# ormsgpack encodes a 1000-row table about 3x faster than msgpack-python (docs/benchmarks.md). Told to
+# "pass through" the types it would otherwise convert (tuples, subclasses, dates, UUIDs, enums,
+# dataclasses, ints beyond 64 bits), it refuses them instead, and pickle carries those tables. Left:
+# binary values of any buffer type (bytearray, memoryview) arrive as bytes, the Gen2 binary type.
+_EXACT_TYPES_ONLY = (
+    ormsgpack.OPT_PASSTHROUGH_SUBCLASS | ormsgpack.OPT_PASSTHROUGH_TUPLE | ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME | ormsgpack.OPT_PASSTHROUGH_BIG_INT | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_UUID
+)
 
 
 def pack_rows(rows: list[Any]) -> bytes | None:
     """msgpack of table rows, or None when a value would not come back as the same type."""
     try:
-        return msgpack.packb(rows, strict_types=True, use_bin_type=True)
-    except _PACK_ERRORS:
+        return ormsgpack.packb(rows, option=_EXACT_TYPES_ONLY)
+    except TypeError:
         return None
 
 
-def unpack_rows(data: bytes) -> list[Any]:
+def unpack_rows(data: bytes | memoryview) -> list[Any]:
     """The rows of :func:`pack_rows`, as lists again."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return ormsgpack.unpackb(data, ext_hook=ormsgpack.Ext)
 
 
 def encode_message(item: Message, token: int | None, group: str, stream: int | None,
-                   try_msgpack: bool = True) -> bytes:
-    """One message as a frame (a table's rows as msgpack when ``try_msgpack`` and possible)."""
+                   try_msgpack: bool = True) -> list[bytes]:
+    """One message as the parts of a frame (a table's rows as msgpack when ``try_msgpack`` and possible)."""
     body = item.body
     if try_msgpack and stream is None and type(body) is Table:
         rows = pack_rows(body.body)
@@ -71,19 +98,89 @@ def encode_message(item: Message, token: int | None, group: str, stream: int | N
             table_type = body.type_ref.type_id if body.type_ref is not None else ""
             envelope = pickle.dumps((item.msg_id, item.header, table_type, item.port_type, item.type_id,
                                      token, group), protocol=PROTOCOL)
-            return b"".join((_TABLE, len(envelope).to_bytes(4, "big"), envelope, rows))
-    return _MESSAGE + pickle.dumps((item.msg_id, item.header, None if stream is not None else body,
-                                    item.port_type, item.type_id, token, group, stream), protocol=PROTOCOL)
+            return [_TABLE, len(envelope).to_bytes(4, "big"), envelope, rows]
+    return [_STREAM if stream is not None else _MESSAGE,
+            pickle.dumps((item.msg_id, item.header, None if stream is not None else body,
+                          item.port_type, item.type_id, token, group, stream), protocol=PROTOCOL)]
 
 
-def decode_table(data: bytes) -> tuple[Any, ...]:
-    """The fields of a b"T" frame, in the order of a pickled message, with the Table rebuilt."""
+def decode_fields(data: bytes) -> tuple[Any, ...]:
+    """The fields of a b"M", b"S" or b"T" frame: (msg_id, header, body, port_type, type_id, token, group, stream)."""
+    if data[:1] != _TABLE:
+        return pickle.loads(memoryview(data)[1:])
     size = int.from_bytes(data[1:5], "big")
-    msg_id, header, table_type, port_type, type_id, token, group = pickle.loads(data[5:5 + size])
-    rows = unpack_rows(data[5 + size:])
+    view = memoryview(data)
+    msg_id, header, table_type, port_type, type_id, token, group = pickle.loads(view[5:5 + size])
+    rows = unpack_rows(view[5 + size:])
     return msg_id, header, Table(rows, table_type), port_type, type_id, token, group, None
 
 
+def enlarge_pipe(fd: int) -> None:
+    """Give the pipe behind ``fd`` room for PIPE_BYTES (best effort: the kernel caps what a user gets)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+# -- framing -----------------------------------------------------------------------------------
+def write_frame(fd: int, parts: list[bytes]) -> None:
+    """Write one frame (4-byte length, then ``parts``) to the blocking ``fd``, in one system call
+    when the pipe has room. Raises OSError (BrokenPipeError) when the reader is gone."""
+    size = sum(len(p) for p in parts)
+    vector = [size.to_bytes(4, "big"), *parts]
+    written = os.writev(fd, vector)
+    if written == size + 4:
+        return
+    rest = memoryview(b"".join(vector))[written:]  # interrupted mid-frame: rare, finish it plainly
+    while rest:
+        rest = rest[os.write(fd, rest):]
+
+
+class FrameReader:
+    """Splits what arrives on a pipe into frames; never blocks if the pipe is non-blocking."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+
+    def read(self) -> list[bytes] | None:
+        """The frames complete after one read ([] when nothing was waiting); None at end of file."""
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return []
+        except OSError:
+            return None
+        if not data:
+            return None
+        if self._buffer:
+            self._buffer += data
+            frames, used = _split(self._buffer)
+            del self._buffer[:used]
+            return frames
+        frames, used = _split(data)
+        if used < len(data):
+            self._buffer += memoryview(data)[used:]
+        return frames
+
+
+def _split(data: bytes | bytearray) -> tuple[list[bytes], int]:
+    """The complete frames at the start of ``data`` and how many bytes they take."""
+    frames = []
+    pos, end = 0, len(data)
+    while end - pos >= 4:
+        stop = pos + 4 + int.from_bytes(data[pos:pos + 4], "big")
+        if stop > end:
+            break
+        frames.append(bytes(data[pos + 4:stop]))
+        pos = stop
+    return frames, pos
+
+
+# -- replies -----------------------------------------------------------------------------------
 class ReplyTokens:
     """Replies of messages that left this process, by token, until every receiver answered."""
 
@@ -121,17 +218,20 @@ class RemoteReply:
         return True
 
 
+# -- the sending side ------------------------------------------------------------------------------
 class OutboundLink:
     """The sending end of one cross-group connection; used as a channel by the sender's operator."""
 
-    def __init__(self, pipe: Pipe, group: str, tokens: ReplyTokens, on_sent: Callable[[], None],
-                 stopping: Callable[[], bool]) -> None:
-        self._pipe = pipe
+    def __init__(self, data_fd: int, stream_fd: int, group: str, tokens: ReplyTokens,
+                 on_sent: Callable[[], None], stopping: Callable[[], bool]) -> None:
+        self._data_fd = data_fd
+        self._stream_fd = stream_fd
         self._group = group
         self._tokens = tokens
         self._on_sent = on_sent
         self._stopping = stopping
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # scripts may publish from threads of their own
+        self._stream_lock = threading.Lock()
         self._streams = itertools.count(1)
         # After a table that msgpack could not carry, the next ones on this connection are likely
         # alike: skip the attempt for a while instead of paying for a failed encoding each time.
@@ -140,42 +240,40 @@ class OutboundLink:
     def put(self, item: Any) -> None:
         if isinstance(item, Barrier):
             self._on_sent()
-            self._send(_BARRIER, item.epoch)
+            self._write(self._data_fd, self._lock, [_BARRIER, pickle.dumps(item.epoch, protocol=PROTOCOL)])
             return
         assert isinstance(item, Message)
         token = self._tokens.register(item.reply) if item.reply is not None else None
         stream = next(self._streams) if item.is_stream else None
         self._on_sent()
-        frame = encode_message(item, token, self._group, stream, try_msgpack=self._skip_msgpack == 0)
+        parts = encode_message(item, token, self._group, stream, try_msgpack=self._skip_msgpack == 0)
         if self._skip_msgpack:
             self._skip_msgpack -= 1
-        elif frame[:1] == _MESSAGE and type(item.body) is Table:
+        elif parts[0] == _MESSAGE and type(item.body) is Table:
             self._skip_msgpack = MSGPACK_RETRY_AFTER
-        self._write(_STREAM + frame[1:] if stream is not None else frame)
+        self._write(self._data_fd, self._lock, parts)
         if stream is not None:
             threading.Thread(target=self._pump, args=(item.body, stream), daemon=True,
                              name=f"stream-pump-{stream}").start()
 
     def _pump(self, buffer: StreamBuffer, stream: int) -> None:
-        """Move a stream's chunks from the writer's buffer onto the pipe as they come."""
+        """Move a stream's chunks from the writer's buffer onto the stream pipe as they come."""
         try:
             while (chunk := buffer.take()) is not None:
-                self._send(_CHUNK, (stream, chunk))
-            self._send(_CLOSE, stream)
-        except (GraphStopping, OSError):
+                self._write(self._stream_fd, self._stream_lock,
+                            [_CHUNK, pickle.dumps((stream, chunk), protocol=PROTOCOL)])
+            self._write(self._stream_fd, self._stream_lock, [_CLOSE, pickle.dumps(stream, protocol=PROTOCOL)])
+        except GraphStopping:
             pass
 
-    def _send(self, kind: bytes, item: Any) -> None:
-        self._write(kind + pickle.dumps(item, protocol=PROTOCOL))
-
-    def _write(self, data: bytes) -> None:
-        with self._lock:
+    def _write(self, fd: int, lock: threading.Lock, parts: list[bytes]) -> None:
+        with lock:
             if self._stopping():
                 raise GraphStopping()
             try:
-                self._pipe.send_bytes(data)
-            except (BrokenPipeError, OSError):
-                raise GraphStopping() from None
+                write_frame(fd, parts)
+            except OSError:
+                raise GraphStopping() from None  # the receiving group is gone
 
 
 class RoundRobinLink:
@@ -196,43 +294,110 @@ class RoundRobinLink:
         next(self._next).put(item)
 
 
-def receive(pipe: Pipe, connection: Connection, deliver: Callable[[Connection, Any], None],
-            report_reply: Callable[[str, int, BaseException | None], None],
-            stopping: Callable[[], bool], on_start: Callable[[], None]) -> None:
-    """Read one cross-group connection until it closes, handing items to the local group.
+# -- the receiving side ------------------------------------------------------------------------------
+class InboundLink:
+    """The receiving end of one cross-group connection, read by the receiving operator's dispatcher.
 
-    Plain messages are handed over still encoded (:class:`Encoded`); the
-    receiving dispatcher decodes them.
+    :meth:`pull` returns the items that have arrived, without blocking: plain
+    messages still encoded (:class:`Encoded`, decoded by the dispatcher when
+    it takes them), barriers, and stream messages whose chunks the stream
+    thread fills in.
     """
-    on_start()
-    streams: dict[int, StreamBuffer] = {}
 
-    def decode(data: bytes) -> Message:
-        fields = decode_table(data) if data[:1] == _TABLE else pickle.loads(data[1:])
-        msg_id, header, body, port_type, type_id, token, origin, stream = fields
-        reply = RemoteReply(token, origin, report_reply) if token is not None else None
+    def __init__(self, data_fd: int, stream_fd: int, report_reply: Callable[[str, int, BaseException | None], None],
+                 stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> None:
+        os.set_blocking(data_fd, False)
+        self._reader = FrameReader(data_fd)
+        self._stream_fd = stream_fd
+        self._report_reply = report_reply
+        self._stopping = stopping
+        self._on_thread_start = on_thread_start
+        self._streams = _StreamTable(stopping)
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self._reader.fd
+
+    def start(self) -> None:
+        """Start the thread that moves stream chunks into their buffers."""
+        threading.Thread(target=self._read_streams, daemon=True, name=f"streams:{self._stream_fd}").start()
+
+    def pull(self) -> list[Any] | None:
+        """Items that arrived since the last call ([] if none); None once the sender is gone."""
+        frames = self._reader.read()
+        if frames is None:
+            self.closed = True
+            return None
+        items: list[Any] = []
+        for frame in frames:
+            kind = frame[:1]
+            if kind == _MESSAGE or kind == _TABLE:
+                items.append(Encoded(frame, self._decode))
+            elif kind == _BARRIER:
+                items.append(Barrier(pickle.loads(memoryview(frame)[1:])))
+            else:  # a stream: its buffer must exist before its chunks are read
+                items.append(self._decode(frame))
+        return items
+
+    def _decode(self, data: bytes) -> Message:
+        msg_id, header, body, port_type, type_id, token, origin, stream = decode_fields(data)
+        reply = RemoteReply(token, origin, self._report_reply) if token is not None else None
         if stream is not None:
-            body = streams[stream] = StreamBuffer(STREAM_CAPACITY, stopping)
+            body = self._streams.opened(stream)
         return Message(msg_id, header, body, port_type, type_id, reply,  # type: ignore[arg-type]
                        is_stream=stream is not None)
 
-    try:
-        while True:
-            try:
-                data = pipe.recv_bytes()
-            except (EOFError, OSError):
-                return
-            kind = data[:1]
-            if kind in (_MESSAGE, _TABLE):
-                deliver(connection, Encoded(data, decode))
-            elif kind == _STREAM:
-                deliver(connection, decode(data))  # its chunks follow: the buffer must exist now
-            elif kind == _BARRIER:
-                deliver(connection, Barrier(pickle.loads(data[1:])))
-            elif kind == _CHUNK:
-                stream, chunk = pickle.loads(data[1:])
-                streams[stream].put(chunk)
-            else:
-                streams.pop(pickle.loads(data[1:])).close()
-    except GraphStopping:
-        return
+    def _read_streams(self) -> None:
+        self._on_thread_start()
+        reader = FrameReader(self._stream_fd)
+        try:
+            while True:
+                frames = reader.read()
+                if frames is None:
+                    return
+                for frame in frames:
+                    if frame[:1] == _CHUNK:
+                        stream, chunk = pickle.loads(memoryview(frame)[1:])
+                        self._streams.buffer(stream).put(chunk)
+                    else:
+                        self._streams.closed(pickle.loads(memoryview(frame)[1:]))
+        except GraphStopping:
+            return
+
+
+class _StreamTable:
+    """The buffers of a connection's open streams.
+
+    A stream's chunks travel on the stream pipe and its message on the data
+    pipe, so either may be seen first; the buffer is made by whichever side
+    comes first and forgotten once both the message was taken and the
+    stream was closed.
+    """
+
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self._stopping = stopping
+        self._lock = threading.Lock()
+        self._buffers: dict[int, StreamBuffer] = {}
+        self._sides: dict[int, int] = {}  # sides (message taken, stream closed) seen per stream
+
+    def buffer(self, stream: int) -> StreamBuffer:
+        with self._lock:
+            if stream not in self._buffers:
+                self._buffers[stream] = StreamBuffer(STREAM_CAPACITY, self._stopping)
+                self._sides[stream] = 0
+            return self._buffers[stream]
+
+    def opened(self, stream: int) -> StreamBuffer:
+        buffer = self.buffer(stream)
+        self._seen(stream)
+        return buffer
+
+    def closed(self, stream: int) -> None:
+        self.buffer(stream).close()
+        self._seen(stream)
+
+    def _seen(self, stream: int) -> None:
+        with self._lock:
+            self._sides[stream] += 1
+            if self._sides[stream] == 2:
+                del self._sides[stream], self._buffers[stream]
