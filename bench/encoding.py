@@ -7,8 +7,9 @@ Two parts:
 1. **encode + decode in one process**, per format: tables/s, rows/s and bytes per table.
    Formats: pickle protocol 5; msgpack (msgpack-python); snapgraph's wire codec (ormsgpack,
    exact types only: ``runtime.wire.pack_rows``/``unpack_rows``); Arrow IPC (pyarrow) back to
-   Python row lists, and Arrow IPC to a RecordBatch only (columnar, no Python row objects); shared memory = pickle 5 copied
-   into a shared-memory slot and unpickled from it (what a receiver in another process does).
+   Python row lists, and Arrow IPC to a RecordBatch only (columnar, no Python row objects);
+   shared memory = pickle 5 copied into a shared-memory slot and unpickled from it (what a
+   receiver in another process does).
 2. **end to end between two processes**: the sender encodes M tables and writes them to a
    ``multiprocessing.Pipe`` (an os.pipe underneath, ``send_bytes``/``recv_bytes``); the receiver
    decodes each one to Python rows and checks a sum. Shared memory: the sender writes into one of

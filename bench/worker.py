@@ -165,7 +165,8 @@ def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = {
             "ok": outcome.result.status == "completed", "wall_s": run["wall_s"],
             "in_process_supported": run["in_process_supported"], "epochs": epochs,
-            "processes": processes_of(found), "os_processes": len({r["pid"] for r in found}), "status": outcome.result.status, "reason": outcome.result.reason,
+            "processes": processes_of(found), "os_processes": len({r["pid"] for r in found}),
+            "status": outcome.result.status, "reason": outcome.result.reason,
         }
         if not result["ok"]:
             result["error"] = f"graph did not complete: {outcome.result.status}: {outcome.result.reason}"

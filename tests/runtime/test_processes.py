@@ -16,7 +16,8 @@ import yaml
 
 from snapgraph.model.loader import load_graph
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
-from snapgraph.runtime.processes import ProcessEngine, groups_of
+from snapgraph.runtime.processes import ProcessEngine
+from snapgraph.runtime.remote import groups_of
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
 
 GRAPH = {
@@ -274,3 +275,37 @@ def test_group_multiplicity_spreads_messages_round_robin(tmp_path: Path) -> None
     assert len({r[3] for r in rows}) == 3
     per_instance = [sum(1 for r in rows if r[1] == i) for i in range(3)]
     assert per_instance == [67, 67, 66]  # round robin
+
+
+DEBUG = {
+    "name": "debug",
+    "operators": {
+        "gen": {"group": "a", "outputs": {"out": "int64"},
+                "code": "api.set_prestart(lambda: api.outputs.out.publish(21))\n"},
+        "sink": {"group": "b", "inputs": {"in": "int64"}, "code": textwrap.dedent("""
+            def on_input(msg_id, header, body):
+                value = body.get()
+                breakpoint()
+                print("after the breakpoint", value)
+            api.set_port_callback("in", on_input)
+            """)},
+    },
+    "connections": ["gen.out -> sink.in"],
+}
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["--in-process", "groups as processes"])
+def test_breakpoints_work_in_process_and_group_processes_say_how_to_debug(tmp_path: Path, in_process: bool) -> None:
+    """pdb on the terminal in --in-process mode; a group process has no terminal and says so."""
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(DEBUG))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONBREAKPOINT"}
+    args = [sys.executable, "-m", "snapgraph", "run", str(path)] + (["--in-process"] if in_process else [])
+    proc = subprocess.run(args, input="p value * 2\nc\n", capture_output=True, text=True, timeout=60, env=env)
+    if in_process:
+        assert proc.returncode == 0, proc.stderr
+        assert "(Pdb) 42" in proc.stdout  # the debugger evaluated in the operator's frame
+        assert "after the breakpoint 21" in proc.stdout
+    else:
+        assert proc.returncode == 1
+        assert "breakpoint() in a group process, which has no terminal: run the graph with --in-process" in proc.stderr

@@ -37,6 +37,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import ormsgpack
@@ -292,6 +293,25 @@ class RoundRobinLink:
                 link.put(item)
             return
         next(self._next).put(item)
+
+
+# -- the ends a group process is handed --------------------------------------------------------------
+@dataclass(frozen=True)
+class PipeEnds:
+    """One end of a link between group processes: descriptors of its data pipe and its stream pipe."""
+
+    data_fd: int
+    stream_fd: int
+
+    def sending(self, origin: str, tokens: ReplyTokens, on_sent: Callable[[], None],
+                stopping: Callable[[], bool]) -> OutboundLink:
+        return OutboundLink(self.data_fd, self.stream_fd, origin, tokens, on_sent, stopping)
+
+    def receiving(self, report_reply: Callable[[str, int, BaseException | None], None],
+                  stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> InboundLink:
+        link = InboundLink(self.data_fd, self.stream_fd, report_reply, stopping, on_thread_start)
+        link.start()
+        return link
 
 
 # -- the receiving side ------------------------------------------------------------------------------

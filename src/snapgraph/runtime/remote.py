@@ -1,0 +1,255 @@
+"""Driving groups that run outside this process, through a transport.
+
+:class:`RemoteEngine` is the graph driver for groups hosted elsewhere: it
+plans the group instances (multiplicity), has the transport connect and
+start them, turns what they report into the :class:`GraphDriver` calls
+(failures, snapshot state and acknowledgements, the terminator), routes
+replies between instances, and detects completion with probe waves.
+
+**Completion across processes** uses two probe waves (Mattern's four-counter
+method): the graph is idle when every group reports no pending work and no
+live script thread, the messages sent between groups equal those received,
+and a second wave reports the very same counts.
+
+A group whose transport reports its end before it said ``done`` died (a
+segfault, ``os._exit``, an OOM kill, SIGKILL): that is an operator failure of
+its members, which the supervisor recovers from like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+from snapgraph.model.graph import RETRY, Connection, Graph, error_handling_mode
+from snapgraph.runtime.engine import GraphDriver, Quiet
+from snapgraph.runtime.group import JOIN_TIMEOUT, Restore
+from snapgraph.runtime.operator import OperatorFailure
+from snapgraph.runtime.options import RunOptions
+from snapgraph.runtime.transport import GroupHandle, GroupSpec, Transport
+from snapgraph.snapshot.faults import KILL_EXIT_CODE, FaultPlan
+from snapgraph.snapshot.protocol import SnapshotConfig
+
+PROBE_TIMEOUT = 5.0  # seconds to wait for every group's answer to a probe
+EXIT_GRACE = 5.0  # seconds a group gets to exit after reporting done, before it is ended by force
+
+
+def groups_of(graph: Graph) -> dict[str, list[str]]:
+    """Group name -> its operators (operators in no group are in ``default``)."""
+    groups: dict[str, list[str]] = {}
+    for name, process in graph.processes.items():
+        groups.setdefault(process.group or "default", []).append(name)
+    return groups
+
+
+def multiplicity_of(graph: Graph, group: str) -> int:
+    declared = graph.groups.get(group)
+    return max(1, declared.multiplicity) if declared is not None else 1
+
+
+class _Instance:
+    """What the driver knows of one group instance."""
+
+    def __init__(self, group: str, members: list[str], index: int = 0, multiplicity: int = 1) -> None:
+        self.group = group
+        self.index = index
+        self.multiplicity = multiplicity
+        self.name = group if multiplicity == 1 else f"{group}#{index}"
+        self.members = members
+        self.handle: GroupHandle | None = None
+        self.loaded = threading.Event()
+        self.load_failures: list[OperatorFailure] = []
+        self.done = threading.Event()
+        self.stuck: list[str] = []
+        self.probe: tuple[int, tuple[int, int, int, int], bool] | None = None
+
+    def send(self, *command: Any) -> None:
+        if self.handle is not None:
+            self.handle.send(*command)
+
+
+class RemoteEngine(GraphDriver):
+    """Runs each group of the graph as instances a :class:`Transport` hosts."""
+
+    def __init__(self, graph: Graph, transport: Transport, options: RunOptions | None = None,
+                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
+        super().__init__(graph, options, snapshots, faults)
+        self.transport = transport
+        self.instances: dict[str, list[_Instance]] = {}
+        for group, members in groups_of(graph).items():
+            count = multiplicity_of(graph, group)
+            self.instances[group] = [_Instance(group, members, i, count) for i in range(count)]
+        self.children = {child.name: child for group in self.instances.values() for child in group}
+        self._home = {name: group for group, members in groups_of(graph).items() for name in members}
+        self._stdout_lock = threading.Lock()
+        self._probe_seq = 0
+        self._probe_event = threading.Event()
+        self._last_counts: tuple[int, int] | None = None
+
+    # -- starting -----------------------------------------------------------------------------
+    def _load(self) -> list[OperatorFailure]:
+        # One link per (connection between groups, sending instance, receiving instance).
+        crossing = [c for c in self.graph.connections if self._home[c.src.process] != self._home[c.tgt.process]]
+        for connection in crossing:
+            for sender in self.instances[self._home[connection.src.process]]:
+                for receiver in self.instances[self._home[connection.tgt.process]]:
+                    self.transport.connect(connection, sender.name, receiver.name)
+        options = replace(self.options, stdout=None)
+        for child in self.children.values():
+            outbound: list[tuple[Connection, bool, list[str]]] = []
+            inbound: list[tuple[Connection, str]] = []
+            for connection in crossing:
+                if self._home[connection.src.process] == child.group:
+                    retries = error_handling_mode(self.graph.processes[connection.tgt.process].config) == RETRY
+                    receivers = self.instances[self._home[connection.tgt.process]]
+                    outbound.append((connection, retries, [r.name for r in receivers]))
+                if self._home[connection.tgt.process] == child.group:
+                    inbound += [(connection, s.name) for s in self.instances[self._home[connection.src.process]]]
+            restore = None
+            if self.restore is not None:
+                restore = Restore(self.restore.epoch,
+                                  {k: v for k, v in self.restore.states.items() if k in child.members})
+            spec = GroupSpec(self.graph, child.group, child.members, options, self.snapshots is not None,
+                             restore, self.faults.remaining(), self.handle, instance=child.name,
+                             index=child.index, multiplicity=child.multiplicity, outbound=outbound, inbound=inbound)
+            child.handle = self.transport.start(spec)
+            threading.Thread(target=self._listen, args=(child,), daemon=True,
+                             name=f"control:{child.name}").start()
+        self.transport.started()
+        failures: list[OperatorFailure] = []
+        for child in self.children.values():
+            while not child.loaded.wait(0.1):
+                if self.is_stopping():
+                    break
+            failures += child.load_failures
+        failures.sort(key=lambda f: not f.invalid)
+        return failures
+
+    def _listen(self, child: _Instance) -> None:
+        """Handle everything one group reports; notice when it is gone."""
+        assert child.handle is not None
+        while True:
+            try:
+                kind, *args = child.handle.receive()
+            except EOFError:
+                break
+            if kind == "loaded":
+                child.load_failures = args[0]
+                child.loaded.set()
+            elif kind == "failed":
+                self.operator_failed(args[0])
+            elif kind == "shutdown_failed":
+                self.shutdown_failed(args[0])
+            elif kind == "terminate":
+                self.terminator_fired(args[0])
+            elif kind == "state":
+                try:
+                    self.persist_state(*args)
+                except Exception as exc:  # noqa: BLE001 - the store failing fails the attempt
+                    self.operator_failed(OperatorFailure(args[0], "persisting state",
+                                                         f"{type(exc).__name__}: {exc}", ""))
+            elif kind == "ack":
+                self.epoch_acked(*args)
+            elif kind == "reply":
+                origin, token, exc = args
+                self.children[origin].send("reply", token, exc)
+            elif kind == "probe":
+                child.probe = (args[0], args[1], args[2])
+                self._probe_event.set()
+            elif kind == "stdout":
+                self.stdout_write(args[0])
+            elif kind == "fault":
+                self.faults.mark_fired(args[0])
+            elif kind == "kill_engine":
+                self.kill_engine(args[0])
+            elif kind == "done":
+                child.stuck = args[0]
+                child.done.set()
+        if not child.done.is_set():
+            self.operator_failed(OperatorFailure(
+                ", ".join(child.members), f"group {child.name!r}", child.handle.end_reason(), ""))
+            child.loaded.set()
+            child.done.set()
+
+    def stdout_write(self, text: str) -> None:
+        """Terminal/Wiretap output of the groups; each group's listener thread calls this."""
+        out = self.options.stdout or sys.stdout
+        with self._stdout_lock:
+            out.write(text)
+            out.flush()
+
+    def kill_engine(self, message: str) -> None:
+        """A ``kill`` fault fired in a group: the whole engine dies at once, as if killed (crash tests)."""
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        os._exit(KILL_EXIT_CODE)
+
+    def _go(self) -> None:
+        for child in self.children.values():
+            child.send("go")
+
+    # -- driving ---------------------------------------------------------------------------------
+    def _take_snapshot(self, source: str, epoch: str) -> None:
+        for child in self.instances[self._home[source]]:
+            child.send("snapshot", source, epoch)
+
+    def _epoch_complete(self, epoch: str) -> None:
+        for child in self.children.values():
+            child.send("epoch_complete", epoch)
+
+    def _drop_timers(self) -> None:
+        for child in self.children.values():
+            child.send("drop_timers")
+
+    def _quiet(self) -> Quiet:
+        """One probe wave; idle only if it matches the previous idle wave exactly."""
+        self._probe_seq += 1
+        seq = self._probe_seq
+        self._probe_event.clear()
+        for child in self.children.values():
+            child.send("probe", seq)
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while not all(c.probe is not None and c.probe[0] == seq for c in self.children.values()):
+            if self.is_stopping() or time.monotonic() > deadline:
+                return Quiet(False, 0)
+            self._probe_event.wait(0.05)
+            self._probe_event.clear()
+        pending = messages = sent = received = 0
+        threads = False
+        for child in self.children.values():
+            assert child.probe is not None
+            count, published, out, came = child.probe[1]
+            pending += count
+            messages += published
+            sent += out
+            received += came
+            threads = threads or child.probe[2]
+        idle_now = pending == 0 and not threads and sent == received
+        counts = (sent, messages)
+        idle = idle_now and self._last_counts == counts
+        self._last_counts = counts if idle_now else None
+        if idle_now and not idle:
+            self.wake.set()  # confirm with a second wave right away
+        return Quiet(idle, messages)
+
+    # -- stopping -----------------------------------------------------------------------------------
+    def _stop_groups(self) -> None:
+        for child in self.children.values():
+            child.send("stop")
+
+    def _join(self) -> list[str]:
+        deadline = time.monotonic() + JOIN_TIMEOUT + EXIT_GRACE
+        stuck: list[str] = []
+        for child in self.children.values():
+            child.done.wait(max(0.0, deadline - time.monotonic()))
+            stuck += child.stuck if child.done.is_set() else child.members
+            if child.handle is not None:
+                child.handle.finish(max(0.1, min(EXIT_GRACE, deadline - time.monotonic())))
+        return stuck
+
+
+__all__ = ["RemoteEngine", "groups_of", "multiplicity_of"]
