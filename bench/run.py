@@ -1,14 +1,14 @@
 """snapgraph's benchmark suite: one entry point, everything measured side by side in one run.
 
     bench/setup.sh                                   # once: bench/.venv with bytewax, msgpack, pyarrow, psutil
-    bench/.venv/bin/python bench/run.py              # full run (~10 min on 2 cores)
+    bench/.venv/bin/python bench/run.py              # full run (~5 min on 2 cores)
     bench/.venv/bin/python bench/run.py --quick      # smoke run (< 1 min)
     bench/.venv/bin/python bench/run.py --only W1,W2 --rows 1000000 --out results.json
 
 Sections (``--only``, comma-separated): W1, W2 (throughput of the pipeline in configurations
 a-e), gc (a what-if), ceiling (the best any engine could do in (c) on this machine, from measured
 unit costs: bench/ceiling.py), encoding, snapshots, recovery, latency. Memory per process is
-sampled during W1/W2.
+sampled during W1/W2, and the operators report the CPU time of every thread of their process.
 
 The machine is shared and noisy, so every comparison is a **ratio measured in the same run**:
 each configuration runs in a fresh subprocess (bench/worker.py), repetitions are interleaved
@@ -509,7 +509,7 @@ def environment() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for name in ("snapgraph", "bytewax", "msgpack", "pyarrow", "psutil"):
+    for name in ("snapgraph", "ormsgpack", "bytewax", "msgpack", "pyarrow", "psutil"):
         try:
             from importlib.metadata import version
 
@@ -549,7 +549,7 @@ def ceiling_report(ceil: dict[str, Any], pipes: dict[str, Any]) -> str:
     """The unit costs, the ceiling of (c) on this machine and beyond, and how close (c) came to it."""
     out = ["\n### The ceiling of (c): one process per stage, zero engine overhead\n",
            "Unit costs in µs per 1000-row table, measured in one process pinned to one CPU with fresh objects "
-           "(`bench/ceiling.py`). A stage process pays its operator's work plus, per hop, msgpack encoding, "
+           "(`bench/ceiling.py`). A stage process pays its operator's work plus, per hop, encoding with the wire codec, "
            "decoding back to row lists and freeing the rows; the plain loop pays only the work and one free.\n"]
     first = next(iter(ceil.values()))
     names = list(first["costs_us"])

@@ -5,8 +5,8 @@ connection (a message, a snapshot barrier, the chunks of a stream) becomes one
 length-prefixed frame on an OS pipe. Table bodies are the hot path: their
 rows go as msgpack (encoded by ormsgpack) when every value is of a type
 msgpack restores exactly (plain int, float, str, bytes, bool, None, list,
-dict with str keys), which encodes a 1000-row table about 5x and decodes it
-about 1.5x faster than pickle (``docs/benchmarks.md``); anything else
+dict with str keys), which encodes a 1000-row table about 3.5x and decodes it
+about 1.3x faster than pickle (``docs/benchmarks.md``); anything else
 (tuples, dates, Decimal, subclasses) falls back to pickle protocol 5, so
 every Gen2 value arrives intact — binary values as ``bytes``.
 
@@ -65,7 +65,7 @@ PIPE_BYTES = 1 << 20
 # Item kinds: the first byte of each frame, then the pickled item. A table frame is b"T", the
 # 4-byte length of the pickled envelope, the envelope, then the msgpack rows.
 _MESSAGE, _TABLE, _STREAM, _BARRIER, _CHUNK, _CLOSE = b"M", b"T", b"S", b"B", b"C", b"E"
-# ormsgpack encodes a 1000-row table about 3x faster than msgpack-python (docs/benchmarks.md). Told to
+# ormsgpack encodes a 1000-row table 3.4x faster than msgpack-python (docs/benchmarks.md). Told to
 # "pass through" the types it would otherwise convert (tuples, subclasses, dates, UUIDs, enums,
 # dataclasses, ints beyond 64 bits), it refuses them instead, and pickle carries those tables. Left:
 # binary values of any buffer type (bytearray, memoryview) arrive as bytes, the Gen2 binary type.
