@@ -313,3 +313,14 @@ def test_a_blocked_channel_leaves_its_pipe_unread_so_the_sender_blocks(pipes) ->
         tails.append(item[1].decode(item[1].data).body.body[-1][0])
     sent.join(10)
     assert tails == list(range(500))
+
+
+def test_data_pipes_share_a_budget_and_never_drop_below_the_default() -> None:
+    from snapgraph.runtime.wire import DEFAULT_PIPE_BYTES, PIPE_BUDGET, PIPE_BYTES, pipe_bytes
+
+    assert pipe_bytes(1) == PIPE_BYTES == 1 << 20
+    assert pipe_bytes(PIPE_BUDGET // PIPE_BYTES) == PIPE_BYTES
+    assert pipe_bytes(PIPE_BUDGET // PIPE_BYTES + 1) == PIPE_BYTES // 2  # powers of two, within budget
+    sizes = [pipe_bytes(n) for n in range(1, 2000)]
+    assert all(n * size <= PIPE_BUDGET or size == DEFAULT_PIPE_BYTES for n, size in enumerate(sizes, 1))
+    assert min(sizes) == DEFAULT_PIPE_BYTES

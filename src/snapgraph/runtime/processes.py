@@ -32,7 +32,7 @@ from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.remote import RemoteEngine
 from snapgraph.runtime.scripts import prepare_imports
 from snapgraph.runtime.transport import GroupHandle, GroupSpec, Transport, serve_group
-from snapgraph.runtime.wire import PipeEnds, enlarge_pipe
+from snapgraph.runtime.wire import PipeEnds, enlarge_pipe, pipe_bytes
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
@@ -93,13 +93,18 @@ class ProcessTransport(Transport):
         self._links: dict[tuple[Connection, str, str], _LinkPipes] = {}
         self._cpus = _allowed_cpus() if pin_cpus else []
         self._pinned = 0
+        self._sized = False
 
     def connect(self, connection: Connection, sender: str, receiver: str) -> None:
-        data, stream = self._context.Pipe(duplex=False), self._context.Pipe(duplex=False)
-        enlarge_pipe(data[0].fileno())
-        self._links[(connection, sender, receiver)] = (data, stream)
+        self._links[(connection, sender, receiver)] = (self._context.Pipe(duplex=False),
+                                                       self._context.Pipe(duplex=False))
 
     def start(self, spec: GroupSpec) -> GroupHandle:
+        if not self._sized:  # every link is connected before the first start
+            size = pipe_bytes(len(self._links))
+            for (data, _) in self._links.values():
+                enlarge_pipe(data[0].fileno(), size)
+            self._sized = True
         outbound = [[_ends(self._links[(connection, spec.instance, receiver)], 1) for receiver in receivers]
                     for connection, _, receivers in spec.outbound]
         inbound = [_ends(self._links[(connection, sender, spec.instance)], 0) for connection, sender in spec.inbound]

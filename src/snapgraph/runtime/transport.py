@@ -83,7 +83,8 @@ class GroupHandle(ABC):
 
 
 class Transport(ABC):
-    """Starts group instances and the data links between them."""
+    """Starts group instances and the data links between them: every link is connected before the
+    first instance starts, and :meth:`started` follows the last start."""
 
     @abstractmethod
     def connect(self, connection: Connection, sender: str, receiver: str) -> None:

@@ -56,11 +56,15 @@ from snapgraph.runtime.messages import (
 PROTOCOL = 5
 MSGPACK_RETRY_AFTER = 100  # tables sent with pickle before msgpack is tried again on a connection
 READ_SIZE = 1 << 18  # bytes asked for per read
-# What a data pipe holds (Linux; 64 KiB by default): about 80 tables of 1000 short rows. A sender
+# What a data pipe holds (Linux; 64 KiB by default): up to about 80 tables of 1000 short rows. A sender
 # blocks only when the pipe is full, so a deep pipe lets a producer keep working while its consumer
 # waits for a core; with 64 KiB, three busy stage processes on two cores left a core idle a fifth of
-# the time (docs/benchmarks.md).
+# the time (docs/benchmarks.md). The kernel counts pipe buffers per user and shrinks every new pipe of
+# a user past /proc/sys/fs/pipe-user-pages-soft (64 MiB by default) to a page or two, so a run keeps
+# its pipes within a budget: many connections share it, none drops below the default.
 PIPE_BYTES = 1 << 20
+PIPE_BUDGET = 32 << 20
+DEFAULT_PIPE_BYTES = 1 << 16
 
 # Item kinds: the first byte of each frame, then the pickled item. A table frame is b"T", the
 # 4-byte length of the pickled envelope, the envelope, then the msgpack rows.
@@ -116,12 +120,23 @@ def decode_fields(data: bytes) -> tuple[Any, ...]:
     return msg_id, header, Table(rows, table_type), port_type, type_id, token, group, None
 
 
-def enlarge_pipe(fd: int) -> None:
-    """Give the pipe behind ``fd`` room for PIPE_BYTES (best effort: the kernel caps what a user gets)."""
+def pipe_bytes(pipes: int) -> int:
+    """The size for each of ``pipes`` data pipes of one run: PIPE_BYTES, less when the budget is shared."""
+    share = PIPE_BUDGET // max(1, pipes)
+    size = DEFAULT_PIPE_BYTES
+    while size * 2 <= min(share, PIPE_BYTES):  # the kernel rounds sizes up to a power of two pages
+        size *= 2
+    return size
+
+
+def enlarge_pipe(fd: int, size: int) -> None:
+    """Give the pipe behind ``fd`` room for ``size`` bytes (best effort: the kernel may refuse)."""
+    if size <= DEFAULT_PIPE_BYTES:
+        return
     try:
         import fcntl
 
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
     except (ImportError, AttributeError, OSError):
         pass
 
