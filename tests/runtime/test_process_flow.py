@@ -1,6 +1,7 @@
-"""Message flow between group processes, end to end: streams, response callbacks, fan-in and many
-tables through deep pipes. Every operator is in a group of its own, so every connection crosses a
-process boundary; operators report what they saw in JSON files written at shutdown."""
+"""Message flow between group processes, end to end: streams, response callbacks, fan-in, fairness
+between local and remote inputs and timers, and values that cannot cross. Operators are in groups of
+their own unless a test says otherwise, so connections cross process boundaries; operators report
+what they saw in JSON files written at shutdown."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ def report(**values):
 """
 
 
-def run_in_groups(tmp_path: Path, operators: dict[str, dict[str, Any]], connections: list[str]) -> dict[str, Any]:
-    """Run the graph with each operator in its own group process; the reports by operator name."""
+def run_in_groups(tmp_path: Path, operators: dict[str, dict[str, Any]], connections: list[str],
+                  groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the graph with each operator in a group process of its own (or as ``groups`` says);
+    the operators' reports by operator name."""
     for name, spec in operators.items():
-        spec["group"] = f"g_{name}"
+        spec["group"] = (groups or {}).get(name, f"g_{name}")
         spec.setdefault("config", {}).update(out=str(tmp_path), name=name)
         spec["code"] = REPORT + textwrap.dedent(spec["code"])
     path = tmp_path / "graph.yaml"
@@ -135,3 +138,149 @@ def test_fan_in_from_two_processes_delivers_every_table_in_order_per_sender(tmp_
         "sink": {"code": sink, "inputs": {"in": "table"}},
     }, ["gen_a.out -> sink.in", "gen_b.out -> sink.in"])
     assert reports["sink"] == {"a": list(range(300)), "b": list(range(300))}
+
+
+def test_an_exception_class_of_the_receivers_script_reaches_the_sender_as_text(tmp_path: Path) -> None:
+    """retry mode: the receiver raises an exception defined in its own script, which no other process
+    can rebuild; the sender's response callback still gets it (as a RuntimeError with its text)."""
+    sender = """
+    responses = []
+    def start():
+        api.outputs.out.publish(1, response_callback=lambda mid, ex: responses.append(f"{type(ex).__name__}: {ex}"))
+    api.set_prestart(start)
+    api.set_shutdown(lambda: report(responses=responses))
+    """
+    receiver = """
+    class NotWanted(Exception):
+        pass
+    def on_input(msg_id, header, body):
+        raise NotWanted("no thanks")
+    api.set_port_callback("in", on_input)
+    """
+    reports = run_in_groups(tmp_path, {
+        "sender": {"code": sender, "outputs": {"out": "int64"}},
+        "receiver": {"code": receiver, "inputs": {"in": "int64"}, "config": {"errorHandling": "retry"}},
+    }, ["sender.out -> receiver.in"])
+    assert reports["sender"]["responses"] == ["RuntimeError: NotWanted: no thanks"]
+
+
+def test_a_timer_that_is_always_due_does_not_starve_inputs_from_another_group(tmp_path: Path) -> None:
+    """A poller ticking with interval 0 until a message from another group arrives must get it."""
+    gen = """
+    api.set_prestart(lambda: api.outputs.out.publish("hello"))
+    """
+    poller = """
+    import time
+    ticks = 0
+    got = []
+    def tick():
+        global ticks
+        ticks += 1
+        time.sleep(0.001)
+        if got or ticks >= 5000:        # 5 s without the message: the input was starved
+            return -1
+        return 0
+    api.add_timer(tick)
+    api.set_port_callback("in", lambda m, h, b: got.append(b.get()))
+    api.set_shutdown(lambda: report(got=got, ticks=ticks))
+    """
+    reports = run_in_groups(tmp_path, {
+        "gen": {"code": gen, "outputs": {"out": "string"}},
+        "poller": {"code": poller, "inputs": {"in": "string"}},
+    }, ["gen.out -> poller.in"])
+    assert reports["poller"]["got"] == ["hello"]
+    assert reports["poller"]["ticks"] < 5000
+
+
+def test_a_busy_local_sender_does_not_starve_inputs_from_another_group(tmp_path: Path) -> None:
+    """Fan-in of a local and a remote connection stays fair: remote messages are not left in the pipe
+    until the local sender is done."""
+    local = """
+    def start():
+        for i in range(2000):
+            api.outputs.out.publish(i)
+    api.set_prestart(start)
+    """
+    remote = """
+    def start():
+        for i in range(5):
+            api.outputs.out.publish(i)
+    api.set_prestart(start)
+    """
+    merge = """
+    import time
+    local_seen = 0
+    remote_at = []
+    def on_local(msg_id, header, body):
+        global local_seen
+        local_seen += 1
+        time.sleep(0.0005)              # the local sender keeps this channel full
+    api.set_port_callback("local", on_local)
+    api.set_port_callback("remote", lambda m, h, b: remote_at.append(local_seen))
+    api.set_shutdown(lambda: report(remote_at=remote_at, local_seen=local_seen))
+    """
+    reports = run_in_groups(tmp_path, {
+        "local": {"code": local, "outputs": {"out": "int64"}},
+        "remote": {"code": remote, "outputs": {"out": "int64"}},
+        "merge": {"code": merge, "inputs": {"local": "int64", "remote": "int64"}},
+    }, ["local.out -> merge.local", "remote.out -> merge.remote"], groups={"local": "g", "merge": "g"})
+    got = reports["merge"]
+    assert got["local_seen"] == 2000 and len(got["remote_at"]) == 5
+    assert max(got["remote_at"]) < 1000, got["remote_at"]  # interleaved, not all after the local ones
+
+
+def test_a_value_that_cannot_be_sent_to_another_group_fails_the_publish_and_nothing_hangs(tmp_path: Path) -> None:
+    """The script sees a clear error at publish (and may handle it); the count of messages in flight
+    stays right, so the graph still completes."""
+    gen = """
+    import threading
+    errors = []
+    def start():
+        try:
+            api.outputs.out.publish(threading.Lock())
+        except TypeError as e:
+            errors.append(str(e))
+        api.outputs.out.publish("after")
+    api.set_prestart(start)
+    api.set_shutdown(lambda: report(errors=errors))
+    """
+    sink = """
+    got = []
+    api.set_port_callback("in", lambda m, h, b: got.append(b.get()))
+    api.set_shutdown(lambda: report(got=got))
+    """
+    reports = run_in_groups(tmp_path, {
+        "gen": {"code": gen, "outputs": {"out": "any"}},
+        "sink": {"code": sink, "inputs": {"in": "any"}},
+    }, ["gen.out -> sink.in"])
+    assert reports["sink"]["got"] == ["after"]
+    [error] = reports["gen"]["errors"]
+    assert error.startswith("a message to another group must be picklable: TypeError: cannot pickle '_thread.lock'")
+
+
+def test_a_stream_chunk_that_cannot_be_sent_fails_the_writers_write_call(tmp_path: Path) -> None:
+    writer = """
+    import threading
+    errors = []
+    def start():
+        _, w = api.outputs.out.with_writer()
+        w.write(b"fine")
+        try:
+            w.write(threading.Lock())
+        except TypeError as e:
+            errors.append(type(e).__name__)
+        w.close()
+    api.set_prestart(start)
+    api.set_shutdown(lambda: report(errors=errors))
+    """
+    reader = """
+    got = []
+    api.set_port_callback("in", lambda m, h, b: got.append(b.get_reader().read(-1).decode()))
+    api.set_shutdown(lambda: report(got=got))
+    """
+    reports = run_in_groups(tmp_path, {
+        "writer": {"code": writer, "outputs": {"out": "binary"}},
+        "reader": {"code": reader, "inputs": {"in": "binary"}},
+    }, ["writer.out -> reader.in"])
+    assert reports["writer"]["errors"] == ["TypeError"]
+    assert reports["reader"]["got"] == ["fine"]

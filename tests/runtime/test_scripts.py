@@ -135,3 +135,27 @@ def test_a_script_class_sent_to_another_group_fails_clearly_instead_of_losing_th
     assert failure is not None and failure.process == "sink" and failure.phase == "receiving on port 'in'"
     assert "a message from operator 'gen' (another group) could not be rebuilt here" in failure.message
     assert "define it in a helper module beside the graph" in failure.message
+
+
+@pytest.mark.parametrize("name", ["gen.v2", "stage-1", "stage_1"])
+def test_classes_of_scripts_pickle_whatever_the_operator_is_called(tmp_path: Path, name: str) -> None:
+    """Operator names are not identifiers ("gen.v2"); the script's module name must still import."""
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "names",
+        "operators": {name: {"code": textwrap.dedent("""
+            import dataclasses, json, pickle
+            @dataclasses.dataclass
+            class Point:
+                x: int
+            def start():
+                back = pickle.loads(pickle.dumps(Point(7)))
+                with open(api.config.result, "w") as f:
+                    json.dump([type(back).__name__, back.x], f)
+            api.set_prestart(start)
+            """), "config": {"result": str(tmp_path / "result.json")}}},
+    }))
+    outcome = Supervisor(load_graph(path), RunOptions(stdout=io.StringIO(), in_process=True), RecoveryPolicy(),
+                         say=lambda text: None).run()
+    assert outcome.result.status == COMPLETED, outcome.result.reason
+    assert json.loads((tmp_path / "result.json").read_text()) == ["Point", 7]

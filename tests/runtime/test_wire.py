@@ -189,7 +189,7 @@ def test_the_msgpack_path_restores_every_value_it_takes_exactly(rows: list[list[
 def test_frames_split_across_reads_at_every_byte_are_reassembled(pipes) -> None:
     data_r, data_w, _, _ = pipes
     frames = [b"M" + bytes(range(n % 256)) * (n % 5 + 1) for n in range(1, 40)] + [b"B"]
-    stream = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+    stream = b"".join(len(f).to_bytes(8, "big") + f for f in frames)
     os.set_blocking(data_r, False)
     reader = FrameReader(data_r)
     got: list[bytes] = []
@@ -205,7 +205,7 @@ def test_frames_split_across_reads_at_every_byte_are_reassembled(pipes) -> None:
 def test_write_frame_writes_one_length_prefixed_frame(pipes) -> None:
     data_r, data_w, _, _ = pipes
     write_frame(data_w, [b"T", b"ab", b"", b"cde"])
-    assert os.read(data_r, 100) == (6).to_bytes(4, "big") + b"Tabcde"
+    assert os.read(data_r, 100) == (6).to_bytes(8, "big") + b"Tabcde"
 
 
 # -- streams --------------------------------------------------------------------------------------------
@@ -227,10 +227,10 @@ def test_stream_chunks_travel_beside_the_data_and_may_arrive_first(pipes) -> Non
 
 
 def roundtrip_pull(receiver: InboundLink) -> list[Any]:
-    """The next items the receiver pulls (waiting for them)."""
+    """The next items the receiver pulls (waiting for them), decoded as the dispatcher would."""
     while not (items := receiver.pull()):
         select.select([receiver.fileno()], [], [], 10)
-    return items
+    return [item.decode(item.data) if isinstance(item, Encoded) else item for item in items]
 
 
 def test_a_reader_blocked_on_a_stream_does_not_hold_back_the_stream_it_reads(pipes) -> None:

@@ -81,7 +81,7 @@ class Inbox:
         return channel
 
     def add_remote(self, channel: Channel, source: RemoteInput) -> None:
-        """Feed ``channel`` from ``source``; only the dispatcher reads it (in :meth:`next_item`)."""
+        """Feed ``channel`` from ``source``; only the dispatcher reads it (:meth:`next_item`, :meth:`has_input`)."""
         if self._waker is None:
             read_end, write_end = os.pipe()
             os.set_blocking(read_end, False)
@@ -119,11 +119,13 @@ class Inbox:
         """The next control event ``(None, event)`` or input ``(channel, item)``.
 
         Control events come first. Inputs are taken round-robin over the
-        unblocked channels. Returns None when nothing arrived within
-        ``timeout`` seconds (None = wait until woken).
+        unblocked channels; a remote input whose channel ran empty is read
+        first, so a busy local sender cannot starve it. Returns None when
+        nothing arrived within ``timeout`` seconds (None = wait until woken).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._pull_empty()
             with self.cond:
                 found = self._take()
                 if found is not None:
@@ -131,22 +133,24 @@ class Inbox:
                 if self._stopping():
                     return None
                 wait = MAX_WAIT if deadline is None else min(deadline - time.monotonic(), MAX_WAIT)
+                if wait <= 0:
+                    return None
                 if not self._remote:
-                    if wait <= 0:
-                        return None
                     self.cond.wait(wait)
                     continue
-                readable = [(channel, source) for channel, source in self._remote
-                            if not source.closed and not channel.blocked and len(channel.items) < channel.capacity]
+                readable = self._readable()
                 self._polling = True
             try:
-                if not self._pull(readable):
-                    if wait <= 0:
-                        return None
-                    self._wait(readable, wait)
+                self._wait(readable, wait)
             finally:
                 with self.cond:
                     self._polling = False
+
+    def has_input(self) -> bool:
+        """Whether an input or control event is waiting (remote inputs are read to find out)."""
+        self._pull_empty()
+        with self.cond:
+            return bool(self.control) or any(c.items and not c.blocked for c in self.channels)
 
     def _take(self) -> tuple[Channel | None, Any] | None:
         if self.control:
@@ -161,20 +165,24 @@ class Inbox:
                 return channel, item
         return None
 
-    def _pull(self, readable: list[tuple[Channel, RemoteInput]]) -> bool:
-        """Read what has arrived on the remote inputs into their channels; True if anything came."""
-        got = False
-        for channel, source in readable:
+    def _readable(self) -> list[tuple[Channel, RemoteInput]]:
+        """The remote inputs worth reading now: open, unblocked, and with room in their channel."""
+        return [(channel, source) for channel, source in self._remote
+                if not source.closed and not channel.blocked and len(channel.items) < channel.capacity]
+
+    def _pull_empty(self) -> None:
+        """Read, without blocking, the remote inputs whose channels ran empty (dispatcher thread only)."""
+        if not self._remote:
+            return
+        with self.cond:
+            empty = [(channel, source) for channel, source in self._readable() if not channel.items]
+        for channel, source in empty:
             items = source.pull()
             if items:
-                got = True
                 if self._on_received is not None:
                     self._on_received(len(items))
                 with self.cond:
                     channel.items.extend(items)
-            elif items is None:
-                got = True  # the sender is gone: look again with that input left out
-        return got
 
     def _wait(self, readable: list[tuple[Channel, RemoteInput]], seconds: float) -> None:
         """Sleep until a remote input can be read, something is queued or posted, or ``seconds`` passed."""
@@ -192,6 +200,3 @@ class Inbox:
                 except BlockingIOError:
                     pass
 
-    def has_input(self) -> bool:
-        with self.cond:
-            return bool(self.control) or any(c.items and not c.blocked for c in self.channels)

@@ -169,9 +169,13 @@ class GroupHost:
                 sender.targets[connection.src.port].append(Target(channel, receiver.error_mode == RETRY))
 
     def connect_remote(self, connection: Connection, channel: Any, receiver_retries: bool) -> None:
-        """Attach an outgoing connection to another group (``channel`` has ``put(item)``)."""
-        self.operators[connection.src.process].targets[connection.src.port].append(
-            Target(channel, receiver_retries, local=False))
+        """Attach an outgoing connection to another group (``channel`` has ``put(item)``).
+
+        It goes before the port's local targets: publishing encodes for other groups first, so
+        a value that cannot be encoded fails before any receiver got it.
+        """
+        self.operators[connection.src.process].targets[connection.src.port].insert(
+            0, Target(channel, receiver_retries, local=False))
 
     def connect_inbound(self, connection: Connection, source: RemoteInput) -> None:
         """Attach a pipe from another group that delivers ``connection``'s items (its receiver reads it)."""

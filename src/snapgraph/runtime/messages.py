@@ -55,6 +55,14 @@ class Reply:
         self._lock = threading.Lock()
         self._deliver = deliver
 
+    def withdraw(self, receivers: int) -> None:
+        """``receivers`` never got the message (publishing failed part way): stop waiting for them."""
+        with self._lock:
+            self._remaining -= receivers
+            finished = self._remaining == 0
+        if finished:
+            self._deliver(self.msg_id, self._first_exc)
+
     def done(self, exc: BaseException | None) -> bool:
         """One receiver finished; True once all have (and the response was delivered)."""
         with self._lock:
@@ -96,8 +104,24 @@ class StreamBuffer:
         self._closed = False
         self._cond = threading.Condition()
         self._stopping = stopping
+        self._forward: tuple[Callable[[Any], None], Callable[[], None]] | None = None
+
+    def forward(self, put: Callable[[Any], None], close: Callable[[], None]) -> None:
+        """From now on hand the writer's chunks to ``put`` and its end to ``close`` instead of
+        buffering them (the reader is in another process); what is buffered already goes first."""
+        with self._cond:
+            self._forward = (put, close)
+            waiting, self._chunks = list(self._chunks), deque()
+            closed = self._closed
+        for chunk in waiting:
+            put(chunk)
+        if closed:
+            close()
 
     def put(self, chunk: Any) -> None:
+        if self._forward is not None:
+            self._forward[0](chunk)
+            return
         with self._cond:
             while len(self._chunks) >= self._capacity and not self._closed:
                 if self._stopping():
@@ -109,6 +133,8 @@ class StreamBuffer:
             self._cond.notify_all()
 
     def close(self) -> None:
+        if self._forward is not None:
+            self._forward[1]()
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -138,11 +164,11 @@ class StreamBuffer:
 
 @dataclass(slots=True)
 class Encoded:
-    """A message from another group process, still pickled.
+    """A message from another group process, still encoded.
 
-    The link thread only reads bytes off the pipe; the receiving operator's
-    dispatcher decodes them when it takes the message, so unpickling does not
-    compete with the dispatcher for the interpreter lock.
+    The receiving dispatcher reads frames off the pipe in batches and decodes
+    each message only when it takes it, so a batch costs one read and the
+    rows of a message are allocated just before the callback uses them.
     """
 
     data: bytes

@@ -149,9 +149,7 @@ class OperatorRuntime:
             return msg_id
         reply = self._reply_for(msg_id, targets, response_callback)
         port_type = self.process.outports[port].type
-        self.host.activity.add(_local_count(targets), published=len(targets))
-        for target in targets:
-            target.channel.put(Message(msg_id, header, body, port_type, type_id, reply))
+        self._fan_out(targets, reply, lambda target: Message(msg_id, header, body, port_type, type_id, reply))
         return msg_id
 
     def open_stream(self, port: str, header: dict[str, Any], type_id: str,
@@ -161,12 +159,34 @@ class OperatorRuntime:
         port_type = self.process.outports[port].type
         reply = self._reply_for(msg_id, targets, response_callback) if targets else None
         sinks = []
-        self.host.activity.add(_local_count(targets), published=len(targets))
-        for target in targets:
+
+        def stream_message(target: Target) -> Message:
             buffer = StreamBuffer(STREAM_CAPACITY, self.host.is_stopping)
             sinks.append(buffer)
-            target.channel.put(Message(msg_id, header, buffer, port_type, type_id, reply, is_stream=True))
+            return Message(msg_id, header, buffer, port_type, type_id, reply, is_stream=True)
+
+        self._fan_out(targets, reply, stream_message)
         return msg_id, sinks
+
+    def _fan_out(self, targets: list[Target], reply: Reply | None, message_for: Callable[[Target], Message]) -> None:
+        """Put one message on every target, counting it as pending work until it is processed.
+
+        Targets in other groups come first (GroupHost.connect_remote): a message that cannot be
+        encoded for them fails before any receiver got it. Whatever failed part way is taken off
+        the count again, or the graph would never look idle.
+        """
+        self.host.activity.add(_local_count(targets), published=len(targets))
+        for i, target in enumerate(targets):
+            try:
+                target.channel.put(message_for(target))
+            except Exception:
+                unsent = targets[i:]
+                self.host.activity.add(-_local_count(unsent))
+                if reply is not None and i == 0:
+                    self.host.activity.add(-1)  # nobody got it: no response will come
+                elif reply is not None:
+                    reply.withdraw(len(unsent))
+                raise
 
     def propagate_exception(self, exc: BaseException) -> None:
         def raise_here() -> None:

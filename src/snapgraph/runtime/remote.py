@@ -99,6 +99,21 @@ class RemoteEngine(GraphDriver):
                 for receiver in self.instances[self._home[connection.tgt.process]]:
                     self.transport.connect(connection, sender.name, receiver.name)
         options = replace(self.options, stdout=None)
+        try:
+            self._start_instances(crossing, options)
+        finally:
+            self.transport.started()
+        failures: list[OperatorFailure] = []
+        for child in self.children.values():
+            while not child.loaded.wait(0.1):
+                if self.is_stopping():
+                    break
+            failures += child.load_failures
+        failures.sort(key=lambda f: not f.invalid)
+        return failures
+
+    def _start_instances(self, crossing: list[Connection], options: RunOptions) -> None:
+        """Start every instance with the ends of its links, and a thread that listens to it."""
         for child in self.children.values():
             outbound: list[tuple[Connection, bool, list[str]]] = []
             inbound: list[tuple[Connection, str]] = []
@@ -119,15 +134,6 @@ class RemoteEngine(GraphDriver):
             child.handle = self.transport.start(spec)
             threading.Thread(target=self._listen, args=(child,), daemon=True,
                              name=f"control:{child.name}").start()
-        self.transport.started()
-        failures: list[OperatorFailure] = []
-        for child in self.children.values():
-            while not child.loaded.wait(0.1):
-                if self.is_stopping():
-                    break
-            failures += child.load_failures
-        failures.sort(key=lambda f: not f.invalid)
-        return failures
 
     def _listen(self, child: _Instance) -> None:
         """Handle everything one group reports; notice when it is gone."""
@@ -137,6 +143,11 @@ class RemoteEngine(GraphDriver):
                 kind, *args = child.handle.receive()
             except EOFError:
                 break
+            except Exception as exc:  # noqa: BLE001 - a report this process cannot rebuild
+                self.operator_failed(OperatorFailure(
+                    ", ".join(child.members), f"group {child.name!r}",
+                    f"a report of the group could not be read: {type(exc).__name__}: {exc}", ""))
+                continue
             if kind == "loaded":
                 child.load_failures = args[0]
                 child.loaded.set()

@@ -11,7 +11,9 @@ snapshot state.
 
 from __future__ import annotations
 
+import hashlib
 import linecache
+import re
 import sys
 import traceback
 import types
@@ -68,13 +70,21 @@ def forget_script_modules(graph_folder: Path, before: set[str]) -> None:
             del sys.modules[name]
 
 
+def script_module_name(process: str) -> str:
+    """The module a process's script runs as: an identifier, since pickle imports it by name."""
+    safe = re.sub(r"\W", "_", process)
+    if safe != process:  # "stage.1" and "stage_1" must not share a module
+        safe += "_" + hashlib.sha1(process.encode()).hexdigest()[:8]
+    return SCRIPT_MODULE_PREFIX + safe
+
+
 def run_script(source: ScriptSource, process: str, injected: dict[str, Any]) -> types.ModuleType:
     """Compile and run the script body of ``process`` as its module, with ``injected`` names (``api``)."""
     text = source.text
     if not Path(source.filename).is_file():
         linecache.cache[source.filename] = (len(text), None, text.splitlines(True), source.filename)
     code = compile(text, source.filename, "exec")
-    module = types.ModuleType(SCRIPT_MODULE_PREFIX + process)
+    module = types.ModuleType(script_module_name(process))
     module.__file__ = source.filename
     module.__dict__.update(injected)
     sys.modules[module.__name__] = module

@@ -34,6 +34,7 @@ from snapgraph.runtime.channels import RemoteInput
 from snapgraph.runtime.group import GroupHost, Restore
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
+from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX
 from snapgraph.runtime.wire import OutboundLink, ReplyTokens, RoundRobinLink
 from snapgraph.snapshot.faults import Fault, FaultPlan, set_active_plan
 
@@ -70,7 +71,8 @@ class GroupHandle(ABC):
 
     @abstractmethod
     def receive(self) -> tuple[Any, ...]:
-        """The group's next report (blocking); raises EOFError once the group is gone."""
+        """The group's next report (blocking); raises EOFError once the group is gone, and any
+        other exception for a single report that cannot be read (the next one still can)."""
 
     @abstractmethod
     def end_reason(self) -> str:
@@ -182,6 +184,11 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
             command, *args = control.recv()
         except (EOFError, OSError):
             driver_gone()
+        except Exception as exc:  # noqa: BLE001 - a command this process cannot rebuild
+            driver.operator_failed(OperatorFailure(
+                ", ".join(spec.members), f"group {spec.instance!r}",
+                f"a command from the driver could not be read: {type(exc).__name__}: {exc}", ""))
+            continue
         if command == "go":
             host.go()
         elif command == "snapshot":
@@ -203,11 +210,18 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
 
 
 def portable(exc: BaseException | None) -> BaseException | None:
-    """An exception that survives pickling (some carry unpicklable state)."""
+    """An exception that another process can rebuild, else a RuntimeError with its text.
+
+    Some exceptions carry unpicklable state; others are instances of a class defined in an
+    operator script, which only this group's process has (the driver could not unpickle it).
+    """
     if exc is None:
         return None
     try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:  # noqa: BLE001
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        data = pickle.dumps(exc)
+        if SCRIPT_MODULE_PREFIX.encode() not in data:
+            pickle.loads(data)
+            return exc
+    except Exception:  # noqa: BLE001 - whatever pickling raises, the text goes instead
+        pass
+    return RuntimeError(f"{type(exc).__name__}: {exc}")

@@ -24,7 +24,9 @@ Each connection between two group processes has two pipes:
 * the **stream pipe** carries the chunks of ``with_writer`` streams. A port
   callback that reads a stream blocks its dispatcher until the chunks
   arrive, so they cannot wait behind it on the data pipe; a small thread per
-  connection moves them into the streams' buffers.
+  connection moves them into the streams' buffers. The writer's own thread
+  encodes and writes each chunk, so a chunk that cannot be sent fails the
+  script's ``write()`` call.
 
 Replies (for response callbacks) do not travel on the pipes: the receiver
 reports ``(token, exception)`` to the parent, which routes it to the sender.
@@ -66,6 +68,7 @@ PIPE_BYTES = 1 << 20
 PIPE_BUDGET = 32 << 20
 DEFAULT_PIPE_BYTES = 1 << 16
 
+_LENGTH = 8  # bytes of a frame's length prefix
 # Item kinds: the first byte of each frame, then the pickled item. A table frame is b"T", the
 # 4-byte length of the pickled envelope, the envelope, then the msgpack rows.
 _MESSAGE, _TABLE, _STREAM, _BARRIER, _CHUNK, _CLOSE = b"M", b"T", b"S", b"B", b"C", b"E"
@@ -143,12 +146,12 @@ def enlarge_pipe(fd: int, size: int) -> None:
 
 # -- framing -----------------------------------------------------------------------------------
 def write_frame(fd: int, parts: list[bytes]) -> None:
-    """Write one frame (4-byte length, then ``parts``) to the blocking ``fd``, in one system call
+    """Write one frame (8-byte length, then ``parts``) to the blocking ``fd``, in one system call
     when the pipe has room. Raises OSError (BrokenPipeError) when the reader is gone."""
     size = sum(len(p) for p in parts)
-    vector = [size.to_bytes(4, "big"), *parts]
+    vector = [size.to_bytes(_LENGTH, "big"), *parts]
     written = os.writev(fd, vector)
-    if written == size + 4:
+    if written == size + _LENGTH:
         return
     rest = memoryview(b"".join(vector))[written:]  # interrupted mid-frame: rare, finish it plainly
     while rest:
@@ -187,11 +190,11 @@ def _split(data: bytes | bytearray) -> tuple[list[bytes], int]:
     """The complete frames at the start of ``data`` and how many bytes they take."""
     frames = []
     pos, end = 0, len(data)
-    while end - pos >= 4:
-        stop = pos + 4 + int.from_bytes(data[pos:pos + 4], "big")
+    while end - pos >= _LENGTH:
+        stop = pos + _LENGTH + int.from_bytes(data[pos:pos + _LENGTH], "big")
         if stop > end:
             break
-        frames.append(bytes(data[pos + 4:stop]))
+        frames.append(bytes(data[pos + _LENGTH:stop]))
         pos = stop
     return frames, pos
 
@@ -261,26 +264,23 @@ class OutboundLink:
         assert isinstance(item, Message)
         token = self._tokens.register(item.reply) if item.reply is not None else None
         stream = next(self._streams) if item.is_stream else None
-        self._on_sent()
-        parts = encode_message(item, token, self._group, stream, try_msgpack=self._skip_msgpack == 0)
+        try:
+            parts = encode_message(item, token, self._group, stream, try_msgpack=self._skip_msgpack == 0)
+        except Exception as exc:  # noqa: BLE001 - whatever pickling raises; nothing was sent
+            raise TypeError(f"a message to another group must be picklable: {type(exc).__name__}: {exc}") from exc
+        self._on_sent()  # counted only once it is certain to go: the driver waits for sent == received
         if self._skip_msgpack:
             self._skip_msgpack -= 1
         elif parts[0] == _MESSAGE and type(item.body) is Table:
             self._skip_msgpack = MSGPACK_RETRY_AFTER
-        self._write(self._data_fd, self._lock, parts)
         if stream is not None:
-            threading.Thread(target=self._pump, args=(item.body, stream), daemon=True,
-                             name=f"stream-pump-{stream}").start()
-
-    def _pump(self, buffer: StreamBuffer, stream: int) -> None:
-        """Move a stream's chunks from the writer's buffer onto the stream pipe as they come."""
-        try:
-            while (chunk := buffer.take()) is not None:
-                self._write(self._stream_fd, self._stream_lock,
-                            [_CHUNK, pickle.dumps((stream, chunk), protocol=PROTOCOL)])
-            self._write(self._stream_fd, self._stream_lock, [_CLOSE, pickle.dumps(stream, protocol=PROTOCOL)])
-        except GraphStopping:
-            pass
+            # The writer's chunks go straight onto the stream pipe, encoded on the writer's own
+            # thread: a chunk that cannot be sent fails its write() call, where the script sees it.
+            item.body.forward(lambda chunk: self._write(self._stream_fd, self._stream_lock, [
+                                  _CHUNK, pickle.dumps((stream, chunk), protocol=PROTOCOL)]),
+                              lambda: self._write(self._stream_fd, self._stream_lock, [
+                                  _CLOSE, pickle.dumps(stream, protocol=PROTOCOL)]))
+        self._write(self._data_fd, self._lock, parts)
 
     def _write(self, fd: int, lock: threading.Lock, parts: list[bytes]) -> None:
         with lock:
@@ -333,10 +333,10 @@ class PipeEnds:
 class InboundLink:
     """The receiving end of one cross-group connection, read by the receiving operator's dispatcher.
 
-    :meth:`pull` returns the items that have arrived, without blocking: plain
-    messages still encoded (:class:`Encoded`, decoded by the dispatcher when
-    it takes them), barriers, and stream messages whose chunks the stream
-    thread fills in.
+    :meth:`pull` returns the items that have arrived, without blocking:
+    barriers, and messages still encoded (:class:`Encoded`, decoded by the
+    dispatcher when it takes them). The chunks of streams arrive on the
+    stream pipe, which a thread of this link moves into the streams' buffers.
     """
 
     def __init__(self, data_fd: int, stream_fd: int, report_reply: Callable[[str, int, BaseException | None], None],
@@ -363,16 +363,8 @@ class InboundLink:
         if frames is None:
             self.closed = True
             return None
-        items: list[Any] = []
-        for frame in frames:
-            kind = frame[:1]
-            if kind == _MESSAGE or kind == _TABLE:
-                items.append(Encoded(frame, self._decode))
-            elif kind == _BARRIER:
-                items.append(Barrier(pickle.loads(memoryview(frame)[1:])))
-            else:  # a stream: its buffer must exist before its chunks are read
-                items.append(self._decode(frame))
-        return items
+        return [Barrier(pickle.loads(memoryview(frame)[1:])) if frame[:1] == _BARRIER
+                else Encoded(frame, self._decode) for frame in frames]
 
     def _decode(self, data: bytes) -> Message:
         msg_id, header, body, port_type, type_id, token, origin, stream = decode_fields(data)
