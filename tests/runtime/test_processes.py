@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -134,14 +135,18 @@ def _wait_for_pid(path: Path, timeout: float = 30) -> int:
         time.sleep(0.02)
 
 
-def _children_of(pid: int) -> list[int]:
+def _descendants_of(pid: int) -> list[int]:
+    """Children, grandchildren, ... (group processes are forked by the engine's fork server)."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    children = [int(p) for p in out.split()]
+    return children + [d for child in children for d in _descendants_of(child)]
 
 
 def _group_processes() -> set[int]:
+    """Group processes and fork servers of any engine on this machine (by their command lines)."""
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return {int(line.split(None, 1)[0]) for line in out.splitlines() if "multiprocessing.spawn" in line}
+    return {int(line.split(None, 1)[0]) for line in out.splitlines()
+            if "multiprocessing.spawn" in line or "multiprocessing.forkserver" in line}
 
 
 def _alive(pid: int) -> bool:
@@ -158,7 +163,7 @@ def test_sigkill_of_a_group_process_is_recovered(tmp_path: Path) -> None:
     path = write_graph(tmp_path, gen={"total": 3000, "pause": 0.002})
     proc = _run_cli(path, "--snapshot-period", "1", "--max-retries", "2", "--retry-interval", "0")
     victim = _wait_for_pid(tmp_path / "sink.pid")
-    assert victim in _children_of(proc.pid)
+    assert victim in _descendants_of(proc.pid)
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -196,7 +201,7 @@ def test_no_orphan_processes(tmp_path: Path, ending: str) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if streaming:
         _wait_for_pid(tmp_path / "sink.pid")
-        children = _children_of(proc.pid)
+        children = _descendants_of(proc.pid)
         assert len(children) >= 2
         sig = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}.get(ending, signal.SIGKILL)
         os.kill(proc.pid, sig)
@@ -309,3 +314,26 @@ def test_breakpoints_work_in_process_and_group_processes_say_how_to_debug(tmp_pa
     else:
         assert proc.returncode == 1
         assert "breakpoint() in a group process, which has no terminal: run the graph with --in-process" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["first", "second"])
+def test_group_processes_run_with_the_engines_current_directory_and_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Group processes are forked from a long-lived fork server; each still starts with this
+    process's working directory and environment as they are now (run twice in one process)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SNAPGRAPH_TEST_VALUE", value)
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "where",
+        "operators": {"probe": {"group": "a", "code": textwrap.dedent("""
+            import json, os
+            with open("where.json", "w") as f:   # relative: the working directory
+                json.dump([os.getcwd(), os.environ.get("SNAPGRAPH_TEST_VALUE")], f)
+            """)}},
+    }))
+    outcome = ProcessEngine(load_graph(path), RunOptions(stdout=io.StringIO())).run()
+    assert outcome.status == COMPLETED, outcome.reason
+    assert (tmp_path / "where.json").exists()
+    cwd, seen = json.loads((tmp_path / "where.json").read_text())
+    assert (Path(cwd), seen) == (tmp_path.resolve(), value)
