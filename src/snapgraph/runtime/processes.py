@@ -87,7 +87,7 @@ class _ProcessHandle(GroupHandle):
 
 
 class ProcessTransport(Transport):
-    """Spawns each group instance as a process on this machine, linked by pipes."""
+    """Starts each group instance as a process on this machine, linked by pipes."""
 
     def __init__(self, pin_cpus: bool = True) -> None:
         self._context = _start_context()

@@ -194,7 +194,7 @@ def _split(data: bytes | bytearray) -> tuple[list[bytes], int]:
         stop = pos + _LENGTH + int.from_bytes(data[pos:pos + _LENGTH], "big")
         if stop > end:
             break
-        frames.append(bytes(data[pos + _LENGTH:stop]))
+        frames.append(bytes(memoryview(data)[pos + _LENGTH:stop]))  # one copy, from bytes or bytearray
         pos = stop
     return frames, pos
 
@@ -404,15 +404,14 @@ class _StreamTable:
     def __init__(self, stopping: Callable[[], bool]) -> None:
         self._stopping = stopping
         self._lock = threading.Lock()
-        self._buffers: dict[int, StreamBuffer] = {}
-        self._sides: dict[int, int] = {}  # sides (message taken, stream closed) seen per stream
+        self._open: dict[int, list[Any]] = {}  # stream -> [its buffer, sides seen (message taken, closed)]
 
     def buffer(self, stream: int) -> StreamBuffer:
         with self._lock:
-            if stream not in self._buffers:
-                self._buffers[stream] = StreamBuffer(STREAM_CAPACITY, self._stopping)
-                self._sides[stream] = 0
-            return self._buffers[stream]
+            entry = self._open.setdefault(stream, [None, 0])
+            if entry[0] is None:
+                entry[0] = StreamBuffer(STREAM_CAPACITY, self._stopping)
+            return entry[0]
 
     def opened(self, stream: int) -> StreamBuffer:
         buffer = self.buffer(stream)
@@ -425,6 +424,7 @@ class _StreamTable:
 
     def _seen(self, stream: int) -> None:
         with self._lock:
-            self._sides[stream] += 1
-            if self._sides[stream] == 2:
-                del self._sides[stream], self._buffers[stream]
+            entry = self._open[stream]
+            entry[1] += 1
+            if entry[1] == 2:
+                del self._open[stream]
