@@ -1,29 +1,35 @@
 """The ``snapgraph`` command line.
 
 Exit codes: 0 the graph completed (or was stopped on request), 1 the graph
-failed, 2 invalid input (bad graph, bad script, bad arguments).
+failed, 2 invalid input or a refused start (bad graph, bad script, bad
+arguments, a run that needs --resume or --fresh, another engine holding the
+graph's lease, a damaged store), 130 / 143 a second SIGINT / SIGTERM forced the
+stop (the run stays resumable).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from snapgraph import __version__
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.model.problems import GraphError
+from snapgraph.model.graph import period_problem
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
+from snapgraph.runtime.signals import StopOnSignals
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.protocol import MAX_PERIOD, MIN_PERIOD
-from snapgraph.snapshot.store import ABANDONED, SQLiteStore, StoreError
+from snapgraph.snapshot.runs import RunPlan, RunRefused, plan_run
+from snapgraph.snapshot.store import Lease, RunRecord, RunStatus, SQLiteStore, StoreError
 
 DEFAULT_STORE = Path(".snapgraph") / "snapshots.db"
 
@@ -97,11 +103,18 @@ def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...
     )
 
 
+def _period_option(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    problem = period_problem(value) if value is not None else None
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
 @main.command()
 @with_graph_options
 @click.option("--stop-after", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Stop a streaming graph gracefully after this many seconds.")
-@click.option("--snapshot-period", type=click.FloatRange(MIN_PERIOD, MAX_PERIOD), metavar="SECONDS",
+@click.option("--snapshot-period", type=float, callback=_period_option, metavar="SECONDS",
               help="Take a consistent graph snapshot every SECONDS (1 s to 24 h); overrides the graph file.")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False), metavar="PATH",
               help=f"Snapshot store (SQLite file); default {DEFAULT_STORE} in the working directory.")
@@ -112,8 +125,13 @@ def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...
               help="Seconds to wait before a recovery attempt (default 1).")
 @click.option("--retry-threshold", type=click.FloatRange(min=0), metavar="SECONDS",
               help="An attempt that ran longer than this resets the failure counter (default 30).")
-@click.option("--resume", is_flag=True, help="Continue this graph's unfinished run from its last complete epoch.")
-@click.option("--fresh", is_flag=True, help="Abandon this graph's unfinished run and start a new one.")
+@click.option("--resume", is_flag=True,
+              help="Continue this graph's newest run (unfinished, stopped, failed or completed) from its "
+                   "newest complete epoch.")
+@click.option("--fresh", is_flag=True, help="Abandon this graph's unfinished, stopped or failed run and start over.")
+@click.option("--accept-older-epoch", is_flag=True,
+              help="If the newest complete epoch is damaged, restore the newest intact older one instead "
+                   "(what epoch_complete did since then is done again: at-least-once).")
 @click.option("--in-process", is_flag=True,
               help="Run every group in this one process (for debuggers and breakpoints in scripts) "
                    "instead of one OS process per group.")
@@ -121,7 +139,7 @@ def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...
 def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
         stop_after: float | None, snapshot_period: float | None, store_path: str | None,
         max_retries: int | None, retry_interval: float | None, retry_threshold: float | None,
-        resume: bool, fresh: bool, in_process: bool, verbose: bool) -> None:
+        resume: bool, fresh: bool, accept_older_epoch: bool, in_process: bool, verbose: bool) -> None:
     """Run GRAPH_FILE until it completes, fails or is stopped."""
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other")
@@ -133,8 +151,6 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
             click.echo(f"snapgraph: warning: group {group.name!r} has multiplicity {group.multiplicity}; "
                        "with --in-process each group runs once", err=True)
     period = snapshot_period if snapshot_period is not None else settings.period
-    if period is not None and not MIN_PERIOD <= period <= MAX_PERIOD:
-        _invalid(f"{graph_file}: snapshot period {period:g}s is outside 1 s .. 24 h")
     policy = RecoveryPolicy(
         max_retries=max_retries if max_retries is not None else settings.max_retries,
         retry_interval=_first(retry_interval, settings.retry_interval, 1.0),
@@ -144,43 +160,43 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         faults = FaultPlan.from_env()
     except ValueError as err:
         _invalid(f"SNAPGRAPH_FAULTS: {err}")
-    store = None
-    resume_run = None
+    store: SQLiteStore | None = None
+    lease: Lease | None = None
+    plan: RunPlan | None = None
     if period is not None:
         store = _open_store(store_path)
-        unfinished = store.unfinished_run(str(graph.path.resolve()))
-        if unfinished is not None and not (resume or fresh):
-            epoch = store.latest_intact_epoch(unfinished.run_id)
-            where = f"its last complete epoch is {epoch[0].epoch}" if epoch else "it has no complete epoch yet"
-            _invalid(
-                f"graph {graph_file} has an unfinished run {unfinished.run_id} ({where}); "
-                "use --resume to continue it or --fresh to abandon it and start over"
-            )
-        if unfinished is not None and fresh:
-            store.finish_run(unfinished.run_id, ABANDONED)
-        if unfinished is not None and resume:
-            resume_run = unfinished
-        elif resume:
-            click.echo("snapgraph: no unfinished run to resume; starting a new run", err=True)
-    elif resume:
-        _invalid("--resume needs snapshots (--snapshot-period or snapshots.period in the graph file)")
+        graph_key = str(graph.path.resolve())
+        try:
+            lease = store.acquire_lease(graph_key)
+            plan = plan_run(store, graph_key, graph.name, graph_file, resume=resume, fresh=fresh,
+                            accept_older=accept_older_epoch)
+        except (RunRefused, StoreError) as err:
+            if lease is not None:
+                lease.release()
+            click.echo(f"snapgraph: {err}", err=True)
+            sys.exit(err.exit_code if isinstance(err, StoreError) else EXIT_INVALID)
+    elif resume or fresh or accept_older_epoch:
+        flag = "--resume" if resume else "--fresh" if fresh else "--accept-older-epoch"
+        _invalid(f"{flag} needs snapshots (--snapshot-period or snapshots.period in the graph file)")
     supervisor = Supervisor(
         graph,
         RunOptions(stop_after=stop_after, operator_dirs=load_options.operator_dirs,
                    log_level=logging.DEBUG if verbose else logging.INFO, in_process=in_process),
-        policy, store=store, period=period, resume=resume_run, faults=faults,
+        policy, store=store, period=period, plan=plan, lease=lease, accept_older=accept_older_epoch,
+        faults=faults,
     )
-    _install_signal_handlers(supervisor)
+    signals = StopOnSignals(supervisor.stop).install()
     started = time.monotonic()
-    try:
-        outcome = supervisor.run()
-    except StoreError as err:
-        click.echo(f"snapgraph: {err}", err=True)
-        sys.exit(EXIT_FAILED)
+    outcome = supervisor.run()
+    signals.run_ended()
     result = outcome.result
     elapsed = time.monotonic() - started
     attempts = f" ({outcome.attempts} attempts)" if outcome.attempts > 1 else ""
-    if result.status == FAILED:
+    if outcome.refusal is not None:
+        code = EXIT_INVALID
+        click.echo(f"snapgraph: graph {graph.name!r}: recovery refused after {elapsed:.2f}s{attempts}; "
+                   f"run {outcome.run_id} is left as it is (see above)", err=True)
+    elif result.status == FAILED:
         click.echo(f"snapgraph: graph {graph.name!r} failed after {elapsed:.2f}s{attempts}: {result.reason}",
                    err=True)
         if result.failure is not None and result.failure.traceback:
@@ -188,8 +204,9 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         code = EXIT_INVALID if result.failure is not None and result.failure.invalid else EXIT_FAILED
     else:
         word = "completed" if result.status == COMPLETED else "stopped"
-        click.echo(f"snapgraph: graph {graph.name!r} {word} after {elapsed:.2f}s{attempts}: {result.reason}",
-                   err=True)
+        resumable = f"; resume with --resume (run {outcome.run_id})" if word == "stopped" and store else ""
+        click.echo(f"snapgraph: graph {graph.name!r} {word} after {elapsed:.2f}s{attempts}: {result.reason}"
+                   f"{resumable}", err=True)
         code = EXIT_OK
     if result.stuck:
         click.echo(f"snapgraph: operators still busy after stop: {', '.join(result.stuck)}; exiting anyway",
@@ -204,17 +221,16 @@ def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
 
 
-def _invalid(message: str) -> None:
+def _invalid(message: str) -> NoReturn:
     click.echo(f"snapgraph: {message}", err=True)
     sys.exit(EXIT_INVALID)
 
 
-def _open_store(store_path: str | None) -> SQLiteStore:
+def _open_store(store_path: str | None, *, create: bool = True) -> SQLiteStore:
     try:
-        return SQLiteStore(Path(store_path) if store_path else DEFAULT_STORE)
+        return SQLiteStore(Path(store_path) if store_path else DEFAULT_STORE, create=create)
     except StoreError as err:
         _invalid(str(err))
-        raise  # unreachable; keeps type checkers happy
 
 
 store_option = click.option("--store", "store_path", type=click.Path(dir_okay=False), metavar="PATH",
@@ -231,16 +247,33 @@ def snapshots() -> None:
 def snapshots_list(store_path: str | None) -> None:
     """List runs with their status and newest complete epoch."""
     store = _open_existing_store(store_path)
-    runs = store.runs()
-    if not runs:
-        click.echo("no runs")
-        return
-    click.echo(f"{'RUN':24} {'GRAPH':20} {'STATUS':10} {'ATTEMPTS':>8} {'EPOCHS':>6}  NEWEST EPOCH")
-    for run in runs:
-        epochs = store.epochs(run.run_id)
-        newest = epochs[-1].epoch if epochs else "-"
-        click.echo(f"{run.run_id:24} {run.graph_name[:20]:20} {run.status:10} {run.attempts:>8} "
-                   f"{len(epochs):>6}  {newest}")
+    with _store_errors():
+        runs = store.runs()
+        if not runs:
+            click.echo("no runs")
+            return
+        click.echo(f"{'RUN':24} {'GRAPH':20} {'STATUS':10} {'ATTEMPTS':>8} {'EPOCHS':>6}  NEWEST EPOCH")
+        for run in runs:
+            epochs = store.epochs(run.run_id)
+            newest = epochs[-1].epoch if epochs else "-"
+            click.echo(f"{run.run_id:24} {run.graph_name[:20]:20} {_shown_status(store, run):10} "
+                       f"{run.attempts:>8} {len(epochs):>6}  {newest}")
+
+
+def _shown_status(store: SQLiteStore, run: RunRecord) -> str:
+    """'running' while an engine holds the graph's lease; a run whose engine died is 'unfinished'."""
+    if run.status != RunStatus.RUNNING:
+        return str(run.status)
+    return "running" if store.live_holder(run.graph_key) is not None else "unfinished"
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except StoreError as err:
+        click.echo(f"snapgraph: {err}", err=True)
+        sys.exit(err.exit_code)
 
 
 @snapshots.command("show")
@@ -249,14 +282,21 @@ def snapshots_list(store_path: str | None) -> None:
 def snapshots_show(run_id: str, store_path: str | None) -> None:
     """Show one run: its epochs with time, duration and bytes per operator."""
     store = _open_existing_store(store_path)
-    run = next((r for r in store.runs() if r.run_id == run_id), None)
-    if run is None:
-        _invalid(f"no run {run_id!r} in {store.path} (see 'snapgraph snapshots list')")
-        return
+    with _store_errors():
+        run = next((r for r in store.runs() if r.run_id == run_id), None)
+        if run is None:
+            _invalid(f"no run {run_id!r} in {store.path} (see 'snapgraph snapshots list')")
+        _show_run(store, run)
+
+
+def _show_run(store: SQLiteStore, run: RunRecord) -> None:
     click.echo(f"run {run.run_id}: graph {run.graph_name} ({run.graph_key})")
-    click.echo(f"status {run.status}, {run.attempts} attempt(s), started "
+    click.echo(f"status {_shown_status(store, run)}, {run.attempts} attempt(s), started "
                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.created))}")
-    for epoch in store.epochs(run_id):
+    holder = store.live_holder(run.graph_key)
+    if holder is not None:
+        click.echo(f"engine {holder.describe(time.time())}")
+    for epoch in store.epochs(run.run_id):
         sizes = ", ".join(f"{name}={size}B" for name, size in sorted(epoch.operator_bytes.items())) or "no state"
         click.echo(f"  epoch {epoch.epoch}  took {epoch.duration * 1000:.1f} ms  "
                    f"{epoch.total_bytes} bytes  ({sizes})")
@@ -268,28 +308,20 @@ def snapshots_show(run_id: str, store_path: str | None) -> None:
 def snapshots_delete(run_id: str, store_path: str | None) -> None:
     """Delete a run and all its snapshots."""
     store = _open_existing_store(store_path)
-    if not store.delete_run(run_id):
-        _invalid(f"no run {run_id!r} in {store.path}")
+    with _store_errors():
+        run = next((r for r in store.runs() if r.run_id == run_id), None)
+        if run is None:
+            _invalid(f"no run {run_id!r} in {store.path}")
+        holder = store.live_holder(run.graph_key)
+        if holder is not None:
+            _invalid(f"run {run_id} belongs to graph {run.graph_key}, which an engine is running "
+                     f"({holder.describe(time.time())}); stop it first")
+        store.delete_run(run_id)
     click.echo(f"deleted run {run_id}")
 
 
 def _open_existing_store(store_path: str | None) -> SQLiteStore:
-    path = Path(store_path) if store_path else DEFAULT_STORE
-    if not path.is_file():
-        _invalid(f"no snapshot store at {path}")
-    return _open_store(str(path))
-
-
-def _install_signal_handlers(supervisor: Supervisor) -> None:
-    """SIGINT/SIGTERM stop the graph gracefully; a second one exits at once."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if supervisor.is_stopping():
-            os._exit(EXIT_FAILED)
-        supervisor.stop(f"{signal.Signals(signum).name} received")
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    return _open_store(store_path, create=False)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ def leave_unfinished_run(folder: Path, monkeypatch: pytest.MonkeyPatch, spec: st
     assert "snapgraph: injected fault: engine killed at " in proc.stderr
     assert "completed after" not in proc.stderr and "failed after" not in proc.stderr
     [run] = listed_runs(folder)
-    assert run["status"] == "running"
+    assert run["status"] == "unfinished"
     assert run["epochs"] == "1"
     before = received(folder)
     assert before == list(range(len(before))) and len(before) >= 3
@@ -334,12 +334,13 @@ def test_fresh_abandons_the_unfinished_run(folder: Path, monkeypatch: pytest.Mon
     assert [r["status"] for r in listed_runs(folder)] == ["abandoned", "completed", "completed"]
 
 
-def test_resume_with_nothing_to_resume_starts_a_new_run(folder: Path) -> None:
+def test_resume_with_nothing_to_resume_is_exit_2(folder: Path) -> None:
     proc = cli(folder, "run", "graph.yaml", "--snapshot-period", "1", "--resume")
-    assert proc.returncode == 0, proc.stderr
-    assert "no unfinished run to resume; starting a new run" in proc.stderr
-    assert out_json(folder) == list(range(10))
-    assert [r["status"] for r in listed_runs(folder)] == ["completed"]
+    assert proc.returncode == 2, proc.stderr
+    assert "graph graph.yaml has no run in the store .snapgraph/snapshots.db to resume" in proc.stderr
+    assert "without --resume" in proc.stderr
+    assert not (folder / "received.log").exists()
+    assert listed_runs(folder) == []
 
 
 # --------------------------------------------------------------------------------------
@@ -366,7 +367,7 @@ def test_snapshot_period_out_of_range_is_exit_2(folder: Path, period: str) -> No
     proc = cli(folder, "run", "graph.yaml", "--snapshot-period", period)
     assert proc.returncode == 2
     assert "--snapshot-period" in proc.stderr
-    assert re.search(r"is not in the range 1(\.0)?<=x<=86400(\.0)?", proc.stderr), proc.stderr
+    assert f"snapshot period {float(period):g}s is outside 1 s .. 86400 s (1 s to 24 h)" in proc.stderr
     assert not (folder / "received.log").exists()
 
 
@@ -381,8 +382,13 @@ def test_graph_file_period_out_of_range_is_exit_2(folder: Path) -> None:
     write_files(folder, {"half.yaml": GRAPH + "snapshots: {period: 0.5}\n"})
     proc = cli(folder, "run", "half.yaml")
     assert proc.returncode == 2
-    assert "snapshot period 0.5s is outside 1 s .. 24 h" in proc.stderr
+    assert "half.yaml:" in proc.stderr
+    assert "snapshot period 0.5s is outside 1 s .. 86400 s (1 s to 24 h)" in proc.stderr
     assert not (folder / "received.log").exists()
+    # validate reports the same problem with the same words
+    checked = cli(folder, "validate", "half.yaml")
+    assert checked.returncode == 2
+    assert "snapshot period 0.5s is outside 1 s .. 86400 s (1 s to 24 h)" in checked.stderr
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -404,12 +410,14 @@ def test_garbage_store_file_is_exit_2(folder: Path) -> None:
     (folder / "garbage.db").write_text("definitely not sqlite\n" * 100)
     proc = cli(folder, "run", "graph.yaml", "--snapshot-period", "1", "--store", "garbage.db")
     assert proc.returncode == 2
-    assert "snapshot store garbage.db is unusable: file is not a database" in proc.stderr
+    assert "garbage.db is not a snapgraph store (not an SQLite database" in proc.stderr
+    assert "nothing was written to it" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (folder / "received.log").exists()
     listing = cli(folder, "snapshots", "list", "--store", "garbage.db")
     assert listing.returncode == 2
-    assert "snapshot store garbage.db is unusable" in listing.stderr
+    assert "garbage.db is not a snapgraph store" in listing.stderr
+    assert (folder / "garbage.db").read_text() == "definitely not sqlite\n" * 100
 
 
 def test_truncated_store_file_is_exit_2(folder: Path) -> None:
@@ -423,14 +431,14 @@ def test_truncated_store_file_is_exit_2(folder: Path) -> None:
 
     proc = cli(folder, "run", "graph.yaml", "--snapshot-period", "1", "--store", "cut.db")
     assert proc.returncode == 2
-    assert "snapshot store cut.db is unusable" in proc.stderr
+    assert "snapshot store cut.db is damaged" in proc.stderr
     assert "malformed" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (folder / "received.log").exists()
     for command in (["list"], ["show", "x"], ["delete", "x"]):
         listing = cli(folder, "snapshots", *command, "--store", "cut.db")
         assert listing.returncode == 2, command
-        assert "snapshot store cut.db is unusable" in listing.stderr
+        assert "snapshot store cut.db is damaged" in listing.stderr
 
 
 # --------------------------------------------------------------------------------------

@@ -93,9 +93,9 @@ def in_process(request: pytest.FixtureRequest) -> bool:
     return request.param == "in-process"
 
 
-def run_example(graph: str, db: Database, tmp_path: Path, faults: str = "", *, max_retries: int | None = 5,
-                rows: int | None = None, store: SQLiteStore | None = None, in_process: bool = True
-                ) -> SupervisedResult:
+def run_example(graph: str, db: Database, tmp_path: Path, faults: str | FaultPlan = "", *,
+                max_retries: int | None = 5, rows: int | None = None, store: SQLiteStore | None = None,
+                in_process: bool = True) -> SupervisedResult:
     """Set up fresh tables and run an example graph with snapshots every PERIOD seconds."""
     setup_tables(db.connection, rows or (UPSERT_ROWS if "upsert" in graph else WAL_ROWS))
     loaded = load_graph(EXAMPLES / graph, LoadOptions(connections_file=db.connections_file, snapshots=True))
@@ -103,7 +103,8 @@ def run_example(graph: str, db: Database, tmp_path: Path, faults: str = "", *, m
         loaded, RunOptions(stdout=io.StringIO(), in_process=in_process),
         RecoveryPolicy(max_retries=max_retries, retry_interval=0, retry_threshold=30),
         store=store or SQLiteStore(tmp_path / f"store-{uuid.uuid4().hex[:6]}.db"),
-        period=PERIOD, faults=FaultPlan.parse(faults), say=lambda text: None,
+        period=PERIOD, faults=faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults),
+        say=lambda text: None,
     )
     return supervisor.run()
 
@@ -116,11 +117,11 @@ def expected_wal(rows: int = WAL_ROWS) -> list[tuple]:  # type: ignore[type-arg]
     return [(i, i * 7 % 1000, f"row{i}") for i in range(rows)]
 
 
-def assert_exactly_once(db: Database, graph: str) -> None:
+def assert_exactly_once(db: Database, graph: str, rows: int | None = None) -> None:
     if "upsert" in graph:
-        assert db.rows("target") == expected_upsert()
+        assert db.rows("target") == expected_upsert(rows or UPSERT_ROWS)
     else:
-        assert db.rows("test2") == expected_wal()
+        assert db.rows("test2") == expected_wal(rows or WAL_ROWS)
         # Every message finished, so epoch_complete cleaned the whole WAL.
         assert db.rows("WAL", "ID, BATCH, MESSAGE") == []
 
@@ -254,10 +255,23 @@ def test_random_fault_schedules_stay_exactly_once(tmp_path_factory: pytest.TempP
     """Seeded random fault schedules (many short runs): whatever fires, the result is exactly once."""
     tmp_path = tmp_path_factory.mktemp("random")
     db = Database("sqlite", tmp_path)
-    faults = ",".join(f"{p}:{proc}:{n if p == 'port_callback' else min(n, 3)}" for p, proc, n in schedule)
-    outcome = run_example(graph, db, tmp_path, faults, max_retries=10, in_process=in_process)
+    def target(point: str, process: str) -> str:
+        if point == "before_complete":
+            return "*"  # the coordinator's step: it is counted for '*' only
+        if point == "port_callback" and process == "generator":
+            return "writer"  # a generator has no input port: its port_callback fault would never fire
+        if point == "after_serialize" and process == "writer" and "upsert" in graph:
+            return "generator"  # the UPSERT writer is stateless: it never serializes
+        return process
+
+    faults = ",".join(f"{p}:{target(p, proc)}:{n if p == 'port_callback' else min(n, 2)}" for p, proc, n in schedule)
+    plan = FaultPlan.parse(faults)
+    rows = 3 * WAL_ROWS if "wal" in graph else UPSERT_ROWS  # long enough for every planned fault to fire
+    outcome = run_example(graph, db, tmp_path, plan, max_retries=10, in_process=in_process, rows=rows)
     assert outcome.result.status == COMPLETED, f"{faults}: {outcome.result.reason}"
-    assert_exactly_once(db, graph)
+    assert plan.remaining() == [], f"{faults}: these faults never fired"
+    assert outcome.attempts >= 2, f"{faults}: no attempt failed"
+    assert_exactly_once(db, graph, rows)
 
 
 def test_retries_exhausted_fails_with_the_operator_and_reason(tmp_path: Path) -> None:

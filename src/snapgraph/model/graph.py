@@ -124,6 +124,17 @@ class Group:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+MIN_PERIOD = 1.0  # seconds: the shortest snapshot period (as DI's "Capture Snapshot every x s")
+MAX_PERIOD = 86400.0  # seconds: one day
+
+
+def period_problem(period: float) -> str | None:
+    """Why ``period`` is not a valid snapshot period, or None: the one check the file and the CLI share."""
+    if not MIN_PERIOD <= period <= MAX_PERIOD:
+        return f"snapshot period {period:g}s is outside {MIN_PERIOD:g} s .. {MAX_PERIOD:g} s (1 s to 24 h)"
+    return None
+
+
 @dataclass
 class SnapshotSettings:
     """Snapshot and recovery settings a graph file may carry (CLI flags override them)."""

@@ -40,6 +40,7 @@ from snapgraph.model.graph import (
     Port,
     Process,
     SnapshotSettings,
+    period_problem,
 )
 from snapgraph.model.operators_repo import FILE_PREFIX, assemble_process
 from snapgraph.model.params import GraphParameter, ParamResolver
@@ -388,6 +389,11 @@ def _parse_settings(data: dict[str, Any], c: _Ctx, resolver: ParamResolver) -> S
         settings.period = _number(resolver.apply(snaps, c.at(line), "snapshots"), c, line, "snapshots")
     else:
         c.add(line, "snapshots must be {period: <seconds>} (or just the number of seconds)")
+    problem = period_problem(settings.period) if settings.period is not None else None
+    if problem is not None:
+        period_line = c.line_of(snaps, "period") if isinstance(snaps, dict) else line
+        c.add(period_line, problem)
+        settings.period = None
     recovery = data.get("recovery")
     if recovery is not None:
         rline = c.line_of(data, "recovery")

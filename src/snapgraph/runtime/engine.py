@@ -69,7 +69,7 @@ class GraphDriver(ABC):
         self.snapshots = snapshots
         self.faults = faults or FaultPlan()
         self.handle = uuid.uuid4().hex
-        self.restore = Restore(snapshots.restore[0].epoch, snapshots.restore[1]) \
+        self.restore = Restore(snapshots.restore.epoch.epoch, snapshots.restore.states) \
             if snapshots is not None and snapshots.restore is not None else None
         self.coordinator: Coordinator | None = None
         self.wake = threading.Event()
@@ -81,6 +81,8 @@ class GraphDriver(ABC):
         self._draining: tuple[str, str] | None = None  # (status, reason) once a drain began
         self._drain_deadline = 0.0
         self._final_epoch: tuple[str, int] | None = None  # (epoch, messages published when it started)
+        self._running = False  # the operators were let go (a stop now drains instead of ending at once)
+        self._timers_dropped = False
         # Messages published as last seen, and when the latest epoch started. A periodic epoch starts
         # only if something was published since the previous one: when epochs take longer than the
         # period, one would otherwise always be in flight and the graph could never finish.
@@ -147,11 +149,26 @@ class GraphDriver(ABC):
         return self._stopping.is_set()
 
     def stop(self, reason: str) -> None:
-        """Stop the run gracefully (signals, --stop-after); shutdown callbacks still run."""
+        """Stop the run gracefully (signals, --stop-after); shutdown callbacks still run.
+
+        Before the operators run (while scripts load) nothing needs draining: the attempt ends at
+        once. Afterwards the graph drains (see the module docstring). Any thread may call this; the
+        work of draining happens on the watch loop.
+        """
+        with self._end_lock:
+            running = self._running
+        if not running:
+            self._end(STOPPED, reason)
+            return
         self._finish_gracefully(STOPPED, reason)
 
     def _finish_gracefully(self, status: str, reason: str) -> None:
-        if self.snapshots is None:
+        """Drain: timers stop, what was already sent is processed, then (snapshots on) a final epoch.
+
+        Without snapshots a stop on request ends at once (nothing is saved, so nothing is gained by
+        waiting); a Graph Terminator still drains, so every message sent before it fired is processed.
+        """
+        if self.snapshots is None and status == STOPPED:
             self._end(status, reason)
             return
         with self._end_lock:
@@ -159,7 +176,6 @@ class GraphDriver(ABC):
                 return
             self._draining = (status, reason)
             self._drain_deadline = time.monotonic() + self.options.drain_timeout
-        self._drop_timers()
         self.wake.set()
 
     def _end(self, status: str, reason: str, failure: OperatorFailure | None = None) -> None:
@@ -176,12 +192,15 @@ class GraphDriver(ABC):
         loaded_before = set(sys.modules)
         prepare_imports(self.graph.path.parent, self.options.operator_dirs)
         try:
-            failures = self._load()
+            failures = [] if self.is_stopping() else self._load()
             if failures:
                 self.operator_failed(failures[0])
-            else:
-                self._go()
-                self._watch()
+            elif not self.is_stopping():
+                with self._end_lock:
+                    self._running = self._status is None
+                if self._running:
+                    self._go()
+                    self._watch()
             stuck = self._join()
         finally:
             forget_script_modules(self.graph.path.parent, loaded_before)
@@ -204,9 +223,14 @@ class GraphDriver(ABC):
                 self.operator_failed(OperatorFailure(
                     "<coordinator>", "epoch completion", f"{type(exc).__name__}: {exc}", ""))
                 return
+            if self._draining is not None and not self._timers_dropped:
+                self._timers_dropped = True
+                self._drop_timers()
             if self._draining is not None and time.monotonic() > self._drain_deadline:
-                status, reason = self._draining
-                self._end(status, f"{reason}; drain timed out before the final epoch")
+                # Without its final epoch the graph did not finish: the run is resumable as stopped.
+                _, reason = self._draining
+                self._end(STOPPED, f"{reason}; drain timed out after {self.options.drain_timeout:g}s "
+                                   "before the final epoch (resume continues from the last complete epoch)")
                 return
             quiet = self._quiet()
             self._published_seen = max(self._published_seen, quiet.messages)

@@ -13,7 +13,8 @@ transport.
 
 **No orphans**: a child exits at once when its control pipe reaches EOF (the
 parent died, even by SIGKILL), and on Linux it also asks the kernel for
-SIGKILL when its parent dies. Children ignore SIGINT; the parent decides.
+SIGKILL when its parent dies. Children and the fork server ignore SIGINT and
+SIGTERM; the engine decides (:mod:`snapgraph.runtime.signals`).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def _start_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload(["snapgraph.runtime.forkserver_init"])
     return context
 
 
@@ -206,8 +207,8 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[list[tuple[Pipe, P
     os.environ.clear()
     os.environ.update(where.environ)
     sys.path[:] = where.sys_path
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides how the graph stops
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not os.environ.get("PYTHONBREAKPOINT"):
         sys.breakpointhook = _breakpoint_without_terminal
     prepare_imports(spec.graph.path.parent, spec.options.operator_dirs)

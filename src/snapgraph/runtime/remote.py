@@ -256,6 +256,12 @@ class RemoteEngine(GraphDriver):
         deadline = time.monotonic() + JOIN_TIMEOUT + EXIT_GRACE
         stuck: list[str] = []
         for child in self.children.values():
+            if not child.loaded.is_set():
+                # Still in its script bodies (a loop at top level?) when the run ended: it cannot
+                # read "stop" before they return, and nothing of it ran yet, so it is ended now.
+                if child.handle is not None:
+                    child.handle.finish(0.0)
+                continue
             child.done.wait(max(0.0, deadline - time.monotonic()))
             stuck += child.stuck if child.done.is_set() else child.members
             if child.handle is not None:

@@ -26,10 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, UTC
 
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.store import EpochRecord, SnapshotStore
+from snapgraph.snapshot.store import RestorePoint, SnapshotStore
 
-MIN_PERIOD = 1.0
-MAX_PERIOD = 86400.0
 
 
 class EpochClock:
@@ -62,7 +60,7 @@ class SnapshotConfig:
     store: SnapshotStore
     run_id: str
     period: float | None  # None: no periodic epochs (a final epoch is still taken)
-    restore: tuple[EpochRecord, dict[str, bytes]] | None = None
+    restore: RestorePoint | None = None
 
 
 @dataclass
@@ -86,7 +84,7 @@ class Coordinator:
         self._faults = faults
         self._operators = operators
         self._sources = sources
-        restored = config.restore[0].epoch if config.restore else None
+        restored = config.restore.epoch.epoch if config.restore else None
         self._clock = EpochClock(after=restored)
         self._lock = threading.Lock()
         self._current: _Epoch | None = None

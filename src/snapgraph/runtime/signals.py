@@ -1,0 +1,90 @@
+"""Stopping on SIGINT and SIGTERM: a graceful stop, and a forced one on the second signal.
+
+The handlers do nothing but write the signal's number to a wake-up pipe: a
+Python signal handler runs on the main thread between two bytecodes, possibly
+while that thread holds a lock the stop would need (a channel, a control
+pipe, the store), so it takes no lock and does no other I/O. A watcher thread
+reads the pipe and does the work:
+
+* first signal: ``stop(reason)`` — the graph drains, takes its final epoch
+  and the run ends ``stopped`` (exit 0), resumable with ``--resume``;
+* second signal: the engine says so on standard error and exits at once with
+  128 + the signal's number (130 for SIGINT, 143 for SIGTERM). No final
+  epoch is taken; the run stays unfinished in the store and its lease dies
+  with the process, so ``--resume`` continues from the last complete epoch.
+
+Group processes and the fork server ignore both signals (see
+:mod:`snapgraph.runtime.processes`), so a signal to the whole process group —
+what ``timeout``, systemd, Docker and Kubernetes send — reaches only the
+engine, which decides.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def forced_exit_code(signum: int) -> int:
+    return 128 + signum
+
+
+class StopOnSignals:
+    """Installs the handlers (main thread only) and runs the watcher thread."""
+
+    def __init__(self, stop: Callable[[str], None], exit_now: Callable[[int], None] = os._exit) -> None:
+        self._stop = stop
+        self._exit_now = exit_now
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self.received: list[int] = []
+
+    def install(self) -> StopOnSignals:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handler)
+        threading.Thread(target=self._watch, name="signals", daemon=True).start()
+        return self
+
+    def run_ended(self) -> None:
+        """The run is over and recorded: later signals are ignored while the process exits (Python's
+        finalization would otherwise restore the default handlers and a late signal kill it)."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def close(self) -> None:
+        """Restore the default handlers and end the watcher thread (tests install many in turn)."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        os.close(self._write)
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        try:
+            os.write(self._write, bytes([signum]))
+        except OSError:  # a full pipe already holds more signals than the watcher needs
+            pass
+
+    def _watch(self) -> None:
+        while True:
+            data = os.read(self._read, 64)
+            if not data:  # closed
+                os.close(self._read)
+                return
+            for signum in data:
+                self.received.append(signum)
+                name = signal.Signals(signum).name
+                if len(self.received) == 1:
+                    self._stop(f"{name} received")
+                    continue
+                code = forced_exit_code(signum)
+                os.write(2, (f"snapgraph: second signal ({name}): stopping at once without a final epoch, exit "
+                             f"{code}; the run stays resumable with --resume\n").encode())
+                self._exit_now(code)
+                return
+
+
+__all__ = ["STOP_SIGNALS", "StopOnSignals", "forced_exit_code"]

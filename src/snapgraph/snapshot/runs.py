@@ -1,0 +1,91 @@
+"""The run model: which run an engine continues, or whether it may start a new one.
+
+A run of a graph ends ``completed`` (the graph finished), ``stopped`` (on
+request: a signal, ``--stop-after``), ``failed`` (retries exhausted), or stays
+``running`` when the engine died. ``abandoned`` marks a run given up by
+``--fresh``. What ``snapgraph run`` does with the graph's newest run in the
+store:
+
+============  ==============================  ======================================
+newest run    ``run`` (no flag)               ``--resume``
+============  ==============================  ======================================
+none          a new run                       refused (exit 2): nothing to resume
+completed     a new run                       continues it from its newest epoch
+abandoned     a new run                       continues it from its newest epoch
+running,      refused (exit 2), naming        continues it from its newest epoch
+stopped,      ``--resume`` and ``--fresh``
+failed
+============  ==============================  ======================================
+
+``--fresh`` marks a run that needs a decision ``abandoned`` and starts a new
+one. Continuing a completed or stopped run is a savepoint resume (Flink's
+``run -s``): the generators continue from their saved offsets, so only source
+rows that are new since then flow. A run is continued from its newest
+complete epoch and nothing older (see :meth:`SnapshotStore.restore_point`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from snapgraph.snapshot.store import (
+    ABANDONED,
+    NEEDS_DECISION,
+    RestorePoint,
+    RunRecord,
+    SnapshotStore,
+)
+
+
+class RunRefused(Exception):
+    """The requested start cannot be done safely (exit 2); nothing was written."""
+
+
+@dataclass
+class RunPlan:
+    """The run an engine works on and where its first attempt starts."""
+
+    run: RunRecord
+    restore: RestorePoint | None
+    resumed: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_run(store: SnapshotStore, graph_key: str, graph_name: str, graph_label: str, *,
+             resume: bool = False, fresh: bool = False, accept_older: bool = False) -> RunPlan:
+    """Decide and record which run this engine works on (the caller holds the graph's lease).
+
+    Raises :class:`RunRefused` or :class:`snapgraph.snapshot.store.StoreDamage`
+    before anything is written when the start would not be safe.
+    """
+    if resume and fresh:
+        raise RunRefused("--resume and --fresh exclude each other")
+    newest = store.newest_run(graph_key)
+    if resume:
+        if newest is None:
+            raise RunRefused(f"graph {graph_label} has no run in {_where(store)} to resume; "
+                             "run it without --resume to start one")
+        restore = store.restore_point(newest.run_id, accept_older=accept_older)
+        run = store.reopen_run(newest.run_id)
+        notes = list(restore.notes) if restore else []
+        origin = f"from epoch {restore.epoch.epoch}" if restore else "from the start (it has no complete epoch)"
+        notes.append(f"resuming run {run.run_id} ({newest.status}) {origin}")
+        return RunPlan(run, restore, True, notes)
+    if newest is not None and newest.status in NEEDS_DECISION:
+        if not fresh:
+            epoch = f"its last complete epoch is {newest.last_epoch}" if newest.last_epoch \
+                else "it has no complete epoch yet"
+            state = "an unfinished" if newest.status == "running" else f"a {newest.status}"
+            raise RunRefused(
+                f"graph {graph_label} has {state} run {newest.run_id} ({epoch}); use --resume to continue "
+                "it or --fresh to abandon it and start over")
+        store.finish_run(newest.run_id, ABANDONED)
+    return RunPlan(store.begin_run(graph_key, graph_name), None, False)
+
+
+def _where(store: SnapshotStore) -> str:
+    path = getattr(store, "path", None)
+    return f"the store {path}" if path is not None else "the store"
+
+
+__all__ = ["RunPlan", "RunRefused", "plan_run"]

@@ -1,0 +1,260 @@
+"""Stopping and starting a graph the ordinary ways: signals, a second signal, two engines, kill -9.
+
+Every case drives the real ``snapgraph`` command line on a streaming graph whose
+sink publishes its state (everything it has seen) in ``epoch_complete``; after
+the last resume that output must be every item exactly once. Signal paths are
+timing-dependent, so each runs several times with seeded random delays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import snapgraph_cli, write_files
+
+COUNT = 300  # items the generator emits in all, one every TICK seconds
+TICK = 0.004
+
+GRAPH = f"""
+name: stream
+parameters: {{count: {COUNT}}}
+operators:
+  gen:
+    group: source
+    script: gen.py
+    outputs: {{output: int64}}
+    config: {{count: "${{count}}"}}
+  sink:
+    group: sink
+    script: sink.py
+    inputs: {{input: int64}}
+connections:
+  - gen.output -> sink.input
+snapshots: {{period: 1}}
+"""
+
+GEN = f"""
+import pickle
+
+offset = 0
+
+api.set_initial_snapshot_info(api.InitialProcessInfo(
+    is_stateful=True, outports_info={{'output': api.OutportInfo(is_generator=True)}}))
+
+def tick():
+    global offset
+    if offset >= api.config.count:
+        return -1
+    api.outputs.output.publish(offset)
+    offset += 1
+    return {TICK}
+
+api.add_timer(tick)
+api.set_serialize_callback(lambda epoch: pickle.dumps(offset))
+
+def restore(epoch, state_bytes):
+    global offset
+    offset = pickle.loads(state_bytes)
+
+api.set_restore_callback(restore)
+"""
+
+SINK = """
+import json
+import os
+import pickle
+
+seen = []
+
+api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
+
+def on_input(msg_id, header, body):
+    seen.append(body.get())
+    if len(seen) == 1:
+        open("running", "w").close()
+
+api.set_port_callback("input", on_input)
+api.set_serialize_callback(lambda epoch: pickle.dumps(seen))
+
+def restore(epoch, state_bytes):
+    global seen
+    seen = pickle.loads(state_bytes)
+
+def complete(epoch):
+    with open("out.json.tmp", "w") as f:
+        json.dump(seen, f)
+    os.replace("out.json.tmp", "out.json")
+
+api.set_restore_callback(restore)
+api.set_epoch_complete_callback(complete)
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("SNAPGRAPH_FAULTS", raising=False)
+    write_files(tmp_path, {"graph.yaml": GRAPH, "gen.py": GEN, "sink.py": SINK})
+    return tmp_path
+
+
+def start(folder: Path, *args: str) -> subprocess.Popen[str]:
+    """The engine in a session of its own (so the whole process group can be signalled)."""
+    (folder / "running").unlink(missing_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "snapgraph", "run", "graph.yaml", *args], cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def wait_running(folder: Path, engine: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not (folder / "running").exists():
+        assert engine.poll() is None, engine.communicate()[1]
+        assert time.monotonic() < deadline, "the graph never started"
+        time.sleep(0.01)
+
+
+def finish(engine: subprocess.Popen[str]) -> tuple[int, str]:
+    _, err = engine.communicate(timeout=60)
+    return engine.returncode, err
+
+
+def out(folder: Path) -> list[int]:
+    path = folder / "out.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def resume_to_the_end(folder: Path, *args: str, count: int = COUNT) -> None:
+    proc = snapgraph_cli("run", "graph.yaml", "--resume", *args, cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    assert "graph 'stream' completed" in proc.stderr, proc.stderr
+    assert out(folder) == list(range(count)), "not every item exactly once"
+
+
+def no_process_left(folder: Path) -> None:
+    """No process of this test's engine (its group processes, its fork server) is still alive."""
+    deadline = time.monotonic() + 10
+    while True:
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cwd == str(folder) and b"pytest" not in cmdline:
+                left.append(pid)
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"processes left behind: {left}"
+        time.sleep(0.1)
+
+
+MODES = [pytest.param([], id="processes"), pytest.param(["--in-process"], id="in-process")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("to_group", [False, True], ids=["engine", "process-group"])
+def test_a_signal_stops_gracefully_and_resume_continues_exactly_once(
+        folder: Path, mode: list[str], signum: int, to_group: bool) -> None:
+    rng = random.Random(f"{mode}{signum}{to_group}")
+    for round_ in range(3):
+        (folder / "out.json").unlink(missing_ok=True)
+        engine = start(folder, "--fresh", *mode)
+        wait_running(folder, engine)
+        time.sleep(rng.uniform(0.0, 0.6))
+        if to_group:
+            os.killpg(engine.pid, signum)
+        else:
+            engine.send_signal(signum)
+        code, err = finish(engine)
+        assert code == 0, err
+        name = signal.Signals(signum).name
+        assert f"graph 'stream' stopped after" in err and f"{name} received" in err, err
+        assert "final epoch" in err and "resume with --resume" in err
+        stopped_at = out(folder)
+        assert stopped_at == list(range(len(stopped_at))), "the final epoch's output is a prefix"
+        assert len(stopped_at) < COUNT, f"round {round_}: the graph finished before the signal"
+        no_process_left(folder)
+        refused = snapgraph_cli("run", "graph.yaml", *mode, cwd=folder)
+        assert refused.returncode == 2 and "a stopped run" in refused.stderr, refused.stderr
+        assert "--resume" in refused.stderr and "--fresh" in refused.stderr
+        assert out(folder) == stopped_at  # the refusal ran nothing
+        resume_to_the_end(folder, *mode)
+        no_process_left(folder)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_second_signal_forces_the_stop_and_the_run_stays_resumable(
+        folder: Path, mode: list[str], signum: int) -> None:
+    rng = random.Random(f"second{mode}{signum}")
+    for _ in range(2):
+        (folder / "out.json").unlink(missing_ok=True)
+        engine = start(folder, "--fresh", *mode)
+        wait_running(folder, engine)
+        time.sleep(rng.uniform(0.0, 0.4))
+        engine.send_signal(signum)
+        time.sleep(0.01)
+        engine.send_signal(signum)
+        code, err = finish(engine)
+        if code == 0:  # the drain ended before the second signal was read: still a clean stop
+            assert "stopped after" in err, err
+        else:
+            assert code == 128 + signum, err
+            assert f"second signal ({signal.Signals(signum).name}): stopping at once" in err
+        no_process_left(folder)
+        resume_to_the_end(folder, *mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_second_engine_on_the_same_graph_is_refused(folder: Path, mode: list[str]) -> None:
+    engine = start(folder, "--param", "count=100000", *mode)
+    wait_running(folder, engine)
+    for flags in ([], ["--resume"], ["--fresh"]):
+        second = snapgraph_cli("run", "graph.yaml", *flags, *mode, cwd=folder)
+        assert second.returncode == 2, second.stderr
+        assert f"is being run by another engine (pid {engine.pid} on host" in second.stderr, second.stderr
+    listing = snapgraph_cli("snapshots", "list", cwd=folder)
+    assert [line.split()[2] for line in listing.stdout.splitlines()[1:]] == ["running"]
+    engine.send_signal(signal.SIGINT)
+    code, err = finish(engine)
+    assert code == 0, err
+    listing = snapgraph_cli("snapshots", "list", cwd=folder)
+    assert [line.split()[2] for line in listing.stdout.splitlines()[1:]] == ["stopped"]  # one run only
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_lease_of_a_killed_engine_is_taken_over_by_resume(folder: Path, mode: list[str]) -> None:
+    engine = start(folder, "--param", "count=1000", *mode)
+    wait_running(folder, engine)
+    time.sleep(1.3)  # at least one complete epoch
+    os.killpg(engine.pid, signal.SIGKILL)
+    engine.communicate(timeout=30)
+    no_process_left(folder)
+    listing = snapgraph_cli("snapshots", "list", cwd=folder)
+    assert [line.split()[2] for line in listing.stdout.splitlines()[1:]] == ["unfinished"]
+    assert 0 < len(out(folder)) < 1000
+    resume_to_the_end(folder, "--param", "count=1000", *mode, count=1000)
+
+
+def test_resume_after_a_completed_run_only_processes_new_source_items(folder: Path) -> None:
+    first = snapgraph_cli("run", "graph.yaml", "--param", "count=50", cwd=folder)
+    assert first.returncode == 0, first.stderr
+    assert out(folder) == list(range(50))
+    # the source grew: the generator continues from its saved offset
+    more = snapgraph_cli("run", "graph.yaml", "--param", "count=80", "--resume", cwd=folder)
+    assert more.returncode == 0, more.stderr
+    assert "resuming run" in more.stderr and "(completed)" in more.stderr
+    assert out(folder) == list(range(80))
+    listing = snapgraph_cli("snapshots", "list", cwd=folder)
+    assert len(listing.stdout.splitlines()) == 2  # still one run
