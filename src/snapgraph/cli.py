@@ -28,7 +28,7 @@ from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
 from snapgraph.runtime.signals import StopOnSignals
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.runs import RunPlan, RunRefused, plan_run
+from snapgraph.snapshot.runs import RunPlan, RunRefused, check_run, plan_run
 from snapgraph.snapshot.store import Lease, RunRecord, RunStatus, SQLiteStore, StoreError
 
 DEFAULT_STORE = Path(".snapgraph") / "snapshots.db"
@@ -167,6 +167,9 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         store = _open_store(store_path)
         graph_key = str(graph.path.resolve())
         try:
+            # Refusals are decided reading only, so a refused start writes nothing at all.
+            store.check_lease_free(graph_key)
+            check_run(store, graph_key, graph_file, resume=resume, fresh=fresh, accept_older=accept_older_epoch)
             lease = store.acquire_lease(graph_key)
             plan = plan_run(store, graph_key, graph.name, graph_file, resume=resume, fresh=fresh,
                             accept_older=accept_older_epoch)

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -258,3 +259,32 @@ def test_resume_after_a_completed_run_only_processes_new_source_items(folder: Pa
     assert out(folder) == list(range(80))
     listing = snapgraph_cli("snapshots", "list", cwd=folder)
     assert len(listing.stdout.splitlines()) == 2  # still one run
+
+
+def test_a_damaged_newest_epoch_is_refused_until_the_older_one_is_accepted(folder: Path) -> None:
+    first = snapgraph_cli("run", "graph.yaml", "--param", "count=400", "--in-process", cwd=folder)
+    assert first.returncode == 0, first.stderr
+    store = folder / ".snapgraph" / "snapshots.db"
+    db = sqlite3.connect(store)
+    with db:
+        epochs = [e for (e,) in db.execute("SELECT epoch FROM epochs ORDER BY epoch")]
+        assert len(epochs) >= 2, "needs an older epoch to fall back to"
+        for table in ("states", "states_mirror"):  # both copies of the sink's newest state
+            db.execute(f"UPDATE {table} SET data = CAST('garbage' AS BLOB) WHERE epoch = ? AND process = 'sink'",
+                       (epochs[-1],))
+    db.close()  # the last connection checkpoints: the damage is in the main file now
+    damaged = store.read_bytes()
+    before = out(folder)
+
+    refused = snapgraph_cli("run", "graph.yaml", "--param", "count=400", "--resume", cwd=folder)
+    assert refused.returncode == 2, refused.stderr
+    assert f"the newest complete epoch {epochs[-1]}" in refused.stderr
+    assert "the state of operator 'sink' fails its checksum in both copies" in refused.stderr
+    assert "--accept-older-epoch" in refused.stderr and "at-least-once" in refused.stderr
+    assert store.read_bytes() == damaged and out(folder) == before  # nothing written, nothing ran
+
+    accepted = snapgraph_cli("run", "graph.yaml", "--param", "count=400", "--resume", "--accept-older-epoch",
+                             cwd=folder)
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"restoring the older epoch {epochs[-2]}" in accepted.stderr
+    assert out(folder) == list(range(400))

@@ -41,6 +41,7 @@ STOPPED = "stopped"
 FAILED = "failed"
 
 TICK = 0.05  # seconds between checks of the watch loop when nothing wakes it
+MAX_FINAL_EPOCHS = 3  # a drain ends after this many final epochs even if epoch_complete keeps publishing
 
 
 @dataclass
@@ -81,6 +82,8 @@ class GraphDriver(ABC):
         self._draining: tuple[str, str] | None = None  # (status, reason) once a drain began
         self._drain_deadline = 0.0
         self._final_epoch: tuple[str, int] | None = None  # (epoch, messages published when it started)
+        self._final_epochs = 0  # final epochs started so far (a drain takes at most MAX_FINAL_EPOCHS)
+        self._sealed_epoch: str | None = None  # the last final epoch: its epoch_complete output is discarded
         self._running = False  # the operators were let go (a stop now drains instead of ending at once)
         self._timers_dropped = False
         # Messages published as last seen, and when the latest epoch started. A periodic epoch starts
@@ -105,7 +108,8 @@ class GraphDriver(ABC):
     def _take_snapshot(self, source: str, epoch: str) -> None: ...
 
     @abstractmethod
-    def _epoch_complete(self, epoch: str) -> None: ...
+    def _epoch_complete(self, epoch: str, sealed: bool) -> None:
+        """Run ``epoch_complete(epoch)`` everywhere; ``sealed``: what it publishes is discarded."""
 
     @abstractmethod
     def _drop_timers(self) -> None: ...
@@ -243,7 +247,7 @@ class GraphDriver(ABC):
             return
         completed = coordinator.complete_ready()
         if completed is not None:
-            self._epoch_complete(completed)
+            self._epoch_complete(completed, sealed=completed == self._sealed_epoch)
         if coordinator.due() and self._draining is None and self._published_seen != self._published_at_epoch:
             self._start_epoch()
 
@@ -269,8 +273,13 @@ class GraphDriver(ABC):
             if coordinator.last_completed == epoch and messages == published:
                 self._end(status, f"{reason}; final epoch {epoch} complete")
                 return
-        # First final epoch, or epoch_complete published more data: take (another) final epoch.
-        self._final_epoch = (self._start_epoch(), messages)
+        # First final epoch, or epoch_complete published more data: take (another) final epoch. The
+        # last one allowed is sealed, so a graph whose epoch_complete always publishes still ends.
+        epoch = self._start_epoch()
+        self._final_epochs += 1
+        if self._final_epochs >= MAX_FINAL_EPOCHS:
+            self._sealed_epoch = epoch
+        self._final_epoch = (epoch, messages)
 
 
 class Engine(GraphDriver):
@@ -293,8 +302,8 @@ class Engine(GraphDriver):
     def _take_snapshot(self, source: str, epoch: str) -> None:
         self.host.take_snapshot(source, epoch)
 
-    def _epoch_complete(self, epoch: str) -> None:
-        self.host.epoch_complete(epoch)
+    def _epoch_complete(self, epoch: str, sealed: bool) -> None:
+        self.host.epoch_complete(epoch, sealed)
 
     def _drop_timers(self) -> None:
         self.host.drop_timers()

@@ -267,9 +267,11 @@ class GroupHost:
         runtime = self.operators[source]
         runtime.post(lambda: runtime.take_snapshot(epoch))
 
-    def epoch_complete(self, epoch: str) -> None:
+    def epoch_complete(self, epoch: str, sealed: bool = False) -> None:
+        """Run ``epoch_complete(epoch)`` on every operator; ``sealed``: the run's last final epoch,
+        whose ``epoch_complete`` output is discarded (the graph ends after it)."""
         for runtime in self.operators.values():
-            runtime.post(lambda r=runtime: r.epoch_complete(epoch))
+            runtime.post(lambda r=runtime: r.epoch_complete(epoch, sealed))
 
     def drop_timers(self) -> None:
         for runtime in self.operators.values():

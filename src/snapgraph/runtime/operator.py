@@ -109,6 +109,8 @@ class OperatorRuntime:
         self._timers: list[tuple[float, int, _Timer]] = []
         self._prefer_timer = False
         self._warned_no_callback: set[str] = set()
+        self._sealed: str | None = None  # the sealed final epoch once its epoch_complete began
+        self._warned_sealed: set[str] = set()
         self._aligned: set[Channel] = set()  # inputs that delivered the current epoch's barrier
 
     # -- construction ---------------------------------------------------------
@@ -145,6 +147,9 @@ class OperatorRuntime:
              response_callback: ResponseCallback | None) -> bytes:
         msg_id = self._ids[port].next()
         targets = self.targets[port]
+        if self._sealed is not None:
+            self._discard(port)
+            return msg_id
         if not targets:
             return msg_id
         reply = self._reply_for(msg_id, targets, response_callback)
@@ -156,6 +161,9 @@ class OperatorRuntime:
                     response_callback: ResponseCallback | None) -> tuple[bytes, list[Any]]:
         msg_id = self._ids[port].next()
         targets = self.targets[port]
+        if self._sealed is not None:
+            self._discard(port)
+            return msg_id, []
         port_type = self.process.outports[port].type
         reply = self._reply_for(msg_id, targets, response_callback) if targets else None
         sinks = []
@@ -167,6 +175,13 @@ class OperatorRuntime:
 
         self._fan_out(targets, reply, stream_message)
         return msg_id, sinks
+
+    def _discard(self, port: str) -> None:
+        if port not in self._warned_sealed:
+            self._warned_sealed.add(port)
+            self.logger.warning(
+                "output on port %r after the graph's last final epoch %s (published from its epoch_complete) "
+                "is discarded: the graph is ending; a --resume runs that epoch_complete again", port, self._sealed)
 
     def _fan_out(self, targets: list[Target], reply: Reply | None, message_for: Callable[[Target], Message]) -> None:
         """Put one message on every target, counting it as pending work until it is processed.
@@ -460,9 +475,15 @@ class OperatorRuntime:
         self._protocol_step(f"snapshot of epoch {epoch}", step)
         self.host.ack_epoch(self.name, epoch, stateful)
 
-    def epoch_complete(self, epoch: str) -> None:
-        """Runs ``epoch_complete(epoch)``; it may publish (that data belongs to the next epoch)."""
+    def epoch_complete(self, epoch: str, sealed: bool = False) -> None:
+        """Runs ``epoch_complete(epoch)``; it may publish (that data belongs to the next epoch).
+
+        ``sealed``: the run's last final epoch. No epoch follows that could cover what the callback
+        publishes, so it is discarded (with a warning), and a resume runs this callback again.
+        """
         callback = self.api.registrations.epoch_complete  # type: ignore[union-attr]
+        if sealed:
+            self._sealed = epoch
         self._protocol_step("epoch_complete", lambda: self.host.faults.hit("epoch_complete", self.name))
         if callback is not None:
             self._guarded("epoch_complete", callback, epoch)

@@ -208,9 +208,9 @@ class RemoteEngine(GraphDriver):
         for child in self.instances[self._home[source]]:
             child.send("snapshot", source, epoch)
 
-    def _epoch_complete(self, epoch: str) -> None:
+    def _epoch_complete(self, epoch: str, sealed: bool) -> None:
         for child in self.children.values():
-            child.send("epoch_complete", epoch)
+            child.send("epoch_complete", epoch, sealed)
 
     def _drop_timers(self) -> None:
         for child in self.children.values():

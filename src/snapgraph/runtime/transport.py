@@ -6,7 +6,7 @@ up the data links between group instances and to start each instance from a
 :class:`GroupSpec`; from then on it only exchanges small picklable messages
 with each instance through its :class:`GroupHandle`:
 
-* driver → group: ``go``, ``snapshot(source, epoch)``, ``epoch_complete(epoch)``,
+* driver → group: ``go``, ``snapshot(source, epoch)``, ``epoch_complete(epoch, sealed)``,
   ``drop_timers``, ``probe(seq)``, ``reply(token, exc)``, ``stop``;
 * group → driver: ``loaded(failures)``, ``failed(failure)``,
   ``shutdown_failed(failure)``, ``terminate(by)``, ``state(process, epoch, data)``,

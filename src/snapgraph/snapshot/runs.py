@@ -56,15 +56,13 @@ def plan_run(store: SnapshotStore, graph_key: str, graph_name: str, graph_label:
     """Decide and record which run this engine works on (the caller holds the graph's lease).
 
     Raises :class:`RunRefused` or :class:`snapgraph.snapshot.store.StoreDamage`
-    before anything is written when the start would not be safe.
+    before anything is written when the start would not be safe; :func:`check_run`
+    makes the same decision without a lease and without writing.
     """
-    if resume and fresh:
-        raise RunRefused("--resume and --fresh exclude each other")
+    check_run(store, graph_key, graph_label, resume=resume, fresh=fresh, accept_older=accept_older)
     newest = store.newest_run(graph_key)
     if resume:
-        if newest is None:
-            raise RunRefused(f"graph {graph_label} has no run in {_where(store)} to resume; "
-                             "run it without --resume to start one")
+        assert newest is not None
         restore = store.restore_point(newest.run_id, accept_older=accept_older)
         run = store.reopen_run(newest.run_id)
         notes = list(restore.notes) if restore else []
@@ -72,15 +70,28 @@ def plan_run(store: SnapshotStore, graph_key: str, graph_name: str, graph_label:
         notes.append(f"resuming run {run.run_id} ({newest.status}) {origin}")
         return RunPlan(run, restore, True, notes)
     if newest is not None and newest.status in NEEDS_DECISION:
-        if not fresh:
-            epoch = f"its last complete epoch is {newest.last_epoch}" if newest.last_epoch \
-                else "it has no complete epoch yet"
-            state = "an unfinished" if newest.status == "running" else f"a {newest.status}"
-            raise RunRefused(
-                f"graph {graph_label} has {state} run {newest.run_id} ({epoch}); use --resume to continue "
-                "it or --fresh to abandon it and start over")
         store.finish_run(newest.run_id, ABANDONED)
     return RunPlan(store.begin_run(graph_key, graph_name), None, False)
+
+
+def check_run(store: SnapshotStore, graph_key: str, graph_label: str, *,
+              resume: bool = False, fresh: bool = False, accept_older: bool = False) -> None:
+    """Raise what :func:`plan_run` would refuse with, reading only (no lease, no write, no healing)."""
+    if resume and fresh:
+        raise RunRefused("--resume and --fresh exclude each other")
+    newest = store.newest_run(graph_key)
+    if resume:
+        if newest is None:
+            raise RunRefused(f"graph {graph_label} has no run in {_where(store)} to resume; "
+                             "run it without --resume to start one")
+        store.restore_point(newest.run_id, accept_older=accept_older, heal=False)
+    elif newest is not None and newest.status in NEEDS_DECISION and not fresh:
+        epoch = f"its last complete epoch is {newest.last_epoch}" if newest.last_epoch \
+            else "it has no complete epoch yet"
+        state = "an unfinished" if newest.status == "running" else f"a {newest.status}"
+        raise RunRefused(
+            f"graph {graph_label} has {state} run {newest.run_id} ({epoch}); use --resume to continue "
+            "it or --fresh to abandon it and start over")
 
 
 def _where(store: SnapshotStore) -> str:
@@ -88,4 +99,4 @@ def _where(store: SnapshotStore) -> str:
     return f"the store {path}" if path is not None else "the store"
 
 
-__all__ = ["RunPlan", "RunRefused", "plan_run"]
+__all__ = ["RunPlan", "RunRefused", "check_run", "plan_run"]

@@ -550,12 +550,9 @@ class SQLiteStore(SnapshotStore):
                 row = self._db.execute(
                     "SELECT token, pid, host, host_id, proc_start, started, heartbeat FROM leases "
                     "WHERE graph_key = ?", (graph_key,)).fetchone()
-                if row is not None:
-                    current = LeaseHolder(*row)
-                    if holder_alive(current, now):
-                        self._db.execute("ROLLBACK")
-                        raise LeaseHeld(f"graph {graph_key} is being run by another engine ({current.describe(now)}) "
-                                        f"with store {self.path}; wait for it to end or stop it first", current)
+                if row is not None and holder_alive(LeaseHolder(*row), now):
+                    self._db.execute("ROLLBACK")
+                    raise self._held(graph_key, LeaseHolder(*row), now)
                 self._db.execute(
                     "INSERT OR REPLACE INTO leases (graph_key, token, pid, host, host_id, proc_start, started, "
                     "heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -568,6 +565,16 @@ class SQLiteStore(SnapshotStore):
             self._checkpoint()
             self._fence = (graph_key, token)
         return Lease(self, graph_key, token)
+
+    def _held(self, graph_key: str, holder: LeaseHolder, now: float) -> LeaseHeld:
+        return LeaseHeld(f"graph {graph_key} is being run by another engine ({holder.describe(now)}) with store "
+                         f"{self.path}; wait for it to end or stop it first", holder)
+
+    def check_lease_free(self, graph_key: str) -> None:
+        """Raise :class:`LeaseHeld` if a live engine holds the graph, without writing anything."""
+        holder = self.live_holder(graph_key)
+        if holder is not None:
+            raise self._held(graph_key, holder, self.clock())
 
     def renew_lease(self, lease: Lease) -> None:
         self._write([("UPDATE leases SET heartbeat = ? WHERE graph_key = ? AND token = ?",
