@@ -288,3 +288,64 @@ def test_a_damaged_newest_epoch_is_refused_until_the_older_one_is_accepted(folde
     assert accepted.returncode == 0, accepted.stderr
     assert f"restoring the older epoch {epochs[-2]}" in accepted.stderr
     assert out(folder) == list(range(400))
+
+
+BIG_SINK = SINK.replace("api.set_serialize_callback(lambda epoch: pickle.dumps(seen))",
+                        "api.set_serialize_callback(lambda epoch: pickle.dumps(seen) + b' ' * (3000 * len(seen)))")
+BIG_SINK = BIG_SINK.replace("    seen = pickle.loads(state_bytes)", "    seen = pickle.loads(state_bytes.rstrip(b' '))")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 1 MiB tmpfs for the store (the tests run as root, in CI too)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_fails_the_run_and_resume_continues_once_space_is_freed(folder: Path, small_disk: Path) -> None:
+    write_files(folder, {"sink.py": BIG_SINK})
+    store = str(small_disk / "snapshots.db")
+    full = snapgraph_cli("run", "graph.yaml", "--store", store, "--max-retries", "1", "--retry-interval", "0",
+                         cwd=folder)
+    assert full.returncode == 1, full.stderr
+    assert "database or disk is full" in full.stderr, full.stderr
+    runs = snapgraph_cli("snapshots", "list", "--store", store, cwd=folder).stdout.splitlines()[1:]
+    assert [r.split()[2] for r in runs] == ["failed"]
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    resume_to_the_end(folder, "--store", store)
+
+
+SABOTEUR_SINK = SINK.replace('''def on_input(msg_id, header, body):
+    seen.append(body.get())''', '''import sqlite3
+
+def on_input(msg_id, header, body):
+    if body.get() == 700 and not os.path.exists("sabotaged"):
+        # damage both copies of the generator's state in the newest complete epoch, then fail
+        open("sabotaged", "w").close()
+        db = sqlite3.connect(".snapgraph/snapshots.db", timeout=10)
+        (newest,) = db.execute("SELECT max(epoch) FROM epochs").fetchone()
+        for table in ("states", "states_mirror"):
+            db.execute(f"UPDATE {table} SET data = CAST('x' AS BLOB) WHERE epoch = ? AND process = 'gen'",
+                       (newest,))
+        db.commit()
+        db.close()
+        raise RuntimeError("sabotage done")
+    seen.append(body.get())''')
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_damage_met_while_recovering_refuses_instead_of_falling_back(folder: Path, mode: list[str]) -> None:
+    write_files(folder, {"sink.py": SABOTEUR_SINK})
+    run = ["run", "graph.yaml", "--param", "count=1000", *mode]
+    refused = snapgraph_cli(*run, "--max-retries", "3", "--retry-interval", "0", cwd=folder)
+    assert (folder / "sabotaged").exists()
+    assert refused.returncode == 2, refused.stderr
+    assert "sabotage done" in refused.stderr
+    assert "the state of operator 'gen' fails its checksum in both copies" in refused.stderr
+    assert "recovery refused" in refused.stderr
+    again = snapgraph_cli(*run, "--resume", cwd=folder)
+    assert again.returncode == 2 and "--accept-older-epoch" in again.stderr, again.stderr
+    resume_to_the_end(folder, "--param", "count=1000", "--accept-older-epoch", *mode, count=1000)
