@@ -349,3 +349,31 @@ def test_damage_met_while_recovering_refuses_instead_of_falling_back(folder: Pat
     again = snapgraph_cli(*run, "--resume", cwd=folder)
     assert again.returncode == 2 and "--accept-older-epoch" in again.stderr, again.stderr
     resume_to_the_end(folder, "--param", "count=1000", "--accept-older-epoch", *mode, count=1000)
+
+
+FAILING_DRAIN_SINK = SINK.replace('''def complete(epoch):''', '''def complete(epoch):
+    if os.path.exists("stop-requested") and not os.path.exists("drain-failed"):
+        open("drain-failed", "w").close()  # once, after the test asked for the stop
+        raise RuntimeError("the writer's commit failed while draining")''')
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("retries", ["0", "2"])
+def test_a_failure_while_stopping_counts_as_a_failure_and_the_run_stays_resumable(
+        folder: Path, mode: list[str], retries: str) -> None:
+    write_files(folder, {"sink.py": FAILING_DRAIN_SINK})
+    engine = start(folder, "--param", "count=1000", "--max-retries", retries, "--retry-interval", "0", *mode)
+    wait_running(folder, engine)
+    (folder / "stop-requested").touch()
+    engine.send_signal(signal.SIGINT)
+    code, err = finish(engine)
+    assert (folder / "drain-failed").exists(), err
+    runs = snapgraph_cli("snapshots", "list", cwd=folder).stdout.splitlines()[1:]
+    if retries == "0":  # no retry left: the run failed
+        assert code == 1, err
+        assert [r.split()[2] for r in runs] == ["failed"]
+    else:  # retries left: the stop wins, the run is stopped
+        assert code == 0, err
+        assert "the attempt failed while stopping" in err
+        assert [r.split()[2] for r in runs] == ["stopped"]
+    resume_to_the_end(folder, "--param", "count=1000", *mode, count=1000)
