@@ -253,6 +253,9 @@ class RemoteEngine(GraphDriver):
             child.send("stop")
 
     def _join(self) -> list[str]:
+        # Once more to every instance: one started after the run ended (a stop while the groups were
+        # being started) has not heard it yet. An instance that already stopped ignores it.
+        self._stop_groups()
         deadline = time.monotonic() + JOIN_TIMEOUT + EXIT_GRACE
         stuck: list[str] = []
         for child in self.children.values():

@@ -1,0 +1,1094 @@
+"""A seeded crash / stop / damage campaign against the real ``snapgraph`` command line.
+
+    .venv/bin/python bench/campaign.py --schedules 40 --seed 1 --db both --mode both --graph both
+    .venv/bin/python bench/campaign.py --replay 10007 --db sqlite --mode processes --graph wal   # one schedule
+
+One *schedule* is a seed turned into a list of steps, run on one of the seed's example graphs
+(examples/seed_wal.yaml, examples/seed_upsert.yaml), one database (SQLite, or PostgreSQL in a
+schema of its own) and one engine mode (groups as OS processes, or ``--in-process``), in a
+temporary folder with its own ``--store``. The first step starts a run, every later one continues
+it with ``--resume``. Step kinds:
+
+* ``fault``: SNAPGRAPH_FAULTS set to one or two random faults (``point:process:nth:action``) and
+  ``--max-retries 5 --retry-interval 0``;
+* ``sigkill-engine``: SIGKILL to the engine (or to its whole process group) after a random delay;
+* ``signal``: SIGINT or SIGTERM to the engine or to its process group: exit 0, run ``stopped``
+  (or ``completed`` when the graph finished first);
+* ``double-signal``: two signals 50 ms apart: exit 130 / 143 (or 0 when the stop was done first);
+* ``kill-group``: SIGKILL to one group process (groups as processes only), recovered in the run;
+* ``damage``: between two runs, one copy of a state blob flipped, the store file truncated, or
+  its ``-wal`` file deleted or garbled; then a plain ``--resume`` must either work exactly once, or
+  refuse with exit 2 and change nothing (target table and the store's contents). After a refusal
+  the store is put back as it was before the damage, and the schedule goes on.
+
+When the previous run completed and more steps follow, new rows are appended to the source first
+(a savepoint resume then has work to do). After the last step the run is resumed until it
+completes, and the target table is compared with the failure-free result: zero duplicated, zero
+missing, zero wrong rows (and for the WAL graph an empty WAL table). After every engine run no
+process of its session may be left. Every step records whether what it injected really happened
+(the fault fired, the signal landed before the graph finished); anomalies are listed at the end
+with a one-line reproduction each, and make the exit code 1.
+
+The plan of a schedule is a pure function of (seed, db, mode, graph, scale); where a signal lands
+depends on timing, so a replay reruns the same plan, not necessarily the same interleaving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import importlib.util
+import itertools
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+GRAPHS = {"wal": "seed_wal.yaml", "upsert": "seed_upsert.yaml"}
+TARGET_TABLE = {"wal": "test2", "upsert": "target"}
+OPERATORS = {"wal": ["generator", "writer"], "upsert": ["generator", "processing", "writer"]}
+STATEFUL = {"wal": ["generator", "writer"], "upsert": ["generator"]}
+WITH_INPUTS = {"wal": ["writer"], "upsert": ["processing", "writer"]}
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+RUN_TIMEOUT = 150.0  # seconds one engine run may take before it counts as hung
+SLOW_STOP = 8.0  # seconds from a stop signal to the engine's exit that count as a hung stop
+LEFTOVER_GRACE = 10.0  # seconds processes of a finished engine may take to go away
+KINDS = ("fault", "sigkill-engine", "signal", "double-signal", "kill-group", "damage")
+
+# Source rows per (graph, db) at scale 1: a failure-free run lasts about 1-3 s on 2 cores.
+ROWS = {("wal", "sqlite"): (20000, 40000), ("upsert", "sqlite"): (6000, 12000),
+        ("wal", "postgres"): (6000, 14000), ("upsert", "postgres"): (3000, 6000)}
+
+
+def _load_example(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"campaign_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+_seed_setup = _load_example("seed_setup")  # puts examples/ on sys.path for `db`
+_db = _load_example("db")
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+
+
+@dataclasses.dataclass
+class Step:
+    kind: str
+    params: dict[str, Any]
+
+    def label(self) -> str:
+        p = self.params
+        if self.kind == "fault":
+            return f"fault({p['faults']})"
+        if self.kind in ("signal", "double-signal"):
+            return f"{self.kind}({p['signal']}->{p['target']},{_when(p)})"
+        if self.kind == "sigkill-engine":
+            return f"sigkill-engine({p['target']},{_when(p)})"
+        if self.kind == "kill-group":
+            return f"kill-group(#{p['which']},{_when(p)})"
+        if self.kind == "damage":
+            return f"damage({p['damage']}:{p['how']})"
+        return self.kind
+
+
+@dataclasses.dataclass
+class Schedule:
+    seed: int
+    db: str
+    mode: str
+    graph: str
+    rows: int
+    grow: int  # rows appended before a step when the previous run had completed
+    steps: list[Step]
+    scale: float = 1.0
+
+    def label(self) -> str:
+        return f"{self.db}/{self.mode}/{self.graph}"
+
+    def replay(self) -> str:
+        scale = f" --scale {self.scale:g}" if self.scale != 1.0 else ""
+        return (f"python bench/campaign.py --replay {self.seed} --db {self.db} --mode {self.mode} "
+                f"--graph {self.graph}{scale}")
+
+
+def _when(p: dict[str, Any]) -> str:
+    if p["timing"] == "early":
+        return f"early+{p['delay']:.2f}s"
+    return f"progress@{p['delay']:.2f}"
+
+
+def random_fault(rng: random.Random, graph: str, first: bool) -> str:
+    """One ``point:process:nth:action`` item; nearly always one that can fire in this graph."""
+    points = ["port_callback", "before_serialize", "after_serialize", "after_persist", "before_complete",
+              "epoch_complete"]
+    if not first:
+        points.append("restore")  # a later step resumes from an epoch: restore runs at its start
+    if graph == "wal":
+        points.append("between_write_and_wal")
+    point = rng.choice(points)
+    if rng.random() < 0.08:  # now and then any operator, as the brief allows: it may never fire
+        process = rng.choice([*OPERATORS[graph], "*"])
+    elif point in ("port_callback",):
+        process = rng.choice([*WITH_INPUTS[graph], "*"])
+    elif point in ("before_serialize", "after_serialize", "restore"):
+        process = rng.choice([*STATEFUL[graph], "*"])
+    elif point in ("before_complete", "between_write_and_wal"):
+        process = "*"  # the coordinator's step / a script's fault_point: counted for '*' only
+    else:
+        process = rng.choice([*OPERATORS[graph], "*"])
+    if point in ("port_callback", "between_write_and_wal"):
+        nth = rng.randint(1, 300)
+    elif point == "restore":
+        nth = 1
+    else:
+        nth = rng.randint(1, 2)
+    action = rng.choices(["raise", "exit", "kill"], weights=[50, 25, 25])[0]
+    return f"{point}:{process}:{nth}:{action}"
+
+
+def make_schedule(seed: int, db: str, mode: str, graph: str, scale: float = 1.0) -> Schedule:
+    """The plan of one schedule: a pure function of its arguments."""
+    rng = random.Random(f"snapgraph-campaign:{seed}:{db}:{mode}:{graph}")
+    low, high = ROWS[(graph, db)]
+    rows = max(200, int(rng.randint(low, high) * scale) // 100 * 100)  # whole WAL messages of 100 rows
+    grow = max(100, rows // 2 // 100 * 100)
+    kinds = {"fault": 34, "sigkill-engine": 12, "signal": 20, "double-signal": 10, "damage": 14}
+    if mode == "processes":
+        kinds["kill-group"] = 10
+    steps: list[Step] = []
+    for i in range(rng.randint(1, 4)):
+        kind = rng.choices(list(kinds), weights=list(kinds.values()))[0]
+        if kind == "damage" and i == 0:
+            kind = "sigkill-engine"  # damage needs a store: first something that leaves one behind
+        delay = round(rng.uniform(0.0, 0.95), 3)  # a fraction of the run's remaining time
+        if kind == "fault":
+            faults = [random_fault(rng, graph, i == 0) for _ in range(1 if rng.random() < 0.7 else 2)]
+            steps.append(Step(kind, {"faults": ",".join(faults)}))
+        elif kind in ("signal", "double-signal"):
+            early = rng.random() < 0.15  # from the engine's start, not from the writer's first rows
+            steps.append(Step(kind, {"signal": rng.choice(["SIGINT", "SIGTERM"]),
+                                     "target": rng.choice(["engine", "group"]),
+                                     "timing": "early" if early else "progress",
+                                     "delay": round(rng.uniform(0.05, 0.6), 3) if early else delay}))
+        elif kind == "sigkill-engine":
+            steps.append(Step(kind, {"target": "engine" if rng.random() < 0.7 else "group", "delay": delay,
+                                     "timing": "progress"}))
+        elif kind == "kill-group":
+            steps.append(Step(kind, {"which": rng.randint(0, 5), "delay": delay, "timing": "progress"}))
+        else:
+            damage = rng.choices(["flip-state", "truncate-store", "delete-wal", "garble-wal"],
+                                 weights=[35, 25, 20, 20])[0]
+            how = {"flip-state": lambda: rng.choice(["newest-epoch", "any-row"]),
+                   "truncate-store": lambda: rng.choice(["empty", "header", "pages", "tail"]),
+                   "delete-wal": lambda: rng.choice(["wal", "wal+shm"]),
+                   "garble-wal": lambda: rng.choice(["header", "frames", "truncate", "zero"])}[damage]()
+            if damage.endswith("-wal") and rng.random() < 0.85:
+                # A -wal file with something in it is left only by an engine that died between saving
+                # states and completing their epoch (every durable write empties it): kill one there.
+                point = rng.choice(["after_persist:generator", f"after_persist:{rng.choice(STATEFUL[graph])}",
+                                    "before_complete:*"])
+                steps.append(Step("fault", {"faults": f"{point}:1:kill"}))
+            steps.append(Step("damage", {"damage": damage, "how": how, "bytes": rng.randint(1, 4),
+                                         "fallback": rng.choice(["newest-epoch", "any-row"]),
+                                         "salt": rng.randint(0, 2**31)}))
+    return Schedule(seed, db, mode, graph, rows, grow, steps, scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# the database the graph writes into
+
+
+class TargetDB:
+    """The examples' database for one schedule: a SQLite file, or a PostgreSQL schema of its own."""
+
+    def __init__(self, kind: str, folder: Path) -> None:
+        self.kind = kind
+        if kind == "sqlite":
+            self.path = folder / "data" / "demo.db"
+            self.connection = {"connectionType": "SQLITE", "connectionProperties": {"path": str(self.path)}}
+        else:
+            import psycopg
+
+            self.schema = f"sgc_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(**PG, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {self.schema}")
+            self.connection = {"connectionType": "POSTGRES", "connectionProperties": {
+                "host": PG["host"], "port": PG["port"], "user": PG["user"], "password": "",
+                "database": PG["dbname"], "schema": self.schema}}
+        self.connections_file = folder / "connections.yaml"
+        self.connections_file.write_text(yaml.safe_dump({"DEMO_DB": self.connection}))
+
+    def setup(self, rows: int) -> None:
+        _seed_setup.setup_tables(self.connection, rows)
+
+    def append(self, start: int, end: int) -> None:
+        """More source rows, as the seed's setup makes them (an append-only source)."""
+        conn = _db.connect(self.connection)
+        try:
+            conn.cursor().executemany(_db.sql(conn, "INSERT INTO test (x, y, z) VALUES (?, ?, ?)"),
+                                      [(i, i * 7 % 1000, f"row{i}") for i in range(start, end)])
+            conn.commit()
+        finally:
+            conn.close()
+
+    def query(self, statement: str) -> list[tuple]:  # type: ignore[type-arg]
+        conn = _db.connect(self.connection)
+        try:
+            cur = conn.cursor()
+            cur.execute(statement)
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def rows(self, table: str, columns: str = "x, y, z") -> list[tuple]:  # type: ignore[type-arg]
+        return self.query(f"SELECT {columns} FROM {table} ORDER BY {columns}")
+
+    def count(self, table: str) -> int:
+        try:
+            return int(self.query(f"SELECT count(*) FROM {table}")[0][0])
+        except Exception:  # noqa: BLE001 - a busy database while polling: try again
+            return -1
+
+    def drop(self) -> None:
+        if self.kind == "postgres":
+            import psycopg
+
+            with psycopg.connect(**PG, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+def expected_rows(graph: str, n: int) -> list[tuple]:  # type: ignore[type-arg]
+    if graph == "upsert":
+        return [(i, (i * 7 % 1000) * 2, f"ROW{i}") for i in range(n)]
+    return [(i, i * 7 % 1000, f"row{i}") for i in range(n)]
+
+
+def compare(actual: list[tuple], expected: list[tuple]) -> dict[str, int]:  # type: ignore[type-arg]
+    """Duplicated, missing and wrong rows of ``actual`` against ``expected`` (a set of distinct rows)."""
+    have = collections.Counter(actual)
+    want = set(expected)
+    expected_keys = {row[0] for row in expected}
+    duplicated = sum(n - 1 for row, n in have.items() if n > 1)
+    missing = sum(1 for row in want if row not in have)
+    wrong = sum(n for row, n in have.items() if row not in want)
+    return {"rows": len(actual), "expected": len(want), "duplicated": duplicated, "missing": missing,
+            "wrong": wrong, "foreign_keys": sum(1 for row in have if row[0] not in expected_keys)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the store, read from a copy (opening the real file would checkpoint and delete its -wal)
+
+STORE_TABLES = ("meta", "runs", "runs_mirror", "states", "states_mirror", "epochs", "epochs_mirror")
+
+
+@contextlib.contextmanager
+def store_copy(store: Path):  # type: ignore[no-untyped-def]
+    with tempfile.TemporaryDirectory(prefix="sgc-store-") as tmp:
+        copy = Path(tmp) / store.name
+        for suffix in ("", "-wal"):
+            src = Path(f"{store}{suffix}")
+            if src.exists():
+                shutil.copyfile(src, f"{copy}{suffix}")
+        yield copy
+
+
+def store_runs(store: Path) -> list[dict[str, Any]] | None:
+    """The run records (main table) of a store, newest last; None if it cannot be read."""
+    if not store.exists():
+        return None
+    with store_copy(store) as copy:
+        try:
+            con = sqlite3.connect(copy)
+            try:
+                rows = con.execute("SELECT run_id, status, last_epoch, attempts, created FROM runs "
+                                   "ORDER BY created, run_id").fetchall()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            return None
+    return [dict(zip(("run_id", "status", "last_epoch", "attempts", "created"), r)) for r in rows]
+
+
+def store_contents(store: Path) -> str | None:
+    """A digest of everything in the store except the leases; None if it cannot be read."""
+    if not store.exists():
+        return "absent"
+    with store_copy(store) as copy:
+        try:
+            con = sqlite3.connect(copy)
+            try:
+                digest = hashlib.sha256()
+                for table in STORE_TABLES:
+                    for row in sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr):
+                        digest.update(repr(row).encode())
+                    digest.update(b"|")
+                return digest.hexdigest()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            return None
+
+
+def file_digest(store: Path) -> str:
+    """The bytes of the store file and its -wal (an empty -wal counts as none: SQLite deletes it)."""
+    parts = []
+    for suffix in ("", "-wal"):
+        path = Path(f"{store}{suffix}")
+        data = path.read_bytes() if path.exists() else b""
+        parts.append(hashlib.sha256(data).hexdigest() if data or not suffix else "-")
+    return ":".join(parts)
+
+
+def backup_store(store: Path, where: Path) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{store}{suffix}")
+        dst = where / f"{store.name}{suffix}"
+        dst.unlink(missing_ok=True)
+        if src.exists():
+            shutil.copyfile(src, dst)
+
+
+def restore_store(store: Path, where: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+        src = where / f"{store.name}{suffix}"
+        if src.exists() and suffix != "-shm":  # the shared-memory index is rebuilt from the -wal
+            shutil.copyfile(src, f"{store}{suffix}")
+
+
+def apply_damage(store: Path, params: dict[str, Any]) -> str:
+    """Damage the store as planned (the engine is not running); a description of what was done."""
+    rng = random.Random(params["salt"])
+    damage, how = params["damage"], params["how"]
+    wal = Path(f"{store}-wal")
+    if damage.endswith("-wal") and (not wal.exists() or wal.stat().st_size == 0):
+        damage, how = "flip-state", params["fallback"]
+        prefix = "no -wal to damage: "
+    else:
+        prefix = ""
+    if damage == "flip-state":
+        con = sqlite3.connect(store)
+        try:
+            table = rng.choice(["states", "states_mirror"])
+            candidates = con.execute(f"SELECT rowid, run_id, epoch, process, length(data) FROM {table} "
+                                     "ORDER BY run_id, epoch, process").fetchall()
+            if how == "newest-epoch":
+                newest = con.execute("SELECT last_epoch FROM runs ORDER BY created DESC LIMIT 1").fetchone()
+                chosen = [c for c in candidates if newest and c[2] == newest[0]]
+                candidates = chosen or candidates
+            candidates = [c for c in candidates if c[4] > 0]
+            if not candidates:
+                return prefix + f"flip-state: no state row in {table} (nothing damaged)"
+            rowid, run_id, epoch, process, size = rng.choice(candidates)
+            data = bytearray(con.execute(f"SELECT data FROM {table} WHERE rowid = ?", (rowid,)).fetchone()[0])
+            positions = sorted(rng.sample(range(size), min(size, params["bytes"])))
+            for pos in positions:
+                data[pos] ^= 1 << rng.randrange(8)
+            con.execute(f"UPDATE {table} SET data = ? WHERE rowid = ?", (bytes(data), rowid))
+            con.commit()
+        finally:
+            con.close()
+        return prefix + f"flip-state: {table} {epoch} {process} bytes {positions} of {size}"
+    if damage == "truncate-store":
+        size = store.stat().st_size
+        if how == "empty":
+            new = 0
+        elif how == "header":
+            new = 100
+        elif how == "pages":
+            pages = size // 4096
+            new = 4096 * rng.randint(1, max(1, pages - 1))
+        else:
+            new = max(0, size - rng.randint(1, min(size, 3 * 4096)))
+        with open(store, "r+b") as f:
+            f.truncate(new)
+        return f"truncate-store: {size} -> {new} bytes ({how})"
+    if damage == "delete-wal":
+        size = wal.stat().st_size
+        wal.unlink()
+        if how == "wal+shm":
+            Path(f"{store}-shm").unlink(missing_ok=True)
+        return f"delete-wal: removed {size} bytes of -wal" + (" and the -shm" if how == "wal+shm" else "")
+    # garble-wal
+    data = bytearray(wal.read_bytes())
+    size = len(data)
+    if how == "header":
+        for i in range(min(32, size)):
+            data[i] = rng.randrange(256)
+    elif how == "frames":
+        for _ in range(params["bytes"] * 8):
+            pos = rng.randrange(min(32, size), size) if size > 32 else rng.randrange(size)
+            data[pos] ^= 1 << rng.randrange(8)
+    elif how == "truncate":
+        data = data[:rng.randrange(size)]
+    else:
+        start = rng.randrange(size)
+        end = min(size, start + rng.randint(1, 8192))
+        data[start:end] = bytes(end - start)
+    wal.write_bytes(bytes(data))
+    return f"garble-wal: {how} ({size} -> {len(data)} bytes)"
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+def _stat(pid: str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def session_processes(sessions: set[int], folder: Path) -> list[tuple[int, str]]:
+    """Live processes of these sessions, or whose command line or cwd names ``folder`` (not us)."""
+    found = []
+    me = os.getpid()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == me:
+            continue
+        stat = _stat(pid)
+        if stat is None or stat[0] == "Z":
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        if int(stat[3]) in sessions or str(folder) in cmdline or cwd == str(folder):
+            found.append((int(pid), cmdline.strip()[:160]))
+    return found
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        stat = _stat(p)
+        if stat is not None and stat[1] == str(pid) and stat[0] != "Z":
+            out.append(int(p))
+    return sorted(out)
+
+
+def group_processes(engine_pid: int) -> list[int]:
+    """The group processes of an engine: the children of its fork server."""
+    result = []
+    for child in children(engine_pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"forkserver" in cmdline:
+            result += children(child)
+        elif b"snapgraph-group" in cmdline:
+            result.append(child)
+    return sorted(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# running one schedule
+
+
+@dataclasses.dataclass
+class RunRecord:
+    step: int
+    kind: str
+    args: list[str]
+    faults: str | None
+    returncode: int | None
+    stderr: str
+    seconds: float
+    action: dict[str, Any]
+
+
+@dataclasses.dataclass
+class ScheduleResult:
+    schedule: Schedule
+    outcome: str = "ok"
+    anomalies: list[str] = dataclasses.field(default_factory=list)
+    steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # one per step: what happened
+    runs: int = 0
+    seconds: float = 0.0
+    folder: str = ""
+    comparison: dict[str, int] | None = None
+    busy_at_exit: int = 0  # runs that ended with "operators still busy after stop"
+
+    @property
+    def fired(self) -> int:
+        return sum(1 for s in self.steps if s.get("fired"))
+
+
+class Runner:
+    """Runs one schedule in a temporary folder of its own."""
+
+    def __init__(self, schedule: Schedule, *, keep: bool = False, log: Any = None,
+                 grow_upsert: bool = False) -> None:
+        self.s = schedule
+        self.grow_upsert = grow_upsert
+        self.new_run = False  # the next engine run is a plain `run` (a new run after a completed one)
+        self.keep = keep
+        self.log = log or (lambda text: None)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"sgcamp-{schedule.seed}-"))
+        self.store = self.folder / "store.db"
+        self.result = ScheduleResult(schedule, folder=str(self.folder))
+        self.sessions: set[int] = set()
+        self.source_rows = schedule.rows
+        self.started = False  # a run exists in the store
+        self.last_status: str | None = None
+        self.db: TargetDB | None = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def anomaly(self, step: int | str, text: str) -> None:
+        self.result.anomalies.append(f"step {step}: {text}")
+        self.log(f"    ANOMALY step {step}: {text}")
+
+    @property
+    def target(self) -> str:
+        return TARGET_TABLE[self.s.graph]
+
+    def args(self, *, resume: bool, retries: bool) -> list[str]:
+        args = [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / GRAPHS[self.s.graph]),
+                "--connections", str(self.db.connections_file), "--store", str(self.store),  # type: ignore[union-attr]
+                "--snapshot-period", "1"]
+        if self.s.mode == "in-process":
+            args.append("--in-process")
+        if resume:
+            args.append("--resume")
+        if retries:
+            args += ["--max-retries", "5", "--retry-interval", "0"]
+        return args
+
+    def start(self, index: int, *, faults: str | None = None, retries: bool = False,
+              resume: bool | None = None) -> tuple[subprocess.Popen[bytes], list[str], Path]:
+        env = {k: v for k, v in os.environ.items() if k != "SNAPGRAPH_FAULTS"}
+        env["PYTHONUNBUFFERED"] = "1"
+        if faults:
+            env["SNAPGRAPH_FAULTS"] = faults
+        if resume is None:
+            resume = self.started and not self.new_run
+        self.new_run = False
+        args = self.args(resume=resume, retries=retries)
+        err = self.folder / f"run{self.result.runs:02d}-step{index}.err"
+        with open(err, "wb") as errf, open(self.folder / "stdout.log", "ab") as outf:
+            proc = subprocess.Popen(args, cwd=self.folder, stdout=outf, stderr=errf, env=env,
+                                    start_new_session=True)
+        self.sessions.add(proc.pid)
+        self.result.runs += 1
+        return proc, args, err
+
+    def wait(self, index: int | str, proc: subprocess.Popen[bytes], err: Path, args: list[str],
+             faults: str | None, kind: str, started: float, action: dict[str, Any]) -> RunRecord:
+        try:
+            proc.wait(timeout=max(1.0, RUN_TIMEOUT - (time.monotonic() - started)))
+            code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            self.anomaly(index, f"{kind}: the engine did not end within {RUN_TIMEOUT:.0f}s "
+                                f"(hung; stderr kept in {err}); killed")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = None
+        record = RunRecord(index if isinstance(index, int) else -1, kind, args, faults, code,
+                           err.read_text(errors="replace"), time.monotonic() - started, action)
+        if "operators still busy after stop" in record.stderr:
+            # A stop while scripts still load leaves the loading ones behind on purpose (docs: the
+            # attempt ends at once); counted, and an anomaly only when the stop was also slow.
+            self.result.busy_at_exit += 1
+        sent = action.get("sent")
+        if isinstance(sent, list) and sent and record.seconds - sent[0] > SLOW_STOP:
+            self.anomaly(index, f"{kind}: the stop took {record.seconds - sent[0]:.1f}s after the signal "
+                                f"(more than {SLOW_STOP:.0f}s): {tail(record.stderr)}")
+        self.check_leftovers(index)
+        return record
+
+    def check_leftovers(self, index: int | str) -> None:
+        deadline = time.monotonic() + LEFTOVER_GRACE
+        while True:
+            left = session_processes(self.sessions, self.folder)
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                self.anomaly(index, f"processes left behind {LEFTOVER_GRACE:.0f}s after the engine ended: {left}")
+                for pid, _ in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    def wait_progress(self, proc: subprocess.Popen[bytes], timing: str, delay: float) -> bool:
+        """When to strike; False if the engine ended first.
+
+        ``early``: ``delay`` seconds after the engine started. ``progress``: once the writer has
+        written something new, ``delay`` (0..1) of the time the rest of the rows should take at the
+        rate just measured.
+        """
+        if timing == "progress":
+            baseline = self.db.count(self.target)  # type: ignore[union-attr]
+            deadline = time.monotonic() + 60
+            count = baseline
+            while proc.poll() is None and time.monotonic() < deadline:
+                count = self.db.count(self.target)  # type: ignore[union-attr]
+                if count > baseline >= 0:
+                    break
+                time.sleep(0.02)
+            t1 = time.monotonic()
+            time.sleep(0.1)
+            c2 = self.db.count(self.target)  # type: ignore[union-attr]
+            rate = (c2 - count) / max(1e-3, time.monotonic() - t1)
+            remaining = max(0, self.source_rows - c2)
+            delay = delay * (min(5.0, remaining / rate) if rate > 0 else 1.0)
+        end = time.monotonic() + delay
+        while proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.005)
+        return proc.poll() is None
+
+    def status(self) -> str | None:
+        runs = store_runs(self.store)
+        return runs[-1]["status"] if runs else None
+
+    def run_count(self) -> int:
+        runs = store_runs(self.store)
+        return len(runs) if runs else 0
+
+    # -- steps --------------------------------------------------------------------------------
+    def grow_if_completed(self, index: int) -> None:
+        """The previous run completed: give the next step work to do.
+
+        WAL graph: append source rows (a savepoint ``--resume`` continues with just them). UPSERT
+        graph: a plain ``run``, which starts a new run from the first row (the UPSERT makes that
+        harmless) -- unless ``grow_upsert``: the seed's UPSERT generator saves an offset one batch
+        past the end of the table once it read nothing (it adds the batch size before it looks), so
+        a savepoint resume after appended rows skips the first ``batch`` of them (see the report).
+        """
+        if not (self.started and self.last_status == "completed"):
+            return
+        if self.s.graph == "upsert" and not self.grow_upsert:
+            self.new_run = True
+            # The new run writes every row again; emptied first, the target shows its progress
+            # and the final comparison checks the new run wrote every row.
+            conn = _db.connect(self.db.connection)  # type: ignore[union-attr]
+            try:
+                conn.cursor().execute("DELETE FROM target")
+                conn.commit()
+            finally:
+                conn.close()
+            self.result.steps.append({"kind": "new-run", "note": "a plain run after the completed one"})
+            self.log("    new-run: the previous run had completed; the next step starts a new run")
+            return
+        start, end = self.source_rows, self.source_rows + self.s.grow
+        self.db.append(start, end)  # type: ignore[union-attr]
+        self.source_rows = end
+        self.result.steps.append({"kind": "grow", "note": f"appended source rows {start}..{end - 1}"})
+        self.log(f"    grow: source rows {start}..{end - 1} appended (the previous run had completed)")
+
+    def run_fault(self, index: int, step: Step) -> dict[str, Any]:
+        faults = step.params["faults"]
+        started = time.monotonic()
+        proc, args, err = self.start(index, faults=faults, retries=True)
+        rec = self.wait(index, proc, err, args, faults, "fault", started, {})
+        fired = "injected fault" in rec.stderr
+        info: dict[str, Any] = {"kind": "fault", "spec": faults, "rc": rec.returncode, "fired": fired}
+        if rec.returncode == 0:
+            if "completed after" not in rec.stderr:
+                self.anomaly(index, f"fault {faults}: exit 0 but not completed: {tail(rec.stderr)}")
+            self.expect_status(index, "completed", rec)
+            info["recovered"] = len(re.findall(r"attempt \d+ failed", rec.stderr))
+            if fired and not info["recovered"]:
+                self.anomaly(index, f"fault {faults}: fired but no attempt failed: {tail(rec.stderr)}")
+        elif rec.returncode == 137:
+            if not fired:
+                self.anomaly(index, f"fault {faults}: exit 137 without an injected fault: {tail(rec.stderr)}")
+            self.expect_status(index, "running", rec)
+        elif rec.returncode is not None:
+            self.anomaly(index, f"fault {faults}: exit {rec.returncode} (expected 0 or 137): {tail(rec.stderr)}")
+        return info
+
+    def run_signal(self, index: int, step: Step) -> dict[str, Any]:
+        p = step.params
+        signum = getattr(signal, p["signal"])
+        double = step.kind == "double-signal"
+        started = time.monotonic()
+        proc, args, err = self.start(index)
+        running = self.wait_progress(proc, p["timing"], p["delay"])
+        sent = []
+        if running:
+            for i in range(2 if double else 1):
+                if i:
+                    time.sleep(0.05)
+                if proc.poll() is not None:
+                    break
+                (os.killpg if p["target"] == "group" else os.kill)(proc.pid, signum)
+                sent.append(time.monotonic() - started)
+        rec = self.wait(index, proc, err, args, None, step.kind, started, {"sent": sent})
+        info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": rec.returncode, "sent": len(sent)}
+        code = rec.returncode
+        completed = code == 0 and "completed after" in rec.stderr
+        stopped = code == 0 and "stopped after" in rec.stderr
+        if not sent or completed:
+            info["fired"] = False
+            info["finished_before"] = True
+            if code != 0 or not completed:
+                self.anomaly(index, f"{step.label()}: no signal landed, yet exit {code}: {tail(rec.stderr)}")
+            else:
+                self.expect_status(index, "completed", rec)
+            return info
+        info["fired"] = True
+        if stopped:
+            info["result"] = "stopped"
+            if f"{p['signal']} received" not in rec.stderr:
+                self.anomaly(index, f"{step.label()}: stopped, but not by {p['signal']}: {tail(rec.stderr)}")
+            self.expect_status(index, "stopped", rec)
+        elif double and code == 128 + signum:
+            info["result"] = "forced"
+            if "second signal" not in rec.stderr:
+                self.anomaly(index, f"{step.label()}: exit {code} without the second-signal message")
+            status = self.status()
+            if status == "stopped":
+                # The drain had finished and the run was recorded `stopped` (with its final epoch)
+                # when the second signal came: the exit code and message say otherwise. Harmless for
+                # the data (see the report); counted, not an anomaly.
+                info["result"] = "forced-after-stop-recorded"
+            else:
+                self.expect_status(index, "running", rec)
+        elif code in (-signal.SIGINT, -signal.SIGTERM) or (code == 1 and "KeyboardInterrupt" in rec.stderr):
+            info["result"] = "killed-before-handlers"
+            if p["timing"] != "early":
+                self.anomaly(index, f"{step.label()}: the engine died of the signal (exit {code}) after the "
+                                    f"graph was running: {tail(rec.stderr)}")
+            info["status_after"] = self.status()
+        else:
+            self.anomaly(index, f"{step.label()}: exit {code} (expected 0 stopped"
+                                f"{' or %d' % (128 + signum) if double else ''}): {tail(rec.stderr)}")
+        return info
+
+    def run_sigkill(self, index: int, step: Step) -> dict[str, Any]:
+        p = step.params
+        started = time.monotonic()
+        proc, args, err = self.start(index)
+        running = self.wait_progress(proc, p["timing"], p["delay"])
+        if running:
+            (os.killpg if p["target"] == "group" else os.kill)(proc.pid, signal.SIGKILL)
+        rec = self.wait(index, proc, err, args, None, step.kind, started, {"sent": running})
+        info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": rec.returncode}
+        if rec.returncode == -signal.SIGKILL and "completed after" in rec.stderr:
+            # The kill landed after the run's completion was recorded, while the engine exited.
+            info["fired"] = False
+            info["finished_before"] = True
+            self.expect_status(index, "completed", rec)
+        elif rec.returncode == -signal.SIGKILL:
+            info["fired"] = True
+            self.expect_status(index, "running", rec)
+        elif rec.returncode == 0 and "completed after" in rec.stderr:
+            info["fired"] = False
+            info["finished_before"] = True
+            self.expect_status(index, "completed", rec)
+        else:
+            self.anomaly(index, f"{step.label()}: exit {rec.returncode}: {tail(rec.stderr)}")
+        return info
+
+    def run_kill_group(self, index: int, step: Step) -> dict[str, Any]:
+        p = step.params
+        started = time.monotonic()
+        proc, args, err = self.start(index, retries=True)
+        running = self.wait_progress(proc, p["timing"], p["delay"])
+        victim = None
+        if running:
+            groups = group_processes(proc.pid)
+            if groups:
+                victim = groups[p["which"] % len(groups)]
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
+        rec = self.wait(index, proc, err, args, None, step.kind, started, {"victim": victim})
+        died = "the group process died" in rec.stderr
+        info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": rec.returncode,
+                                "fired": bool(victim) and died, "victim": victim}
+        if victim is None:
+            info["finished_before"] = True
+        if rec.returncode == 0 and "completed after" in rec.stderr:
+            self.expect_status(index, "completed", rec)
+            if victim is not None and not died:
+                info["finished_before"] = True  # killed while the attempt was already ending
+        else:
+            self.anomaly(index, f"{step.label()}: exit {rec.returncode} (expected 0 completed): {tail(rec.stderr)}")
+        return info
+
+    def run_damage(self, index: int, step: Step) -> dict[str, Any]:
+        backup = self.folder / "before-damage"
+        backup_store(self.store, backup)
+        before_rows = self.db.rows(self.target)  # type: ignore[union-attr]
+        before_contents = store_contents(self.store)
+        what = apply_damage(self.store, step.params)
+        self.log(f"    damage: {what}")
+        damaged_contents = store_contents(self.store)
+        damaged_bytes = file_digest(self.store)
+        started = time.monotonic()
+        proc, args, err = self.start(index, resume=True)
+        rec = self.wait(index, proc, err, args, None, "damage", started, {"damage": what})
+        info: dict[str, Any] = {"kind": "damage", "spec": what, "rc": rec.returncode, "fired": True}
+        kind = "flip-state" if what.startswith("no -wal") else what.split(":")[0]  # what was really done
+        if rec.returncode == 0 and "completed after" in rec.stderr:
+            info["result"] = "healed" if "healed" in rec.stderr else "worked"
+            self.expect_status(index, "completed", rec)
+            cmp = compare(self.db.rows(self.target), expected_rows(self.s.graph, self.source_rows))  # type: ignore[union-attr]
+            if cmp["duplicated"] or cmp["missing"] or cmp["wrong"]:
+                self.anomaly(index, f"after {what}, --resume completed but not exactly once: {cmp}")
+        elif rec.returncode == 2:
+            info["result"] = "refused"
+            after_rows = self.db.rows(self.target)  # type: ignore[union-attr]
+            if after_rows != before_rows:
+                self.anomaly(index, f"after {what}, --resume refused (exit 2) but the target table changed "
+                                    f"({len(before_rows)} -> {len(after_rows)} rows)")
+            after_contents = store_contents(self.store)
+            after_bytes = file_digest(self.store)
+            if after_contents != damaged_contents or (after_contents is None and after_bytes != damaged_bytes):
+                self.anomaly(index, f"after {what}, --resume refused (exit 2) but changed the store's contents")
+            elif after_bytes != damaged_bytes:
+                info["bytes_changed_on_refusal"] = True
+                self.anomaly(index, f"after {what}, --resume refused (exit 2) but wrote into the store file "
+                                    f"(its bytes changed, its contents as SQLite reads them did not): "
+                                    f"{tail(rec.stderr)}")
+            if kind in ("flip-state", "delete-wal", "garble-wal") and not what.endswith("(nothing damaged)"):
+                self.anomaly(index, f"after {what}, --resume refused although the damage is recoverable "
+                                    f"(docs: one damaged copy is healed from its mirror / a lost -wal only loses "
+                                    f"an incomplete epoch): {tail(rec.stderr)}")
+            if before_contents is None:
+                info["note"] = "the store could not be read before the damage"
+            restore_store(self.store, backup)
+            info["restored_backup"] = True
+        else:
+            self.anomaly(index, f"after {what}, --resume exit {rec.returncode} (expected 0 completed or 2 "
+                                f"refused): {tail(rec.stderr)}")
+            restore_store(self.store, backup)
+            info["restored_backup"] = True
+        return info
+
+    def expect_status(self, index: int | str, expected: str, rec: RunRecord) -> None:
+        status = self.status()
+        self.last_status = status
+        if status != expected:
+            self.anomaly(index, f"{rec.kind}: exit {rec.returncode} but the store says the run is {status!r} "
+                                f"(expected {expected!r}): {tail(rec.stderr)}")
+
+    # -- the whole schedule ---------------------------------------------------------------------
+    def run(self) -> ScheduleResult:
+        began = time.monotonic()
+        try:
+            self.db = TargetDB(self.s.db, self.folder)
+            self.db.setup(self.s.rows)
+            for index, step in enumerate(self.s.steps):
+                if step.kind != "damage":  # a damage step resumes the damaged run as it is
+                    self.grow_if_completed(index)
+                handler = {"fault": self.run_fault, "signal": self.run_signal, "double-signal": self.run_signal,
+                           "sigkill-engine": self.run_sigkill, "kill-group": self.run_kill_group,
+                           "damage": self.run_damage}[step.kind]
+                if step.kind == "damage" and not self.store.exists():
+                    self.result.steps.append({"kind": "damage", "spec": "no store yet", "fired": False})
+                    continue
+                info = handler(index, step)
+                self.started = self.started or self.run_count() > 0
+                self.last_status = self.status()
+                self.result.steps.append(info)
+                self.log(f"    step {index} {step.label()}: {info}")
+            self.finish()
+        except Exception as exc:  # noqa: BLE001 - the harness itself failed: an anomaly to look at
+            import traceback
+
+            self.anomaly("harness", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        finally:
+            self.result.seconds = time.monotonic() - began
+            self.check_leftovers("end")
+            if self.result.anomalies:
+                self.result.outcome = "ANOMALY"
+            if self.db is not None and (not self.result.anomalies or not self.keep):
+                with contextlib.suppress(Exception):
+                    if not self.result.anomalies:
+                        self.db.drop()
+            if not self.result.anomalies and not self.keep:
+                shutil.rmtree(self.folder, ignore_errors=True)
+        return self.result
+
+    def finish(self) -> None:
+        """Resume until the run completes, then compare the target with the failure-free result."""
+        for attempt in range(4):
+            if self.last_status == "completed" and self.started:
+                break
+            started = time.monotonic()
+            proc, args, err = self.start("final", resume=self.started)  # type: ignore[arg-type]
+            rec = self.wait("final", proc, err, args, None, "final resume", started, {})
+            if rec.returncode == 0 and "completed after" in rec.stderr:
+                self.started = True
+                self.expect_status("final", "completed", rec)
+                break
+            self.anomaly("final", f"--resume #{attempt + 1} exit {rec.returncode}: {tail(rec.stderr)}")
+            self.started = self.started or self.run_count() > 0
+            self.last_status = self.status()
+        else:
+            self.anomaly("final", "the run never completed")
+        cmp = compare(self.db.rows(self.target), expected_rows(self.s.graph, self.source_rows))  # type: ignore[union-attr]
+        self.result.comparison = cmp
+        if cmp["duplicated"] or cmp["missing"] or cmp["wrong"] or cmp["rows"] != cmp["expected"]:
+            self.anomaly("final", f"target {self.target} is not exactly once: {cmp}")
+        if self.s.graph == "wal":
+            left = self.db.count("WAL")  # type: ignore[union-attr]
+            if left:
+                self.anomaly("final", f"the WAL table still holds {left} rows after the run completed")
+
+
+def tail(text: str, lines: int = 4) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)[-900:]
+
+
+def run_schedule(schedule: Schedule, *, keep: bool = False, log: Any = None,
+                 grow_upsert: bool = False) -> ScheduleResult:
+    return Runner(schedule, keep=keep, log=log, grow_upsert=grow_upsert).run()
+
+
+def schedules_for(count: int, seed: int, dbs: list[str], modes: list[str], graphs: list[str],
+                  scale: float = 1.0) -> list[Schedule]:
+    """``count`` schedules cycling through every (db, mode, graph) combination."""
+    combos = list(itertools.product(dbs, modes, graphs))
+    return [make_schedule(seed * 10000 + i, *combos[i % len(combos)], scale=scale) for i in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+
+
+def summarize(results: list[ScheduleResult]) -> tuple[str, int]:
+    kinds = collections.Counter()
+    fired = collections.Counter()
+    finished_before = collections.Counter()
+    outcomes = collections.Counter()
+    bytes_changed = 0
+    nothing_fired = []
+    for r in results:
+        any_fired = False
+        for s in r.steps:
+            kinds[s["kind"]] += 1
+            if s["kind"] in ("grow", "new-run"):
+                continue
+            if s.get("fired"):
+                fired[s["kind"]] += 1
+                any_fired = True
+            if s.get("finished_before"):
+                finished_before[s["kind"]] += 1
+            if "result" in s:
+                outcomes[f"{s['kind']}:{s['result']}"] += 1
+            bytes_changed += bool(s.get("bytes_changed_on_refusal"))
+        if not any_fired:
+            nothing_fired.append(r)
+    anomalies = sum(len(r.anomalies) for r in results)
+    lines = [
+        "",
+        f"schedules run: {len(results)}  (engine runs {sum(r.runs for r in results)}, "
+        f"{sum(r.seconds for r in results):.0f}s)",
+        "steps by kind: " + ", ".join(f"{k} {kinds[k]}" for k in sorted(kinds)),
+        "fired / landed: " + ", ".join(f"{k} {fired[k]}/{kinds[k]}" for k in sorted(kinds)
+                                       if k not in ("grow", "new-run")),
+        "graph finished before the signal/kill: " + (", ".join(f"{k} {v}" for k, v in sorted(finished_before.items()))
+                                                    or "none"),
+        "outcomes: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "-"),
+        f"refusals that wrote into the store file (bytes changed, contents as read did not): {bytes_changed}",
+        f"runs that exited with 'operators still busy after stop': {sum(r.busy_at_exit for r in results)}",
+        f"schedules where nothing fired: {len(nothing_fired)}"
+        + (" (" + ", ".join(f"{r.schedule.seed}" for r in nothing_fired) + ")" if nothing_fired else ""),
+        f"schedules with anomalies: {sum(1 for r in results if r.anomalies)}; anomalies: {anomalies}",
+    ]
+    for r in results:
+        for a in r.anomalies:
+            lines.append(f"  ANOMALY seed {r.schedule.seed} {r.schedule.label()}: {a.splitlines()[0][:700]}")
+            lines.append(f"    plan: rows {r.schedule.rows}; " + " -> ".join(s.label() for s in r.schedule.steps))
+            lines.append(f"    reproduce: {r.schedule.replay()}   (kept in {r.folder})")
+    return "\n".join(lines), anomalies
+
+
+def schedule_line(i: int, n: int, r: ScheduleResult) -> str:
+    s = r.schedule
+    steps = " -> ".join(st.label() for st in s.steps)
+    fired = sum(1 for st in r.steps if st.get("fired"))
+    total = sum(1 for st in r.steps if st["kind"] not in ("grow", "new-run"))
+    before = sum(1 for st in r.steps if st.get("finished_before"))
+    cmp = r.comparison or {}
+    result = (f"rows {cmp.get('rows')}/{cmp.get('expected')} dup {cmp.get('duplicated')} "
+              f"miss {cmp.get('missing')} wrong {cmp.get('wrong')}") if cmp else "no comparison"
+    return (f"[{i:>3}/{n}] seed {s.seed} {s.label():28} rows {s.rows:>6} | {steps} | "
+            f"{r.outcome} fired {fired}/{total} finished-first {before} runs {r.runs} {result} {r.seconds:.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="seeded crash/stop/damage campaign against the snapgraph CLI")
+    parser.add_argument("--schedules", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--mode", choices=["processes", "in-process", "both"], default="both")
+    parser.add_argument("--graph", choices=["wal", "upsert", "both"], default="both")
+    parser.add_argument("--scale", type=float, default=1.0, help="source rows relative to the 1-3 s default")
+    parser.add_argument("--replay", type=int, metavar="SCHEDULE_SEED",
+                        help="run the one schedule with this seed (needs single --db, --mode, --graph)")
+    parser.add_argument("--plan", action="store_true", help="print the plans only")
+    parser.add_argument("--keep", action="store_true", help="keep every schedule's folder")
+    parser.add_argument("--grow-upsert", action="store_true",
+                        help="append source rows after a completed UPSERT run too (shows the seed generator's "
+                             "off-by-one-batch offset: the first appended batch is skipped)")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--json", metavar="FILE", help="write every result as JSON")
+    args = parser.parse_args(argv)
+    pick = lambda value, both: both if value == "both" else [value]  # noqa: E731
+    dbs = pick(args.db, ["sqlite", "postgres"])
+    modes = pick(args.mode, ["processes", "in-process"])
+    graphs = pick(args.graph, ["wal", "upsert"])
+    if args.replay is not None:
+        if len(dbs) * len(modes) * len(graphs) != 1:
+            parser.error("--replay needs one --db, one --mode and one --graph")
+        plan = [make_schedule(args.replay, dbs[0], modes[0], graphs[0], args.scale)]
+    else:
+        plan = schedules_for(args.schedules, args.seed, dbs, modes, graphs, args.scale)
+    if args.plan:
+        for s in plan:
+            print(f"seed {s.seed} {s.label()} rows {s.rows}: " + " -> ".join(st.label() for st in s.steps))
+        return 0
+    log = (lambda text: print(text, flush=True)) if args.verbose else None
+    results = []
+    for i, schedule in enumerate(plan, 1):
+        result = run_schedule(schedule, keep=args.keep or args.replay is not None, log=log,
+                              grow_upsert=args.grow_upsert)
+        results.append(result)
+        print(schedule_line(i, len(plan), result), flush=True)
+    text, anomalies = summarize(results)
+    print(text, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps([{
+            "seed": r.schedule.seed, "combo": r.schedule.label(), "rows": r.schedule.rows,
+            "plan": [st.label() for st in r.schedule.steps], "steps": r.steps, "anomalies": r.anomalies,
+            "comparison": r.comparison, "seconds": r.seconds, "folder": r.folder} for r in results], indent=1,
+            default=str))
+    return 1 if anomalies else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The crash / stop / damage campaign of bench/campaign.py, on the real ``snapgraph`` command line.
+
+The normal suite checks the harness itself (plans are a function of the seed, the comparison and
+a negative control catch what they must) and a stop that arrives while the groups start; the
+deterministic crash, stop and damage cases live in tests/cli/test_cli_stops.py and
+tests/runtime/test_exactly_once.py. The campaign proper runs only when asked for:
+
+    SNAPGRAPH_CAMPAIGN=40 .venv/bin/python -m pytest tests/bench/test_campaign.py -k long
+    SNAPGRAPH_CAMPAIGN=40 SNAPGRAPH_CAMPAIGN_SEED=7 ...     # another seed
+
+(or directly: ``.venv/bin/python bench/campaign.py --schedules 40 --seed 1``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location("bench_campaign", Path(__file__).parents[2] / "bench" / "campaign.py")
+campaign = importlib.util.module_from_spec(_SPEC)  # type: ignore[arg-type]
+sys.modules["bench_campaign"] = campaign
+_SPEC.loader.exec_module(campaign)  # type: ignore[union-attr]
+
+def test_plans_are_a_function_of_the_seed() -> None:
+    a = campaign.schedules_for(12, 5, ["sqlite", "postgres"], ["processes", "in-process"], ["wal", "upsert"])
+    b = campaign.schedules_for(12, 5, ["sqlite", "postgres"], ["processes", "in-process"], ["wal", "upsert"])
+    assert [(s.seed, s.label(), s.rows, [st.label() for st in s.steps]) for s in a] == \
+           [(s.seed, s.label(), s.rows, [st.label() for st in s.steps]) for s in b]
+    assert {s.label() for s in a} == {f"{d}/{m}/{g}" for d in ("sqlite", "postgres")
+                                      for m in ("processes", "in-process") for g in ("wal", "upsert")}
+    assert all(st.kind != "kill-group" for s in a if s.mode == "in-process" for st in s.steps)
+    assert all(s.steps[0].kind != "damage" for s in a)
+
+
+def test_the_comparison_sees_duplicated_missing_and_wrong_rows() -> None:
+    expected = campaign.expected_rows("wal", 5)
+    assert campaign.compare(expected, expected) == {"rows": 5, "expected": 5, "duplicated": 0, "missing": 0,
+                                                    "wrong": 0, "foreign_keys": 0}
+    damaged = expected[:3] + [expected[0], (4, 0, "row4")]
+    got = campaign.compare(damaged, expected)
+    assert (got["duplicated"], got["missing"], got["wrong"]) == (1, 2, 1)  # rows 3 and 4 missing
+
+
+def test_negative_control_a_tampered_target_is_an_anomaly() -> None:
+    """The harness does report what it must catch: a row written twice behind the engine's back."""
+    schedule = campaign.Schedule(1, "sqlite", "in-process", "wal", 2000, 1000,
+                                 [campaign.Step("fault", {"faults": "port_callback:writer:30:raise"})])
+    runner = campaign.Runner(schedule)
+    original = runner.finish
+
+    def tampered() -> None:
+        conn = campaign._db.connect(runner.db.connection)
+        conn.execute("INSERT INTO test2 (x, y, z) VALUES (7, 49, 'row7')")
+        conn.commit()
+        conn.close()
+        original()
+
+    runner.finish = tampered  # type: ignore[method-assign]
+    result = runner.run()
+    shutil.rmtree(result.folder, ignore_errors=True)
+    assert any("not exactly once" in a and "'duplicated': 1" in a for a in result.anomalies), result.anomalies
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_while_the_groups_start_ends_promptly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the campaign's early SIGTERM/SIGINT hits by timing, made deterministic: the stop comes right
+    after the first group process was started, before the others exist (docs: "A stop while scripts
+    are still loading ends the attempt at once")."""
+    from snapgraph.model.loader import LoadOptions, load_graph
+    from snapgraph.runtime.options import RunOptions
+    from snapgraph.runtime.processes import ProcessEngine, ProcessTransport
+
+    db = campaign.TargetDB("sqlite", tmp_path)
+    db.setup(500)
+    graph = load_graph(campaign.EXAMPLES / "seed_upsert.yaml", LoadOptions(connections_file=db.connections_file))
+    engine: list[ProcessEngine] = []
+    start = ProcessTransport.start
+
+    def start_then_stop(self, spec):  # type: ignore[no-untyped-def]
+        handle = start(self, spec)
+        if spec.instance == "source":
+            engine[0].stop("SIGTERM received")
+        return handle
+
+    monkeypatch.setattr(ProcessTransport, "start", start_then_stop)
+    engine.append(ProcessEngine(graph, RunOptions(stdout=io.StringIO())))
+    began = time.monotonic()
+    result = engine[0].run()
+    assert result.status == "stopped"
+    assert result.stuck == [], f"operators left busy: {result.stuck}"
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.skipif(not os.environ.get("SNAPGRAPH_CAMPAIGN"), reason="the long campaign: set SNAPGRAPH_CAMPAIGN=N")
+@pytest.mark.timeout(0)
+def test_long_campaign() -> None:
+    count = int(os.environ["SNAPGRAPH_CAMPAIGN"])
+    seed = int(os.environ.get("SNAPGRAPH_CAMPAIGN_SEED", "1"))
+    results = []
+    for schedule in campaign.schedules_for(count, seed, ["sqlite", "postgres"], ["processes", "in-process"],
+                                           ["wal", "upsert"]):
+        result = campaign.run_schedule(schedule)
+        print(campaign.schedule_line(len(results) + 1, count, result), flush=True)
+        results.append(result)
+    text, anomalies = campaign.summarize(results)
+    print(text)
+    assert anomalies == 0, text
