@@ -545,11 +545,8 @@ class ScheduleResult:
 class Runner:
     """Runs one schedule in a temporary folder of its own."""
 
-    def __init__(self, schedule: Schedule, *, keep: bool = False, log: Any = None,
-                 grow_upsert: bool = False) -> None:
+    def __init__(self, schedule: Schedule, *, keep: bool = False, log: Any = None) -> None:
         self.s = schedule
-        self.grow_upsert = grow_upsert
-        self.new_run = False  # the next engine run is a plain `run` (a new run after a completed one)
         self.keep = keep
         self.log = log or (lambda text: None)
         self.folder = Path(tempfile.mkdtemp(prefix=f"sgcamp-{schedule.seed}-"))
@@ -589,8 +586,7 @@ class Runner:
         if faults:
             env["SNAPGRAPH_FAULTS"] = faults
         if resume is None:
-            resume = self.started and not self.new_run
-        self.new_run = False
+            resume = self.started
         args = self.args(resume=resume, retries=retries)
         err = self.folder / f"run{self.result.runs:02d}-step{index}.err"
         with open(err, "wb") as errf, open(self.folder / "stdout.log", "ab") as outf:
@@ -676,28 +672,9 @@ class Runner:
 
     # -- steps --------------------------------------------------------------------------------
     def grow_if_completed(self, index: int) -> None:
-        """The previous run completed: give the next step work to do.
-
-        WAL graph: append source rows (a savepoint ``--resume`` continues with just them). UPSERT
-        graph: a plain ``run``, which starts a new run from the first row (the UPSERT makes that
-        harmless) -- unless ``grow_upsert``: the seed's UPSERT generator saves an offset one batch
-        past the end of the table once it read nothing (it adds the batch size before it looks), so
-        a savepoint resume after appended rows skips the first ``batch`` of them (see the report).
-        """
+        """The previous run completed: append source rows, so the next step's ``--resume`` (a savepoint)
+        has work to do, continuing from the generator's saved offset with just those rows."""
         if not (self.started and self.last_status == "completed"):
-            return
-        if self.s.graph == "upsert" and not self.grow_upsert:
-            self.new_run = True
-            # The new run writes every row again; emptied first, the target shows its progress
-            # and the final comparison checks the new run wrote every row.
-            conn = _db.connect(self.db.connection)  # type: ignore[union-attr]
-            try:
-                conn.cursor().execute("DELETE FROM target")
-                conn.commit()
-            finally:
-                conn.close()
-            self.result.steps.append({"kind": "new-run", "note": "a plain run after the completed one"})
-            self.log("    new-run: the previous run had completed; the next step starts a new run")
             return
         start, end = self.source_rows, self.source_rows + self.s.grow
         self.db.append(start, end)  # type: ignore[union-attr]
@@ -766,14 +743,9 @@ class Runner:
             info["result"] = "forced"
             if "second signal" not in rec.stderr:
                 self.anomaly(index, f"{step.label()}: exit {code} without the second-signal message")
-            status = self.status()
-            if status == "stopped":
-                # The drain had finished and the run was recorded `stopped` (with its final epoch)
-                # when the second signal came: the exit code and message say otherwise. Harmless for
-                # the data (see the report); counted, not an anomaly.
-                info["result"] = "forced-after-stop-recorded"
-            else:
-                self.expect_status(index, "running", rec)
+            # A forced exit leaves the run unfinished: one recorded stopped/completed would contradict
+            # exit 130/143 (the second signal must wait for that record and then change nothing).
+            self.expect_status(index, "running", rec)
         elif code in (-signal.SIGINT, -signal.SIGTERM) or (code == 1 and "KeyboardInterrupt" in rec.stderr):
             info["result"] = "killed-before-handlers"
             if p["timing"] != "early":
@@ -963,9 +935,8 @@ def tail(text: str, lines: int = 4) -> str:
     return " | ".join(kept)[-900:]
 
 
-def run_schedule(schedule: Schedule, *, keep: bool = False, log: Any = None,
-                 grow_upsert: bool = False) -> ScheduleResult:
-    return Runner(schedule, keep=keep, log=log, grow_upsert=grow_upsert).run()
+def run_schedule(schedule: Schedule, *, keep: bool = False, log: Any = None) -> ScheduleResult:
+    return Runner(schedule, keep=keep, log=log).run()
 
 
 def schedules_for(count: int, seed: int, dbs: list[str], modes: list[str], graphs: list[str],
@@ -990,7 +961,7 @@ def summarize(results: list[ScheduleResult]) -> tuple[str, int]:
         any_fired = False
         for s in r.steps:
             kinds[s["kind"]] += 1
-            if s["kind"] in ("grow", "new-run"):
+            if s["kind"] == "grow":
                 continue
             if s.get("fired"):
                 fired[s["kind"]] += 1
@@ -1009,7 +980,7 @@ def summarize(results: list[ScheduleResult]) -> tuple[str, int]:
         f"{sum(r.seconds for r in results):.0f}s)",
         "steps by kind: " + ", ".join(f"{k} {kinds[k]}" for k in sorted(kinds)),
         "fired / landed: " + ", ".join(f"{k} {fired[k]}/{kinds[k]}" for k in sorted(kinds)
-                                       if k not in ("grow", "new-run")),
+                                       if k != "grow"),
         "graph finished before the signal/kill: " + (", ".join(f"{k} {v}" for k, v in sorted(finished_before.items()))
                                                     or "none"),
         "outcomes: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "-"),
@@ -1031,7 +1002,7 @@ def schedule_line(i: int, n: int, r: ScheduleResult) -> str:
     s = r.schedule
     steps = " -> ".join(st.label() for st in s.steps)
     fired = sum(1 for st in r.steps if st.get("fired"))
-    total = sum(1 for st in r.steps if st["kind"] not in ("grow", "new-run"))
+    total = sum(1 for st in r.steps if st["kind"] != "grow")
     before = sum(1 for st in r.steps if st.get("finished_before"))
     cmp = r.comparison or {}
     result = (f"rows {cmp.get('rows')}/{cmp.get('expected')} dup {cmp.get('duplicated')} "
@@ -1052,9 +1023,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the one schedule with this seed (needs single --db, --mode, --graph)")
     parser.add_argument("--plan", action="store_true", help="print the plans only")
     parser.add_argument("--keep", action="store_true", help="keep every schedule's folder")
-    parser.add_argument("--grow-upsert", action="store_true",
-                        help="append source rows after a completed UPSERT run too (shows the seed generator's "
-                             "off-by-one-batch offset: the first appended batch is skipped)")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="write every result as JSON")
     args = parser.parse_args(argv)
@@ -1075,8 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda text: print(text, flush=True)) if args.verbose else None
     results = []
     for i, schedule in enumerate(plan, 1):
-        result = run_schedule(schedule, keep=args.keep or args.replay is not None, log=log,
-                              grow_upsert=args.grow_upsert)
+        result = run_schedule(schedule, keep=args.keep or args.replay is not None, log=log)
         results.append(result)
         print(schedule_line(i, len(plan), result), flush=True)
     text, anomalies = summarize(results)

@@ -1,6 +1,7 @@
 # The seed's replayable generator. Changes from the seed, all marked "snapgraph:":
 # the driver (SQLite or PostgreSQL instead of hdbcli), the missing `import pickle`,
-# no cursor reuse after close, and the timer stops once the table is exhausted.
+# no cursor reuse after close, the offset moves by the rows read, and the timer stops
+# once the table is exhausted.
 import pickle
 
 from db import connect  # snapgraph: the database driver is the one thing that changes
@@ -22,10 +23,12 @@ def time_callback():
     batch = int(api.config.batch)
     c.execute(f"SELECT * FROM test ORDER BY x LIMIT {batch} OFFSET {offset};")
     test_data = c.fetchall()
-    offset += batch
     if len(test_data) > 0:
         t = [[entry for entry in row] for row in test_data]
         api.outputs.output.publish(api.Table(t))
+        # snapgraph: the seed adds `batch` before looking at the rows, so an empty or short read
+        # moves the offset past rows appended later and a resume (savepoint) never reads them.
+        offset += len(test_data)
         return 0
     return -1  # snapgraph: the demo table is finite; a streaming source would return 0 and keep polling
 

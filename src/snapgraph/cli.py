@@ -141,6 +141,8 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         max_retries: int | None, retry_interval: float | None, retry_threshold: float | None,
         resume: bool, fresh: bool, accept_older_epoch: bool, in_process: bool, verbose: bool) -> None:
     """Run GRAPH_FILE until it completes, fails or is stopped."""
+    # First of all, so that no signal meets Python's default handlers once a run could be planned.
+    signals = StopOnSignals().install()
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other")
     graph, load_options = _load(graph_file, params, operators, connections,
@@ -164,12 +166,26 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
     lease: Lease | None = None
     plan: RunPlan | None = None
     if period is not None:
-        store = _open_store(store_path)
         graph_key = str(graph.path.resolve())
+        path = Path(store_path) if store_path else DEFAULT_STORE
+        if resume and not path.exists():
+            _invalid(f"graph {graph_file} has no run to resume: there is no store at {path}; run it without "
+                     "--resume to start one")
+        if path.exists():
+            # Refusals are decided reading only, so a refused start leaves the store's bytes as they were.
+            checking = _open_store(store_path, read_only=True)
+            try:
+                checking.check_lease_free(graph_key)
+                check_run(checking, graph_key, graph_file, resume=resume, fresh=fresh,
+                          accept_older=accept_older_epoch)
+            except (RunRefused, StoreError) as err:
+                click.echo(f"snapgraph: {err}", err=True)
+                sys.exit(err.exit_code if isinstance(err, StoreError) else EXIT_INVALID)
+            finally:
+                checking.close()
+        store = _open_store(store_path)
         try:
-            # Refusals are decided reading only, so a refused start writes nothing at all.
-            store.check_lease_free(graph_key)
-            check_run(store, graph_key, graph_file, resume=resume, fresh=fresh, accept_older=accept_older_epoch)
+            # The checks again, under the lease this time (another engine may have started meanwhile).
             lease = store.acquire_lease(graph_key)
             plan = plan_run(store, graph_key, graph.name, graph_file, resume=resume, fresh=fresh,
                             accept_older=accept_older_epoch)
@@ -188,7 +204,7 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         policy, store=store, period=period, plan=plan, lease=lease, accept_older=accept_older_epoch,
         faults=faults,
     )
-    signals = StopOnSignals(supervisor.stop).install()
+    signals.attach(supervisor)
     started = time.monotonic()
     outcome = supervisor.run()
     signals.run_ended()
@@ -229,9 +245,9 @@ def _invalid(message: str) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def _open_store(store_path: str | None, *, create: bool = True) -> SQLiteStore:
+def _open_store(store_path: str | None, *, create: bool = True, read_only: bool = False) -> SQLiteStore:
     try:
-        return SQLiteStore(Path(store_path) if store_path else DEFAULT_STORE, create=create)
+        return SQLiteStore(Path(store_path) if store_path else DEFAULT_STORE, create=create, read_only=read_only)
     except StoreError as err:
         _invalid(str(err))
 
@@ -310,7 +326,7 @@ def _show_run(store: SQLiteStore, run: RunRecord) -> None:
 @store_option
 def snapshots_delete(run_id: str, store_path: str | None) -> None:
     """Delete a run and all its snapshots."""
-    store = _open_existing_store(store_path)
+    store = _open_existing_store(store_path, read_only=False)
     with _store_errors():
         run = next((r for r in store.runs() if r.run_id == run_id), None)
         if run is None:
@@ -323,8 +339,8 @@ def snapshots_delete(run_id: str, store_path: str | None) -> None:
     click.echo(f"deleted run {run_id}")
 
 
-def _open_existing_store(store_path: str | None) -> SQLiteStore:
-    return _open_store(store_path, create=False)
+def _open_existing_store(store_path: str | None, *, read_only: bool = True) -> SQLiteStore:
+    return _open_store(store_path, create=False, read_only=read_only)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The crash / stop / damage campaign of bench/campaign.py, on the real ``snapgraph`` command line.
 
 The normal suite checks the harness itself (plans are a function of the seed, the comparison and
-a negative control catch what they must) and a stop that arrives while the groups start; the
-deterministic crash, stop and damage cases live in tests/cli/test_cli_stops.py and
-tests/runtime/test_exactly_once.py. The campaign proper runs only when asked for:
+a negative control catch what they must), a stop that arrives while the groups start, and a small
+fixed set of schedules (below: every kind of step, both graphs, both databases, both modes) whose
+steps all must fire. The deterministic crash, stop and damage cases live in
+tests/cli/test_cli_stops.py and tests/runtime/test_exactly_once.py. The campaign proper (random
+schedules) runs only when asked for:
 
     SNAPGRAPH_CAMPAIGN=40 .venv/bin/python -m pytest tests/bench/test_campaign.py -k long
     SNAPGRAPH_CAMPAIGN=40 SNAPGRAPH_CAMPAIGN_SEED=7 ...     # another seed
@@ -96,6 +98,54 @@ def test_a_stop_while_the_groups_start_ends_promptly(tmp_path: Path, monkeypatch
     assert result.status == "stopped"
     assert result.stuck == [], f"operators left busy: {result.stuck}"
     assert time.monotonic() - began < 5
+
+
+def _step(kind: str, **params: object) -> object:
+    return campaign.Step(kind, params)
+
+
+def _progress(delay: float, **params: object) -> dict[str, object]:
+    return {"timing": "progress", "delay": delay, **params}
+
+
+# Chosen so that every step strikes while the graph runs (faults early in the run, signals and kills
+# at a fraction of the rows still to come), and every kind of step and damage occurs at least once.
+FIXED = [
+    campaign.Schedule(9001, "sqlite", "processes", "wal", 30000, 10000, [
+        _step("fault", faults="port_callback:writer:40:kill"),
+        _step("signal", **_progress(0.3, signal="SIGTERM", target="group")),
+        _step("damage", damage="flip-state", how="newest-epoch", bytes=2, fallback="newest-epoch", salt=11),
+        _step("double-signal", **_progress(0.3, signal="SIGINT", target="engine")),
+    ]),
+    campaign.Schedule(9002, "postgres", "in-process", "upsert", 5000, 2000, [
+        _step("sigkill-engine", **_progress(0.4, target="engine")),
+        _step("double-signal", **_progress(0.3, signal="SIGTERM", target="group")),
+        _step("fault", faults="restore:*:1:raise,port_callback:writer:5:exit"),
+    ]),
+    campaign.Schedule(9003, "sqlite", "in-process", "upsert", 10000, 4000, [
+        _step("fault", faults="before_complete:*:1:kill"),  # the engine dies: a -wal is left
+        _step("damage", damage="garble-wal", how="frames", bytes=3, fallback="any-row", salt=5),
+        _step("signal", **_progress(0.2, signal="SIGINT", target="engine")),
+        _step("damage", damage="truncate-store", how="tail", bytes=1, fallback="any-row", salt=8),
+    ]),
+    campaign.Schedule(9004, "postgres", "processes", "wal", 10000, 3000, [
+        _step("kill-group", **_progress(0.3, which=1)),
+        _step("sigkill-engine", **_progress(0.3, target="group")),
+        _step("fault", faults="before_complete:*:1:kill"),
+        _step("damage", damage="delete-wal", how="wal+shm", bytes=1, fallback="newest-epoch", salt=3),
+    ]),
+]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("schedule", FIXED, ids=lambda s: f"{s.seed}-{s.label()}")
+def test_fixed_schedules_are_exactly_once_and_every_step_fires(schedule: object) -> None:
+    result = campaign.run_schedule(schedule)
+    text, anomalies = campaign.summarize([result])
+    assert anomalies == 0, text
+    struck = [st for st in result.steps if st["kind"] != "grow"]
+    assert len(struck) == len(schedule.steps)  # type: ignore[attr-defined]
+    assert all(st.get("fired") for st in struck), f"a step did not strike: {result.steps}"
 
 
 @pytest.mark.skipif(not os.environ.get("SNAPGRAPH_CAMPAIGN"), reason="the long campaign: set SNAPGRAPH_CAMPAIGN=N")

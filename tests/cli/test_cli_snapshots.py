@@ -334,13 +334,26 @@ def test_fresh_abandons_the_unfinished_run(folder: Path, monkeypatch: pytest.Mon
     assert [r["status"] for r in listed_runs(folder)] == ["abandoned", "completed", "completed"]
 
 
-def test_resume_with_nothing_to_resume_is_exit_2(folder: Path) -> None:
+def test_resume_with_no_store_is_exit_2_and_creates_none(folder: Path) -> None:
+    proc = cli(folder, "run", "graph.yaml", "--snapshot-period", "1", "--resume")
+    assert proc.returncode == 2, proc.stderr
+    assert "graph graph.yaml has no run to resume: there is no store at .snapgraph/snapshots.db" in proc.stderr
+    assert "without --resume" in proc.stderr
+    assert not (folder / "received.log").exists()
+    assert not (folder / ".snapgraph").exists()
+
+
+def test_resume_with_no_run_of_this_graph_is_exit_2_and_writes_nothing(folder: Path) -> None:
+    (folder / "other.yaml").write_text((folder / "graph.yaml").read_text())
+    assert cli(folder, "run", "other.yaml", "--snapshot-period", "1").returncode == 0
+    store = folder / ".snapgraph" / "snapshots.db"
+    before = store.read_bytes()
     proc = cli(folder, "run", "graph.yaml", "--snapshot-period", "1", "--resume")
     assert proc.returncode == 2, proc.stderr
     assert "graph graph.yaml has no run in the store .snapgraph/snapshots.db to resume" in proc.stderr
     assert "without --resume" in proc.stderr
-    assert not (folder / "received.log").exists()
-    assert listed_runs(folder) == []
+    assert store.read_bytes() == before
+    assert len(listed_runs(folder)) == 1
 
 
 # --------------------------------------------------------------------------------------

@@ -290,6 +290,33 @@ def test_a_damaged_newest_epoch_is_refused_until_the_older_one_is_accepted(folde
     assert out(folder) == list(range(400))
 
 
+def test_a_refused_resume_leaves_the_store_and_its_wal_file_byte_for_byte(folder: Path) -> None:
+    """The damage sits in the -wal file (its writer died before a checkpoint): refusing must not fold it in."""
+    first = snapgraph_cli("run", "graph.yaml", "--param", "count=400", "--in-process", cwd=folder)
+    assert first.returncode == 0, first.stderr
+    store = folder / ".snapgraph" / "snapshots.db"
+    damage = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "newest = db.execute('SELECT max(epoch) FROM epochs').fetchone()[0]\n"
+        "for table in ('states', 'states_mirror'):\n"
+        "    db.execute(f\"UPDATE {table} SET data = CAST('garbage' AS BLOB) WHERE epoch = ? AND process = 'sink'\","
+        " (newest,))\n"
+        "os._exit(0)  # no close, no checkpoint: the damage stays in the -wal file\n")
+    subprocess.run([sys.executable, "-c", damage, str(store)], check=True)
+    wal = Path(f"{store}-wal")
+    assert wal.stat().st_size > 0, "the damage should be in the -wal file"
+    before = (store.read_bytes(), wal.read_bytes())
+    for _ in range(2):
+        refused = snapgraph_cli("run", "graph.yaml", "--param", "count=400", "--resume", cwd=folder)
+        assert refused.returncode == 2, refused.stderr
+        assert "fails its checksum in both copies" in refused.stderr
+        assert (store.read_bytes(), wal.read_bytes()) == before
+    listing = snapgraph_cli("snapshots", "list", cwd=folder)
+    assert listing.returncode == 0, listing.stderr
+    assert (store.read_bytes(), wal.read_bytes()) == before
+
+
 BIG_SINK = SINK.replace("api.set_serialize_callback(lambda epoch: pickle.dumps(seen))",
                         "api.set_serialize_callback(lambda epoch: pickle.dumps(seen) + b' ' * (3000 * len(seen)))")
 BIG_SINK = BIG_SINK.replace("    seen = pickle.loads(state_bytes)", "    seen = pickle.loads(state_bytes.rstrip(b' '))")

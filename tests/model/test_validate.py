@@ -176,6 +176,47 @@ def test_script_syntax_error_names_file_line_and_text() -> None:
     assert problems[0].endswith("\n    if x")
 
 
+def test_gen1_api_use_is_reported_at_its_line_with_the_gen2_replacement() -> None:
+    script = (
+        "api.add_generator(lambda: None)\n"
+        "api.add_shutdown_handler(print)\n"
+        "def later():\n"
+        "    api.remove_timer(t)\n"
+        "    api.update_timer(t, '2s')\n"
+        "    api.remove_port_callback('a')\n"
+        "api.set_port_callback(('a', port), print)\n"
+    )
+    problems = messages(graph_of(py("old", script=script)))
+    prefix = "g.json: process 'old': Gen1 API in script old.py:"
+    assert problems == [
+        prefix + "1: api.add_generator is Gen1; in Gen2 use api.set_prestart(fn)",
+        prefix + "2: api.add_shutdown_handler is Gen1; in Gen2 use api.set_shutdown(fn)",
+        prefix + "4: api.remove_timer is Gen1; in Gen2 a timer stops when its callback returns a negative number",
+        prefix + "5: api.update_timer is Gen1; in Gen2 the timer callback returns the seconds until its next call",
+        prefix + "6: api.remove_port_callback is Gen1 only",
+        prefix + "7: api.set_port_callback takes one port name in Gen2 (got the Gen1 list form ['a', '...']); "
+                 "register one callback per port",
+    ]
+
+
+def test_gen2_calls_and_other_objects_are_not_taken_for_gen1() -> None:
+    script = (
+        "import socket\n"
+        "period = '1s'\n"
+        "api.add_timer(lambda: 1)\n"
+        "api.set_port_callback('in', print)\n"
+        "api.add_timer(period, print)\n"        # not a literal: only the run can tell
+        "socket.socket().send(b'x')\n"
+        "api.outputs.out.publish(None, {'send': [1]})\n"
+    )
+    assert messages(graph_of(py("new", ins={"in": STRING}, script=script))) == []
+
+
+def test_a_script_with_a_syntax_error_gets_no_gen1_report() -> None:
+    problems = messages(graph_of(py("old", script="api.send(1\n")))
+    assert len(problems) == 1 and "syntax error in script old.py:1" in problems[0]
+
+
 def test_groups() -> None:
     graph = graph_of(py("a"), py("b"), groups=[
         Group("g1", nodes=["a", "ghost"], multiplicity=0),

@@ -359,8 +359,11 @@ def test_gen1_calls_raise_errors_naming_the_gen2_replacement(run_yaml, rec):
     """
     script = """
     import sg_rec
-    for call in (lambda: api.send("out", 1), lambda: api.add_generator(print),
-                 lambda: api.add_timer("1s", print), lambda: api.set_port_callback(["a", "b"], print)):
+    # Spelled so that validation cannot see them (it refuses the plain spellings before the run):
+    # the same messages at run time.
+    period, ports = "1s", ["a", "b"]
+    for call in (lambda: getattr(api, "send")("out", 1), lambda: getattr(api, "add_generator")(print),
+                 lambda: api.add_timer(period, print), lambda: api.set_port_callback(ports, print)):
         try:
             call()
         except (AttributeError, TypeError) as exc:
@@ -447,7 +450,8 @@ import sg_rec
 def make(port):
     def on_input(msg_id, header, body):
         sg_rec.add("got", {
-            "port": port, "msg_id": msg_id, "header": header.copy(), "value": body.get(),
+            "port": port, "msg_id": msg_id, "header": header.copy(),
+            "value": body.get_reader().read(-1) if port == "bin" else body.get(),
             "base": body.get_base_type(), "type_id": body.get_type_id(), "stream": body.is_stream(),
         })
     return on_input

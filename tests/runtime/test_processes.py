@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -215,11 +216,13 @@ def test_no_orphan_processes(tmp_path: Path, ending: str) -> None:
 
 
 @pytest.mark.parametrize("crash, described", [
-    ("os._exit(3)", "exit code 3"),
+    ("__import__('os').kill(__import__('os').getpid(), 9)", "killed by SIGKILL"),
     ("__import__('ctypes').string_at(0)", "killed by SIGSEGV"),
+    ("__import__('ctypes').CDLL(None)._exit(3)", "exit code 3"),
 ])
 def test_a_crashing_group_does_not_take_the_engine_down(tmp_path: Path, crash: str, described: str) -> None:
-    """os._exit or a segfault in user code ends only its group; without retries the run fails cleanly."""
+    """A kill, a segfault or a C-level exit in user code ends only its group; without retries the run fails
+    cleanly (os._exit and sys.exit fail just the operator: tests/runtime/test_script_guards.py)."""
     path = write_graph(tmp_path, sink_patch=("seen.add(x)", f"seen.add(x)\n        if x == 150: {crash}"))
     outcome = Supervisor(load_graph(path), RunOptions(stdout=io.StringIO()), RecoveryPolicy(),
                          say=lambda text: None).run()
@@ -337,3 +340,36 @@ def test_group_processes_run_with_the_engines_current_directory_and_environment(
     assert (tmp_path / "where.json").exists()
     cwd, seen = json.loads((tmp_path / "where.json").read_text())
     assert (Path(cwd), seen) == (tmp_path.resolve(), value)
+
+
+@pytest.mark.parametrize("stopping", [True, False], ids=["stop-killed-it", "no-stop"])
+def test_a_group_that_cannot_be_started_is_a_failure_unless_a_stop_caused_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopping: bool) -> None:
+    """A signal to the whole process group can kill the fork server while it starts (before its preload
+    ignores SIGTERM); the engine sees the start fail a moment before it handles the same signal."""
+    from snapgraph.runtime.processes import ProcessTransport
+    from snapgraph.runtime.transport import GroupStartFailed
+
+    path = write_graph(tmp_path)
+    engine: list[ProcessEngine] = []
+    start = ProcessTransport.start
+    started: list[str] = []
+
+    def start_then_fail(self, spec):  # type: ignore[no-untyped-def]
+        if started:
+            if stopping:
+                threading.Timer(0.2, engine[0].stop, ("SIGTERM received",)).start()  # the stop comes late
+            raise GroupStartFailed("the fork server that starts group processes died (EOFError: unexpected EOF)")
+        started.append(spec.instance)
+        return start(self, spec)
+
+    monkeypatch.setattr(ProcessTransport, "start", start_then_fail)
+    engine.append(ProcessEngine(load_graph(path), RunOptions(stdout=io.StringIO())))
+    result = engine[0].run()
+    assert started, "the first group started"
+    if stopping:
+        assert result.status == "stopped" and result.reason == "SIGTERM received"
+    else:
+        assert result.status == FAILED
+        assert "failed in starting group" in result.reason and "the fork server" in result.reason
+    assert result.stuck == []

@@ -560,7 +560,8 @@ def test_wiretap_prints_and_forwards_unchanged(run_yaml, rec):
     """
     sink = """
     import sg_rec
-    api.set_port_callback("in", lambda m, h, b: sg_rec.add("got", (h.copy(), b.get(), b.get_base_type())))
+    api.set_port_callback("in", lambda m, h, b: sg_rec.add("got", (h.copy(), b.get_reader().read(-1) if b.get_type_id() == "com.sap.core.binary" else b.get(),
+                                                    b.get_base_type())))
     """
     run = run_yaml(graph, {"gen.py": PRINT_GEN, "sink.py": sink})
     assert_completed(run)

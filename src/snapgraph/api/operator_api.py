@@ -19,6 +19,7 @@ from snapgraph.api.data import Record, Table, TypeContext, conforms
 from snapgraph.api.header import normalize_header
 from snapgraph.api.streams import BinaryWriter, InputBody, TableWriter, is_binary_type
 from snapgraph.model.types import DYNAMIC, TABLE, DataTypeReference, PortType
+from snapgraph.model.validate import GEN1_ATTRIBUTES, TIMER_WITH_PERIOD, multi_port_callback
 
 ResponseCallback = Callable[[bytes, "BaseException | None"], Any]
 
@@ -144,7 +145,7 @@ class Outport:
         self._dynamic_type = dynamic_type
 
     def publish(self, data: Any, *args: Any, **kwargs: Any) -> bytes:
-        """``publish(data, header=None, response_callback=None)`` or
+        """``publish(data, header=None, response_callback=None)`` (``data`` None: headers only) or
         ``publish(fileobj, n, header=None, response_callback=None)``; returns the 12-byte id."""
         if isinstance(data, (io.IOBase,)) or (hasattr(data, "read") and not isinstance(data, Table)):
             n = args[0] if args else kwargs.pop("n", -1)
@@ -162,7 +163,8 @@ class Outport:
                 f"{self._name!r}; publish its value instead: body.get()"
             )
         type_id = self._outgoing_type_id(body)
-        problem = conforms(body, self._effective_type(), self._type_context)
+        # publish(None, header): a header-only message, which every port type carries.
+        problem = None if body is None else conforms(body, self._effective_type(), self._type_context)
         if problem:
             raise TypeError(f"operator {self._process!r}: cannot publish on port {self._name!r}: {problem}")
         if isinstance(body, list) and self._port_type.category == TABLE:
@@ -232,17 +234,6 @@ class Outputs:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return (v for k, v in self.__dict__.items() if not k.startswith("_"))
-
-
-_GEN1_HINTS = {
-    "send": "api.send is Gen1; in Gen2 use api.outputs.<port>.publish(data, header)",
-    "Message": "api.Message is Gen1; in Gen2 publish the value and pass headers as a dict",
-    "add_generator": "api.add_generator is Gen1; in Gen2 use api.set_prestart(fn)",
-    "add_shutdown_handler": "api.add_shutdown_handler is Gen1; in Gen2 use api.set_shutdown(fn)",
-    "remove_timer": "api.remove_timer is Gen1; in Gen2 a timer stops when its callback returns a negative number",
-    "update_timer": "api.update_timer is Gen1; in Gen2 the timer callback returns the seconds until its next call",
-    "remove_port_callback": "api.remove_port_callback is Gen1 only",
-}
 
 
 @dataclass
@@ -315,10 +306,7 @@ class Api:
     def set_port_callback(self, port: str, callback: Callable[..., Any], *legacy: Any) -> None:
         """Call ``callback(msg_id, header, body)`` for each message arriving on input ``port``."""
         if isinstance(port, (list, tuple)):
-            raise TypeError(
-                f"operator {self._process!r}: api.set_port_callback takes one port name in Gen2 "
-                f"(got the Gen1 list form {list(port)!r}); register one callback per port"
-            )
+            raise TypeError(f"operator {self._process!r}: {multi_port_callback(list(port))}")
         if port not in self._inports:
             known = ", ".join(self._inports) or "none"
             raise ValueError(f"operator {self._process!r} has no input port {port!r} (its ports: {known})")
@@ -348,10 +336,7 @@ class Api:
     def add_timer(self, callback: Callable[[], Any], *rest: Any) -> None:
         """Add a timer; ``callback()`` returns seconds to its next call (0 = asap, < 0 = stop)."""
         if isinstance(callback, str):
-            raise TypeError(
-                "api.add_timer(period, callback) is the Gen1 form; in Gen2 call api.add_timer(callback) "
-                "and return the seconds until the next call from the callback"
-            )
+            raise TypeError(f"operator {self._process!r}: {TIMER_WITH_PERIOD}")
         self._check_callable(callback, "add_timer")
         self._registrations.timers.append(callback)
 
@@ -423,8 +408,8 @@ class Api:
             raise TypeError(f"operator {self._process!r}: api.{what} expects a function, got {type(callback).__name__}")
 
     def __getattr__(self, name: str) -> Any:
-        if name in _GEN1_HINTS:
-            raise AttributeError(f"operator {self._process!r}: {_GEN1_HINTS[name]}")
+        if name in GEN1_ATTRIBUTES:
+            raise AttributeError(f"operator {self._process!r}: {GEN1_ATTRIBUTES[name]}")
         raise AttributeError(f"the Gen2 api object has no attribute {name!r}")
 
 

@@ -100,12 +100,17 @@ class InputBody:
         self._consumed = False
 
     def get(self) -> Any:
-        """The whole value: a Table for tables (a stream is read to its end), else the value."""
+        """The whole value: a Table for tables (a stream is read to its end), None for a header-only
+        message, else the value. Binary bodies raise, as in Gen2: they are read with get_reader()."""
+        if self._is_header_only():
+            return None
+        if self._is_binary():
+            raise TypeError(
+                f"body.get() does not read binary bodies ({self.get_base_type()}:{self.get_type_id()}); "
+                "read them with body.get_reader().read(-1)"
+            )
         if self._stream is not None:
-            if self._port_type.category == TABLE or not is_binary_type(self._port_type, self._type_id):
-                self._value = TableReader(self._stream, self._type_id_or_empty()).read(-1)
-            else:
-                self._value = BinaryReader(self._stream).read(-1)
+            self._value = TableReader(self._stream, self._type_id_or_empty()).read(-1)
             self._stream = None
         return self._value
 
@@ -117,6 +122,8 @@ class InputBody:
             source = _ListSource([self._value.body] if len(self._value) else [])
         elif isinstance(self._value, (bytes, bytearray, memoryview)):
             source = _ListSource([bytes(self._value)] if len(self._value) else [])
+        elif self._is_header_only():
+            raise TypeError("body.get_reader(): this message has headers only, no body to read (body.get() is None)")
         else:
             raise TypeError(
                 f"body.get_reader() needs a table or binary body; this one is "
@@ -127,18 +134,21 @@ class InputBody:
         return BinaryReader(source)
 
     def is_stream(self) -> bool:
-        return self._is_table() or is_binary_type(self._port_type, self._type_id) or self._stream is not None
+        if self._is_header_only():
+            return False
+        return self._is_table() or self._is_binary() or self._stream is not None
 
     def get_type_id(self) -> str:
         return self._type_id
 
     def get_base_type(self) -> str:
+        """The port's category; ``"none"`` for a header-only message, whatever the port."""
+        if self._is_header_only():
+            return NONE
         if self._port_type.category != "any":
             return self._port_type.category
         if isinstance(self._value, Table) or (self._stream is not None and self._is_table()):
             return TABLE
-        if self._value is None and self._stream is None:
-            return NONE
         from snapgraph.api.data import Record
 
         return "structure" if isinstance(self._value, Record) else "scalar"
@@ -146,8 +156,23 @@ class InputBody:
     def _is_table(self) -> bool:
         return self._port_type.category == TABLE or isinstance(self._value, Table)
 
+    def _is_binary(self) -> bool:
+        return not self._is_table() and is_binary_type(self._port_type, self._type_id)
+
+    def _is_header_only(self) -> bool:
+        """``publish(None, header)``: no body at all, on whatever port type."""
+        return self._value is None and self._stream is None
+
     def _type_id_or_empty(self) -> str:
         return "" if self._type_id == "*" else self._type_id
+
+
+def whole_value(body: InputBody) -> Any:
+    """The whole value of any body, binary ones included (which ``body.get()`` refuses, as in
+    Gen2): for the engine's own printers, which show every message whatever its type."""
+    if body._is_binary() and not body._is_header_only():
+        return body.get_reader().read(-1)
+    return body.get()
 
 
 class TableWriter:

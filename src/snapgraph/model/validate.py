@@ -4,11 +4,13 @@
 so ``snapgraph validate`` can show them all. The checks follow DI's
 validation rules where they are documented (incompatible ports, error port
 for ``propagate to error port``, snapshot limitations) and add the ones a
-local runner can do cheaply (script syntax, unconnected Graph Terminator).
+local runner can do cheaply (script syntax, Gen1 API calls in a script, unconnected
+Graph Terminator).
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 from snapgraph.model.graph import (
@@ -212,7 +214,68 @@ def _check_script(process: Process) -> list[Problem]:
                         f"syntax error in script {script.filename}:{line}: {exc.msg}{detail}")]
     except ValueError as exc:  # e.g. null bytes
         return [Problem(str(process.location), f"script {script.filename} cannot be compiled: {exc}")]
-    return []
+    return [Problem(str(process.location), f"Gen1 API in script {script.filename}:{call.line}: {call.message}")
+            for call in find_gen1_calls(ast.parse(script.text, script.filename))]
+
+
+# -- Gen1 API in scripts ------------------------------------------------------------------------
+# One table of messages for both places that meet Gen1 code: validation finds the calls in the script
+# text (find_gen1_calls), and the api object raises the same messages for what only the run can see.
+
+# Gen1 attributes of ``api`` that Gen2 does not have -> what to use instead.
+GEN1_ATTRIBUTES: dict[str, str] = {
+    "send": "api.send is Gen1; in Gen2 use api.outputs.<port>.publish(data, header)",
+    "Message": "api.Message is Gen1; in Gen2 publish the value and pass headers as a dict",
+    "add_generator": "api.add_generator is Gen1; in Gen2 use api.set_prestart(fn)",
+    "add_shutdown_handler": "api.add_shutdown_handler is Gen1; in Gen2 use api.set_shutdown(fn)",
+    "remove_timer": "api.remove_timer is Gen1; in Gen2 a timer stops when its callback returns a negative number",
+    "update_timer": "api.update_timer is Gen1; in Gen2 the timer callback returns the seconds until its next call",
+    "remove_port_callback": "api.remove_port_callback is Gen1 only",
+}
+
+TIMER_WITH_PERIOD = (
+    "api.add_timer(period, callback) is the Gen1 form; in Gen2 call api.add_timer(callback) "
+    "and return the seconds until the next call from the callback"
+)
+
+
+def multi_port_callback(ports: list[object]) -> str:
+    """The message for ``api.set_port_callback([...], cb)``, the Gen1 form that waits for every port."""
+    return (f"api.set_port_callback takes one port name in Gen2 (got the Gen1 list form {ports!r}); "
+            "register one callback per port")
+
+
+@dataclass(frozen=True)
+class Gen1Call:
+    """One use of the Gen1 API in a script: its line and what to write instead."""
+
+    line: int
+    message: str
+
+
+def find_gen1_calls(tree: ast.AST) -> list[Gen1Call]:
+    """Every use of the Gen1 API on the name ``api`` in a parsed script, in line order.
+
+    Finds the Gen1 attributes (``api.send``, ``api.Message``, ...),
+    ``api.add_timer`` with a literal period string first and
+    ``api.set_port_callback`` with a literal list or tuple of ports.
+    """
+    found: list[Gen1Call] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_api(node.value) and node.attr in GEN1_ATTRIBUTES:
+            found.append(Gen1Call(node.lineno, GEN1_ATTRIBUTES[node.attr]))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _is_api(node.func.value):
+            first = node.args[0] if node.args else None
+            if node.func.attr == "add_timer" and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.append(Gen1Call(node.lineno, TIMER_WITH_PERIOD))
+            elif node.func.attr == "set_port_callback" and isinstance(first, (ast.List, ast.Tuple)):
+                ports = [element.value if isinstance(element, ast.Constant) else "..." for element in first.elts]
+                found.append(Gen1Call(node.lineno, multi_port_callback(ports)))
+    return sorted(found, key=lambda call: call.line)
+
+
+def _is_api(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id == "api"
 
 
 def _check_terminators(graph: Graph, skip: frozenset[str] | set[str]) -> list[Problem]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from snapgraph.api.data import describe
 from snapgraph.api.operator_api import Api
+from snapgraph.api.streams import whole_value
 from snapgraph.model.graph import GRAPH_TERMINATOR_V2, TERMINAL_V2, WIRETAP_V2, Process
 from snapgraph.model.types import DataTypeReference
 
@@ -63,8 +64,8 @@ def _graph_terminator(process: Process, api: Api, host: GroupHost) -> None:
         api.set_port_callback(port, on_message(port))
 
 
-def _render(api: Api, layout: str, header: Any, body: Any, started: float, print_headers: bool) -> str:
-    text = describe(body.get() if body is not None else None)
+def _render(api: Api, layout: str, header: Any, value: Any, started: float, print_headers: bool) -> str:
+    text = describe(value)
     if print_headers and header:
         text = f"{dict(header)} {text}"
     return (
@@ -84,7 +85,7 @@ def _terminal(process: Process, api: Api, host: GroupHost) -> None:
     def on_input(msg_id: bytes, header: Any, body: Any) -> None:
         if _truthy(api.config.disable) if "disable" in api.config else False:
             return
-        line = _render(api, layout, header, body, started, print_headers=False)
+        line = _render(api, layout, header, whole_value(body), started, print_headers=False)
         host.stdout_write(line if line.endswith("\n") else line + "\n")
 
     api.set_port_callback("in", on_input)
@@ -96,9 +97,9 @@ def _wiretap(process: Process, api: Api, host: GroupHost) -> None:
     started = time.monotonic()
 
     def on_input(msg_id: bytes, header: Any, body: Any) -> None:
-        value = body.get()
+        value = whole_value(body)
         if not (_truthy(api.config.disable) if "disable" in api.config else False):
-            line = _render(api, layout, header, body, started, print_headers=True)
+            line = _render(api, layout, header, value, started, print_headers=True)
             host.stdout_write(line if line.endswith("\n") else line + "\n")
         if api.is_outport_connected["out"]:
             # Forward unchanged: the receiver sees the base type and type id the wiretap got.

@@ -152,6 +152,11 @@ class GraphDriver(ABC):
     def is_stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def stopped_on_request(self) -> bool:
+        """The attempt has ended (or is draining) because a stop was asked for."""
+        with self._end_lock:
+            return self._status == STOPPED or (self._draining is not None and self._draining[0] == STOPPED)
+
     def stop(self, reason: str) -> None:
         """Stop the run gracefully (signals, --stop-after); shutdown callbacks still run.
 

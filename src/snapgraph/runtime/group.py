@@ -32,6 +32,8 @@ from snapgraph.runtime.options import RunOptions
 from snapgraph.snapshot.faults import FaultPlan
 
 JOIN_TIMEOUT = 10.0  # seconds a dispatcher gets to finish its callback and shutdown
+LOAD_WARNING_AFTER = 5.0  # seconds of script body after which the operator is named as still loading
+LOAD_POLL = 0.1  # how often loading looks for a stop
 
 # Garbage collection while a graph runs. Tables waiting in channels are thousands of live row
 # lists; with CPython's default thresholds (700, 10, 10) the older generations re-scan them over
@@ -239,8 +241,18 @@ class GroupHost:
         set_default_type_context(self.type_context)
         for runtime in self.operators.values():
             runtime.thread.start()
+        started = time.monotonic()
+        warned = False
         for runtime in self.operators.values():
-            runtime.loaded.wait()
+            while not runtime.loaded.wait(LOAD_POLL) and not self.is_stopping():
+                if not warned and time.monotonic() - started >= LOAD_WARNING_AFTER:
+                    warned = True
+                    for name in self.still_loading():
+                        self.operators[name].logger.warning(
+                            "still running its script body after %.0f s (a loop at the top level of the "
+                            "script?); the graph starts when every script body has returned", LOAD_WARNING_AFTER)
+            if self.is_stopping():
+                break  # a stop or another operator's failure: do not wait for the rest
         failures = [r.load_failure for r in self.operators.values() if r.load_failure]
         failures.sort(key=lambda f: not f.invalid)
         for failure in failures:
@@ -286,11 +298,22 @@ class GroupHost:
             for t in threading.enumerate()
         )
 
+    def still_loading(self) -> list[str]:
+        """The operators whose script body has not returned."""
+        return [name for name, runtime in self.operators.items() if not runtime.loaded.is_set()]
+
     def join(self) -> list[str]:
-        """Wait for the dispatchers to finish; returns the operators still busy after JOIN_TIMEOUT."""
+        """Wait for the dispatchers to finish; returns the operators still busy after JOIN_TIMEOUT.
+
+        An operator still in its script body is not waited for (nothing of it ran, and a loop at
+        the top level of a script may never return): it is listed at once.
+        """
         deadline = time.monotonic() + JOIN_TIMEOUT
-        stuck = []
+        loading = set(self.still_loading())
+        stuck = [f"{name} (in its script body)" for name in self.operators if name in loading]
         for runtime in self.operators.values():
+            if runtime.name in loading:
+                continue
             runtime.thread.join(max(0.0, deadline - time.monotonic()))
             if runtime.thread.is_alive():
                 stuck.append(runtime.name)

@@ -29,6 +29,7 @@ from snapgraph.model.graph import (
     Process,
     error_handling_mode,
 )
+from snapgraph.runtime import script_guards
 from snapgraph.runtime.channels import Channel, Inbox
 from snapgraph.runtime.messages import (
     Barrier,
@@ -231,6 +232,7 @@ class OperatorRuntime:
     # -- the dispatcher ---------------------------------------------------------------
     def _main(self) -> None:
         self.host.register_engine_thread()
+        script_guards.dispatcher(self.name)
         try:
             self._load()
         except BaseException as exc:  # noqa: BLE001 - any load failure is reported, not raised
@@ -238,7 +240,7 @@ class OperatorRuntime:
                 self.load_failure = OperatorFailure(self.name, "start", str(exc), "", invalid=True)
             else:
                 self.load_failure = OperatorFailure(
-                    self.name, "script body", _one_line(exc), format_script_error(exc)
+                    self.name, "script body", _describe(exc), format_script_error(exc)
                 )
             self.phase = Phase.DONE
             self.loaded.set()
@@ -279,7 +281,10 @@ class OperatorRuntime:
     def _load(self) -> None:
         api = self.make_api(self.host.runtime_info(self.process))
         if self.process.script is not None:
-            run_script(self.process.script, self.name, {"api": api})
+            try:
+                run_script(self.process.script, self.name, {"api": api})
+            finally:
+                script_guards.leave_if_forked()
         else:
             from snapgraph.runtime.builtins import setup_builtin
 
@@ -383,6 +388,10 @@ class OperatorRuntime:
                         exc = err
                         self.logger.warning("port %r: %s (reported back to the sender for retry)",
                                             channel.port, _one_line(err))
+                    except BaseException as err:  # noqa: BLE001 - sys.exit and the like end the operator
+                        self._fail(f"port callback of {channel.port!r}", err)
+                    finally:
+                        script_guards.leave_if_forked()
                 else:
                     self._guarded(f"port callback of {channel.port!r}", callback,
                                   message.msg_id, Header(message.header), body)
@@ -499,11 +508,17 @@ class OperatorRuntime:
             step()
         except GraphStopping:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - sys.exit included
             self._fail(phase, exc)
+        finally:
+            script_guards.leave_if_forked()
 
     def _guarded(self, phase: str, callback: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
-        """Run a script callback; apply the operator's error handling to what it raises."""
+        """Run a script callback; apply the operator's error handling to what it raises.
+
+        What is not an ``Exception`` (``sys.exit``, ``os._exit``, ``KeyboardInterrupt``) is no error to
+        ignore or to send on: it fails the operator whatever its error handling.
+        """
         try:
             return True, callback(*args)
         except GraphStopping:
@@ -511,6 +526,10 @@ class OperatorRuntime:
         except Exception as exc:  # noqa: BLE001 - every script error goes through errorHandling
             self._handle_error(phase, exc)
             return False, None
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(phase, exc)
+        finally:
+            script_guards.leave_if_forked()
 
     def _handle_error(self, phase: str, exc: Exception) -> None:
         if self.error_mode == LOG_AND_IGNORE:
@@ -539,7 +558,7 @@ class OperatorRuntime:
 
     def _fail(self, phase: str, exc: BaseException) -> NoReturn:
         where = script_line(exc)
-        message = _one_line(exc) + (f" (at {where})" if where else "")
+        message = _describe(exc) + (f" (at {where})" if where else "")
         failure = OperatorFailure(self.name, phase, message, format_script_error(exc))
         self.logger.error("%s failed: %s", phase, failure.traceback)
         self.host.fail(failure)
@@ -553,12 +572,14 @@ class OperatorRuntime:
                 registrations.shutdown()
             except GraphStopping:
                 pass
-            except Exception as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - sys.exit included
                 where = script_line(exc)
                 self.host.fail_in_shutdown(OperatorFailure(
-                    self.name, "shutdown", _one_line(exc) + (f" (at {where})" if where else ""),
+                    self.name, "shutdown", _describe(exc) + (f" (at {where})" if where else ""),
                     format_script_error(exc)))
                 self.logger.error("shutdown failed: %s", format_script_error(exc))
+            finally:
+                script_guards.leave_if_forked()
         self.phase = Phase.DONE
 
 
@@ -578,6 +599,11 @@ def _default_response_callback(msg_id: bytes, ex: BaseException | None) -> None:
     """Gen2's default: a downstream error (retry mode) is raised in the sender."""
     if ex is not None:
         raise ex
+
+
+def _describe(exc: BaseException) -> str:
+    """One line on what a script raised; an attempt to end the process says so, with its code."""
+    return script_guards.describe_exit(exc) or _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:

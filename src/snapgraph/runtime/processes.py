@@ -33,7 +33,7 @@ from snapgraph.runtime.group import current_cpu
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.remote import RemoteEngine
 from snapgraph.runtime.scripts import prepare_imports
-from snapgraph.runtime.transport import GroupHandle, GroupSpec, Transport, serve_group
+from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, Transport, serve_group
 from snapgraph.runtime.wire import PipeEnds, enlarge_pipe, pipe_bytes
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
@@ -116,7 +116,15 @@ class ProcessTransport(Transport):
         where = _Where(os.getcwd(), dict(os.environ), list(sys.path))
         process = self._context.Process(target=group_main, name=f"snapgraph-group-{spec.instance}",
                                         args=(spec, child_end, outbound, inbound, self._cpu_for(spec), where))
-        process.start()
+        try:
+            process.start()
+        except (EOFError, OSError) as exc:
+            # The fork server died: a signal to the whole process group that reached it while it was
+            # starting, before its preload ignores SIGTERM, or an OOM kill. The next attempt starts a new one.
+            child_end.close()
+            parent_end.close()
+            raise GroupStartFailed(f"the fork server that starts group processes died "
+                                   f"({type(exc).__name__}: {exc})") from None
         child_end.close()
         return _ProcessHandle(spec.instance, process, parent_end)
 

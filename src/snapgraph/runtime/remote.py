@@ -30,12 +30,13 @@ from snapgraph.runtime.engine import GraphDriver, Quiet
 from snapgraph.runtime.group import JOIN_TIMEOUT, Restore
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
-from snapgraph.runtime.transport import GroupHandle, GroupSpec, Transport
+from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, Transport
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for every group's answer to a probe
 EXIT_GRACE = 5.0  # seconds a group gets to exit after reporting done, before it is ended by force
+START_FAILURE_GRACE = 1.0  # seconds a failed group start waits for a stop that may have caused it
 
 
 def groups_of(graph: Graph) -> dict[str, list[str]]:
@@ -131,7 +132,17 @@ class RemoteEngine(GraphDriver):
             spec = GroupSpec(self.graph, child.group, child.members, options, self.snapshots is not None,
                              restore, self.faults.remaining(), self.handle, instance=child.name,
                              index=child.index, multiplicity=child.multiplicity, outbound=outbound, inbound=inbound)
-            child.handle = self.transport.start(spec)
+            try:
+                child.handle = self.transport.start(spec)
+            except GroupStartFailed as failed:
+                # A signal to the whole process group can end what starts the groups a moment before
+                # this engine has handled the same signal: given that moment, it is the stop it asked for.
+                self._stopping.wait(START_FAILURE_GRACE)
+                if self.stopped_on_request():
+                    return
+                self.operator_failed(OperatorFailure(", ".join(child.members), f"starting group {child.name!r}",
+                                                     str(failed), ""))
+                return
             threading.Thread(target=self._listen, args=(child,), daemon=True,
                              name=f"control:{child.name}").start()
 

@@ -7,14 +7,21 @@ a file or inside graph.json. Each script body runs as a module of its own
 needs a class's module to exist works in scripts as it does in any module:
 dataclasses, enums, and pickling instances of script-defined classes into
 snapshot state.
+
+Besides ``api``, a script starts with the few modules that SAP's published
+examples use without importing them (:data:`PRELOADED_NAMES`); a script that
+binds one of those names itself (an import, an assignment) gets its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import linecache
+import pickle
 import re
 import sys
+import threading
 import traceback
 import types
 from pathlib import Path
@@ -24,6 +31,10 @@ from snapgraph.model.graph import ScriptSource
 
 _ENGINE_DIR = str(Path(__file__).resolve().parents[1])
 SCRIPT_MODULE_PREFIX = "snapgraph_operator_"
+
+# Names SAP's examples use unimported: pickle (State Management, Examples: Operator States),
+# BytesIO (Python3 Operator V2 binary examples), io and threading (the Modeler's older template).
+PRELOADED_NAMES: dict[str, Any] = {"pickle": pickle, "io": io, "BytesIO": io.BytesIO, "threading": threading}
 
 
 def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
@@ -79,13 +90,15 @@ def script_module_name(process: str) -> str:
 
 
 def run_script(source: ScriptSource, process: str, injected: dict[str, Any]) -> types.ModuleType:
-    """Compile and run the script body of ``process`` as its module, with ``injected`` names (``api``)."""
+    """Compile and run the script body of ``process`` as its module, with the preloaded names and
+    ``injected`` ones (``api``) as its globals."""
     text = source.text
     if not Path(source.filename).is_file():
         linecache.cache[source.filename] = (len(text), None, text.splitlines(True), source.filename)
     code = compile(text, source.filename, "exec")
     module = types.ModuleType(script_module_name(process))
     module.__file__ = source.filename
+    module.__dict__.update(PRELOADED_NAMES)
     module.__dict__.update(injected)
     sys.modules[module.__name__] = module
     exec(code, module.__dict__)  # noqa: S102 - running the user's operator script is the point

@@ -12,6 +12,13 @@ reads the pipe and does the work:
   128 + the signal's number (130 for SIGINT, 143 for SIGTERM). No final
   epoch is taken; the run stays unfinished in the store and its lease dies
   with the process, so ``--resume`` continues from the last complete epoch.
+  The forced exit waits for the record of how the run ended
+  (:attr:`StopTarget.ending`): if that record is written, the run is over
+  and the second signal changes nothing (the exit code is the run's).
+
+The handlers are installed before the run is planned (:meth:`StopOnSignals.attach`
+names what to stop once it exists): a first signal before then stops the run
+as soon as it starts.
 
 Group processes and the fork server ignore both signals (see
 :mod:`snapgraph.runtime.processes`), so a signal to the whole process group —
@@ -26,8 +33,22 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FORCE_WAIT = 5.0  # seconds a forced exit waits for a run's end being recorded
+
+
+class StopTarget(Protocol):
+    """What the signals stop: a run that can be asked to stop and that records how it ended."""
+
+    ending: threading.Lock  # held while the run's end is recorded
+
+    def stop(self, reason: str) -> None: ...
+
+    @property
+    def ended(self) -> bool:
+        """The run's end is recorded: nothing is left for a forced exit to cut short."""
 
 
 def forced_exit_code(signum: int) -> int:
@@ -37,12 +58,22 @@ def forced_exit_code(signum: int) -> int:
 class StopOnSignals:
     """Installs the handlers (main thread only) and runs the watcher thread."""
 
-    def __init__(self, stop: Callable[[str], None], exit_now: Callable[[int], None] = os._exit) -> None:
-        self._stop = stop
+    def __init__(self, exit_now: Callable[[int], None] = os._exit) -> None:
         self._exit_now = exit_now
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)
         self.received: list[int] = []
+        self._target: StopTarget | None = None
+        self._pending: str | None = None  # a stop requested before there was a target
+        self._lock = threading.Lock()
+
+    def attach(self, target: StopTarget) -> None:
+        """From now on signals stop ``target``; a stop requested before is passed on at once."""
+        with self._lock:
+            self._target = target
+            pending = self._pending
+        if pending is not None:
+            target.stop(pending)
 
     def install(self) -> StopOnSignals:
         for signum in STOP_SIGNALS:
@@ -78,13 +109,37 @@ class StopOnSignals:
                 self.received.append(signum)
                 name = signal.Signals(signum).name
                 if len(self.received) == 1:
-                    self._stop(f"{name} received")
-                    continue
-                code = forced_exit_code(signum)
-                os.write(2, (f"snapgraph: second signal ({name}): stopping at once without a final epoch, exit "
-                             f"{code}; the run stays resumable with --resume\n").encode())
-                self._exit_now(code)
-                return
+                    self._first(f"{name} received")
+                elif self._second(signum, name):
+                    return
+
+    def _first(self, reason: str) -> None:
+        with self._lock:
+            target = self._target
+            if target is None:
+                self._pending = reason
+        if target is not None:
+            target.stop(reason)
+
+    def _second(self, signum: int, name: str) -> bool:
+        """Force the exit unless the run's end is already recorded; whether it exited."""
+        with self._lock:
+            target = self._target
+        ending = target.ending if target is not None else None
+        held = ending.acquire(timeout=FORCE_WAIT) if ending is not None else False
+        try:
+            if target is not None and target.ended:
+                os.write(2, f"snapgraph: second signal ({name}): the run has already ended and is recorded; "
+                            "finishing normally\n".encode())
+                return False
+            code = forced_exit_code(signum)
+            os.write(2, (f"snapgraph: second signal ({name}): stopping at once without a final epoch, exit "
+                         f"{code}; the run stays resumable with --resume\n").encode())
+            self._exit_now(code)
+            return True
+        finally:
+            if held and ending is not None:
+                ending.release()
 
 
-__all__ = ["STOP_SIGNALS", "StopOnSignals", "forced_exit_code"]
+__all__ = ["STOP_SIGNALS", "StopOnSignals", "StopTarget", "forced_exit_code"]

@@ -85,6 +85,13 @@ class Supervisor:
         self._stop_reason: str | None = None
         self._stopped = threading.Event()
         self._lease_lost: LeaseLost | None = None
+        self.ending = threading.Lock()  # held while how the run ended is recorded (see StopTarget)
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        """How the run ended is recorded (or, without a store, decided)."""
+        return self._ended
 
     def stop(self, reason: str) -> None:
         """Stop gracefully: the running attempt drains; no further attempt starts."""
@@ -213,12 +220,14 @@ class Supervisor:
                 restored_from: list[str | None]) -> SupervisedResult:
         """Record how the run ended in the store (``run`` None: do not write) and report it."""
         run_id = run.run_id if run is not None else None
-        if self.store is not None and run_id is not None:
-            try:
-                self.store.finish_run(run_id, _RUN_STATUS[result.status])
-            except StoreError as err:
-                # The run stays 'running' in the store: still resumable, and a plain run still refuses.
-                self.say(f"could not record the end of run {run_id}: {err}")
+        with self.ending:
+            if self.store is not None and run_id is not None:
+                try:
+                    self.store.finish_run(run_id, _RUN_STATUS[result.status])
+                except StoreError as err:
+                    # The run stays 'running' in the store: still resumable, and a plain run still refuses.
+                    self.say(f"could not record the end of run {run_id}: {err}")
+            self._ended = True
         if run_id is None and self.plan is not None:
             run_id = self.plan.run.run_id
         return SupervisedResult(result, attempts, run_id, restored_from)

@@ -84,6 +84,10 @@ class GroupHandle(ABC):
         """Give the group ``timeout`` seconds to exit, then end it by force; release its resources."""
 
 
+class GroupStartFailed(Exception):
+    """A group instance could not be started (its host is gone, it died while starting)."""
+
+
 class Transport(ABC):
     """Starts group instances and the data links between them: every link is connected before the
     first instance starts, and :meth:`started` follows the last start."""
@@ -94,7 +98,7 @@ class Transport(ABC):
 
     @abstractmethod
     def start(self, spec: GroupSpec) -> GroupHandle:
-        """Start one group instance, handing it the ends of its links."""
+        """Start one group instance, handing it the ends of its links; :class:`GroupStartFailed` if it cannot."""
 
     @abstractmethod
     def started(self) -> None:

@@ -390,28 +390,35 @@ class SQLiteStore(SnapshotStore):
     ``create=False`` opens only an existing store (the ``snapshots`` commands);
     a new store is built under a temporary name and linked into place, so a
     store file is never seen half-made (an empty file is a truncated store).
+    ``read_only=True`` (implies ``create=False``) never changes the file, not
+    even by the checkpoint SQLite runs when the last writer closes: what
+    decides to refuse a run reads through it, so a refusal leaves the store's
+    bytes as they were.
     """
 
-    def __init__(self, path: Path, keep: int = DEFAULT_KEEP, *, create: bool = True,
+    def __init__(self, path: Path, keep: int = DEFAULT_KEEP, *, create: bool = True, read_only: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.keep = keep
         self.clock = clock
         self._lock = threading.Lock()
         self._fence: tuple[str, str] | None = None  # (graph key, token) of the lease this engine holds
+        self.read_only = read_only
         if not self.path.exists():
-            if not create:
+            if not create or read_only:
                 raise StoreUnusable(f"no snapshot store at {self.path}")
             self._create()
         self._check_file()
+        mode = "ro" if read_only else "rw"
         try:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, check_same_thread=False,
+            self._db = sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True, check_same_thread=False,
                                        isolation_level=None, timeout=10.0)
         except sqlite3.DatabaseError as exc:
             raise StoreUnusable(f"snapshot store {self.path} cannot be opened: {exc}") from None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            if not read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
             self._check_contents()
         except StoreUnusable:
             self._db.close()

@@ -1,0 +1,191 @@
+"""Scripts that try to end, clone or hang the engine: each ends with a message, in both modes.
+
+``sys.exit`` / ``os._exit`` in any callback fail the operator naming it and the code; a fork leaves
+no process behind and no hang; a loop at the top level of a script is named after a few seconds and
+one SIGINT stops it. Every case runs the real command line, with groups as processes and in one
+process.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import snapgraph_cli, write_files
+from snapgraph.runtime import group
+
+MODES = [pytest.param([], id="processes"), pytest.param(["--in-process"], id="in-process")]
+
+GRAPH = """
+name: guards
+operators:
+  gen:
+    group: source
+    script: gen.py
+    outputs: {output: int64}
+  sink:
+    group: sink
+    script: sink.py
+    inputs: {input: int64}
+    config: {errorHandling: {type: "log and ignore"}}
+connections:
+  - gen.output -> sink.input
+snapshots: {period: 1}
+"""
+
+GEN = """
+def tick():
+    api.outputs.output.publish(1)
+    return -1
+
+api.add_timer(tick)
+"""
+
+# Where in the sink's script the call goes: each template gets CALL (an indented statement).
+SITES = {
+    "script body": "import os, sys\nCALL\n",
+    "prestart": "import os, sys\ndef prestart():\n    CALL\napi.set_prestart(prestart)\n",
+    "port callback of 'input'": "import os, sys\ndef on_input(msg_id, header, body):\n    CALL\n"
+                                "api.set_port_callback('input', on_input)\n",
+    "shutdown": "import os, sys\ndef shutdown():\n    CALL\napi.set_shutdown(shutdown)\n",
+    "snapshot of epoch": "import os, sys, pickle\n"
+                         "api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))\n"
+                         "def serialize(epoch):\n    CALL\n"
+                         "api.set_serialize_callback(serialize)\n"
+                         "api.set_restore_callback(lambda epoch, data: None)\n"
+                         "def on_input(msg_id, header, body):\n    import time; time.sleep(1.5)\n"
+                         "api.set_port_callback('input', on_input)\n",
+}
+CALLS = {"sys.exit(3)": "the script called sys.exit(3)", "os._exit(4)": "the script called os._exit(4)",
+         "raise SystemExit('bye')": "the script called sys.exit('bye')"}
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("SNAPGRAPH_FAULTS", raising=False)
+    write_files(tmp_path, {"graph.yaml": GRAPH, "gen.py": GEN})
+    return tmp_path
+
+
+def processes_in(folder: Path) -> list[str]:
+    """Processes (other than pytest) whose working directory is ``folder``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cwd == str(folder) and b"pytest" not in cmdline and state != "Z":
+            found.append(pid)
+    return found
+
+
+def no_process_left(folder: Path) -> None:
+    deadline = time.monotonic() + 10
+    while left := processes_in(folder):
+        assert time.monotonic() < deadline, f"processes left behind: {left}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("call", list(CALLS))
+@pytest.mark.parametrize("site", list(SITES))
+def test_exiting_in_any_callback_fails_the_operator_with_its_code(folder: Path, site: str, call: str,
+                                                                   mode: list[str]) -> None:
+    """Whatever the error handling (the sink logs and ignores errors): an exit is no error to ignore."""
+    write_files(folder, {"sink.py": SITES[site].replace("CALL", call)})
+    proc = snapgraph_cli("run", "graph.yaml", *mode, cwd=folder, timeout=60)
+    expected = f"operator 'sink' failed in {site}"
+    if site == "shutdown":
+        # The graph completed; its shutdown failed, which the run reports as a failure.
+        expected = "operator 'sink' failed in shutdown"
+    assert expected in proc.stderr, proc.stderr
+    assert CALLS[call] in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    no_process_left(folder)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_exit_in_a_retry_mode_port_callback_is_no_error_to_hand_back(folder: Path, mode: list[str]) -> None:
+    graph = GRAPH.replace('{type: "log and ignore"}', '{type: "retry"}')
+    write_files(folder, {"graph.yaml": graph, "sink.py": SITES["port callback of 'input'"].replace(
+        "CALL", "os._exit(9)")})
+    proc = snapgraph_cli("run", "graph.yaml", *mode, cwd=folder, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "operator 'sink' failed in port callback of 'input': the script called os._exit(9)" in proc.stderr
+
+
+FORKS = {
+    # the child returns from the callback into the engine's code
+    "returns": "def on_input(msg_id, header, body):\n    os.fork()\n",
+    # the child outlives the callback, sleeping
+    "sleeps": "def on_input(msg_id, header, body):\n    if os.fork() == 0:\n        time.sleep(120)\n",
+    # the child is forked by the script body and sleeps
+    "sleeps, from the script body": "if os.fork() == 0:\n    time.sleep(120)\n"
+                                    "def on_input(msg_id, header, body):\n    pass\n",
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fork", list(FORKS))
+def test_a_fork_in_a_script_leaves_no_process_and_no_hang(folder: Path, fork: str, mode: list[str]) -> None:
+    write_files(folder, {"sink.py": "import os, time\n" + FORKS[fork] + "api.set_port_callback('input', on_input)\n"})
+    proc = snapgraph_cli("run", "graph.yaml", *mode, cwd=folder, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "graph 'guards' completed" in proc.stderr
+    if fork == "returns":
+        assert "returned from its callback into the engine; it ends here" in proc.stderr
+    no_process_left(folder)
+
+
+LOOP = "x = 0\nwhile True:\n    x += 1\n"
+
+
+def start(folder: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "snapgraph", "run", "graph.yaml", *args], cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_loop_at_the_top_level_is_named_and_one_sigint_stops_it(folder: Path, mode: list[str]) -> None:
+    write_files(folder, {"sink.py": LOOP})
+    engine = start(folder, *mode)
+    time.sleep(group.LOAD_WARNING_AFTER + 2)
+    assert engine.poll() is None
+    engine.send_signal(signal.SIGINT)
+    _, err = engine.communicate(timeout=30)
+    assert engine.returncode == 0, err
+    assert "[sink] WARNING: still running its script body after 5 s" in err
+    assert "graph 'guards' stopped" in err and "SIGINT received" in err
+    assert "[gen]" not in err  # only the looping operator is named
+    no_process_left(folder)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stop_while_a_script_body_loops_ends_the_run_every_time(folder: Path, mode: list[str]) -> None:
+    """Eight rounds, the signal at random moments of the loading; one signal is enough every time."""
+    write_files(folder, {"sink.py": LOOP})
+    rng = random.Random(f"loop{mode}")
+    for round_ in range(8):
+        engine = start(folder, "--fresh", *mode)  # the previous round's run is stopped: abandon it
+        time.sleep(rng.uniform(0.6, 2.0))  # after Python started (its default handlers)
+        signum = rng.choice([signal.SIGINT, signal.SIGTERM])
+        (os.killpg if round_ % 2 else os.kill)(engine.pid, signum)
+        _, err = engine.communicate(timeout=30)
+        assert engine.returncode == 0, (round_, err)
+        assert "graph 'guards' stopped" in err, (round_, err)
+        if mode:
+            assert "sink (in its script body)" in err
+        else:
+            assert "operators still busy" not in err
+        no_process_left(folder)
