@@ -15,6 +15,9 @@ it with ``--resume``. Step kinds:
 * ``signal``: SIGINT or SIGTERM to the engine or to its process group: exit 0, run ``stopped``
   (or ``completed`` when the graph finished first);
 * ``double-signal``: two signals 50 ms apart: exit 130 / 143 (or 0 when the stop was done first);
+* ``failing-drain``: a signal while a fault is planned at the ``drain`` step (raise, exit or kill), with
+  or without retries: exit 0 ``stopped`` with retries left, 1 ``failed`` without, 137 when the fault
+  ends the engine — resumable every time;
 * ``kill-group``: SIGKILL to one group process (groups as processes only), recovered in the run;
 * ``damage``: between two runs, one copy of a state blob flipped, the store file truncated, or
   its ``-wal`` file deleted or garbled; then a plain ``--resume`` must either work exactly once, or
@@ -70,7 +73,7 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 RUN_TIMEOUT = 150.0  # seconds one engine run may take before it counts as hung
 SLOW_STOP = 8.0  # seconds from a stop signal to the engine's exit that count as a hung stop
 LEFTOVER_GRACE = 10.0  # seconds processes of a finished engine may take to go away
-KINDS = ("fault", "sigkill-engine", "signal", "double-signal", "kill-group", "damage")
+KINDS = ("fault", "sigkill-engine", "signal", "double-signal", "failing-drain", "kill-group", "damage")
 
 # Source rows per (graph, db) at scale 1: a failure-free run lasts about 1-3 s on 2 cores.
 ROWS = {("wal", "sqlite"): (20000, 40000), ("upsert", "sqlite"): (6000, 12000),
@@ -103,6 +106,9 @@ class Step:
             return f"fault({p['faults']})"
         if self.kind in ("signal", "double-signal"):
             return f"{self.kind}({p['signal']}->{p['target']},{_when(p)})"
+        if self.kind == "failing-drain":
+            retries = "retries" if p["retries"] else "no-retries"
+            return f"failing-drain({p['signal']}->{p['target']},{_when(p)},{p['fault']},{retries})"
         if self.kind == "sigkill-engine":
             return f"sigkill-engine({p['target']},{_when(p)})"
         if self.kind == "kill-group":
@@ -173,7 +179,8 @@ def make_schedule(seed: int, db: str, mode: str, graph: str, scale: float = 1.0)
     low, high = ROWS[(graph, db)]
     rows = max(200, int(rng.randint(low, high) * scale) // 100 * 100)  # whole WAL messages of 100 rows
     grow = max(100, rows // 2 // 100 * 100)
-    kinds = {"fault": 34, "sigkill-engine": 12, "signal": 20, "double-signal": 10, "damage": 14}
+    kinds = {"fault": 34, "sigkill-engine": 12, "signal": 20, "double-signal": 10, "failing-drain": 8,
+             "damage": 14}
     if mode == "processes":
         kinds["kill-group"] = 10
     steps: list[Step] = []
@@ -191,6 +198,12 @@ def make_schedule(seed: int, db: str, mode: str, graph: str, scale: float = 1.0)
                                      "target": rng.choice(["engine", "group"]),
                                      "timing": "early" if early else "progress",
                                      "delay": round(rng.uniform(0.05, 0.6), 3) if early else delay}))
+        elif kind == "failing-drain":
+            action = rng.choices(["raise", "exit", "kill"], weights=[60, 20, 20])[0]
+            steps.append(Step(kind, {"signal": rng.choice(["SIGINT", "SIGTERM"]),
+                                     "target": rng.choice(["engine", "group"]), "timing": "progress",
+                                     "delay": delay, "retries": rng.random() < 0.5,
+                                     "fault": f"drain:{rng.choice([*OPERATORS[graph], '*'])}:1:{action}"}))
         elif kind == "sigkill-engine":
             steps.append(Step(kind, {"target": "engine" if rng.random() < 0.7 else "group", "delay": delay,
                                      "timing": "progress"}))
@@ -555,6 +568,7 @@ class Runner:
         self.sessions: set[int] = set()
         self.source_rows = schedule.rows
         self.started = False  # a run exists in the store
+        self.unprocessed = False  # rows were appended after the last run that completed
         self.last_status: str | None = None
         self.db: TargetDB | None = None
 
@@ -567,7 +581,8 @@ class Runner:
     def target(self) -> str:
         return TARGET_TABLE[self.s.graph]
 
-    def args(self, *, resume: bool, retries: bool) -> list[str]:
+    def args(self, *, resume: bool, retries: bool | None) -> list[str]:
+        """``retries``: True 5 retries, False none, None the graph file's (3 in both examples)."""
         args = [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / GRAPHS[self.s.graph]),
                 "--connections", str(self.db.connections_file), "--store", str(self.store),  # type: ignore[union-attr]
                 "--snapshot-period", "1"]
@@ -575,11 +590,11 @@ class Runner:
             args.append("--in-process")
         if resume:
             args.append("--resume")
-        if retries:
-            args += ["--max-retries", "5", "--retry-interval", "0"]
+        if retries is not None:
+            args += ["--max-retries", "5" if retries else "0", "--retry-interval", "0"]
         return args
 
-    def start(self, index: int, *, faults: str | None = None, retries: bool = False,
+    def start(self, index: int, *, faults: str | None = None, retries: bool | None = None,
               resume: bool | None = None) -> tuple[subprocess.Popen[bytes], list[str], Path]:
         env = {k: v for k, v in os.environ.items() if k != "SNAPGRAPH_FAULTS"}
         env["PYTHONUNBUFFERED"] = "1"
@@ -679,6 +694,7 @@ class Runner:
         start, end = self.source_rows, self.source_rows + self.s.grow
         self.db.append(start, end)  # type: ignore[union-attr]
         self.source_rows = end
+        self.unprocessed = True
         self.result.steps.append({"kind": "grow", "note": f"appended source rows {start}..{end - 1}"})
         self.log(f"    grow: source rows {start}..{end - 1} appended (the previous run had completed)")
 
@@ -757,6 +773,54 @@ class Runner:
                                 f"{' or %d' % (128 + signum) if double else ''}): {tail(rec.stderr)}")
         return info
 
+    def run_failing_drain(self, index: int, step: Step) -> dict[str, Any]:
+        """A stop whose drain fails (the fault point ``drain``): a failure of the attempt like any other.
+
+        Retries left: the stop wins (exit 0, ``stopped``). None left: exit 1, ``failed``. An ``exit``
+        in one process or a ``kill`` ends the engine (137, the run unfinished). Resumable in every case.
+        """
+        p = step.params
+        signum = getattr(signal, p["signal"])
+        started = time.monotonic()
+        proc, args, err = self.start(index, faults=p["fault"], retries=p["retries"])
+        running = self.wait_progress(proc, p["timing"], p["delay"])
+        sent = []
+        if running:
+            (os.killpg if p["target"] == "group" else os.kill)(proc.pid, signum)
+            sent.append(time.monotonic() - started)
+        rec = self.wait(index, proc, err, args, p["fault"], step.kind, started, {"sent": sent})
+        code = rec.returncode
+        info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": code, "sent": len(sent)}
+        info["fired"] = "injected fault" in rec.stderr and "at drain" in rec.stderr
+        if not info["fired"]:
+            info["finished_before"] = not sent or "completed after" in rec.stderr
+            if code == 0 and "completed after" in rec.stderr:
+                self.expect_status(index, "completed", rec)
+            elif code == 0 and "stopped after" in rec.stderr:
+                self.expect_status(index, "stopped", rec)  # stopped while loading: no drain to fail
+            else:
+                self.anomaly(index, f"{step.label()}: the drain fault did not fire, yet exit {code}: "
+                                    f"{tail(rec.stderr)}")
+            return info
+        engine_dies = p["fault"].endswith(":kill") or (p["fault"].endswith(":exit") and self.s.mode == "in-process")
+        if engine_dies:
+            info["result"] = "engine-died"
+            if code != 137:
+                self.anomaly(index, f"{step.label()}: exit {code} (expected 137): {tail(rec.stderr)}")
+            self.expect_status(index, "running", rec)
+        elif p["retries"]:
+            info["result"] = "stopped"
+            if code != 0 or "the attempt failed while stopping" not in rec.stderr:
+                self.anomaly(index, f"{step.label()}: exit {code} (expected 0, 'the attempt failed while "
+                                    f"stopping'): {tail(rec.stderr)}")
+            self.expect_status(index, "stopped", rec)
+        else:
+            info["result"] = "failed"
+            if code != 1:
+                self.anomaly(index, f"{step.label()}: exit {code} (expected 1 failed): {tail(rec.stderr)}")
+            self.expect_status(index, "failed", rec)
+        return info
+
     def run_sigkill(self, index: int, step: Step) -> dict[str, Any]:
         p = step.params
         started = time.monotonic()
@@ -766,8 +830,9 @@ class Runner:
             (os.killpg if p["target"] == "group" else os.kill)(proc.pid, signal.SIGKILL)
         rec = self.wait(index, proc, err, args, None, step.kind, started, {"sent": running})
         info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": rec.returncode}
-        if rec.returncode == -signal.SIGKILL and "completed after" in rec.stderr:
-            # The kill landed after the run's completion was recorded, while the engine exited.
+        if rec.returncode == -signal.SIGKILL and ("completed after" in rec.stderr or self.status() == "completed"):
+            # The kill landed after the run's completion was recorded (before or after the engine said
+            # so on stderr), while the engine exited: the run is over, as the store says.
             info["fired"] = False
             info["finished_before"] = True
             self.expect_status(index, "completed", rec)
@@ -861,6 +926,8 @@ class Runner:
     def expect_status(self, index: int | str, expected: str, rec: RunRecord) -> None:
         status = self.status()
         self.last_status = status
+        if status == "completed" and rec.returncode == 0:
+            self.unprocessed = False
         if status != expected:
             self.anomaly(index, f"{rec.kind}: exit {rec.returncode} but the store says the run is {status!r} "
                                 f"(expected {expected!r}): {tail(rec.stderr)}")
@@ -876,6 +943,7 @@ class Runner:
                     self.grow_if_completed(index)
                 handler = {"fault": self.run_fault, "signal": self.run_signal, "double-signal": self.run_signal,
                            "sigkill-engine": self.run_sigkill, "kill-group": self.run_kill_group,
+                           "failing-drain": self.run_failing_drain,
                            "damage": self.run_damage}[step.kind]
                 if step.kind == "damage" and not self.store.exists():
                     self.result.steps.append({"kind": "damage", "spec": "no store yet", "fired": False})
@@ -906,7 +974,7 @@ class Runner:
     def finish(self) -> None:
         """Resume until the run completes, then compare the target with the failure-free result."""
         for attempt in range(4):
-            if self.last_status == "completed" and self.started:
+            if self.last_status == "completed" and self.started and not self.unprocessed:
                 break
             started = time.monotonic()
             proc, args, err = self.start("final", resume=self.started)  # type: ignore[arg-type]
@@ -914,6 +982,7 @@ class Runner:
             if rec.returncode == 0 and "completed after" in rec.stderr:
                 self.started = True
                 self.expect_status("final", "completed", rec)
+                self.unprocessed = False
                 break
             self.anomaly("final", f"--resume #{attempt + 1} exit {rec.returncode}: {tail(rec.stderr)}")
             self.started = self.started or self.run_count() > 0

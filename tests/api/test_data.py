@@ -793,3 +793,56 @@ def test_describe_scalars_and_records():
 
 def test_module_exports_data_type_reference():
     assert data_mod.DataTypeReference is DataTypeReference
+
+
+# -- dynamic type ids, run-time types and what another group needs ----------------------
+
+
+def test_dynamic_ids_carry_the_origin_of_their_context(registry):
+    first, second = TypeContext(registry, stand_in_converter), TypeContext(registry, stand_in_converter)
+    int64 = {"a": DataTypeReference("scalar", "com.sap.core.int64")}
+    assert first.origin != second.origin and len(first.origin) == 12
+    assert first.create_new_table(int64).type_id == f"$DYNAMIC.table_{first.origin}_1"
+    assert first.create_new_table(int64).type_id == f"$DYNAMIC.table_{first.origin}_2"
+    # A context made later (another group, a recovery attempt) starts its count again, on another origin.
+    assert second.create_new_table(int64).type_id == f"$DYNAMIC.table_{second.origin}_1"
+
+
+def test_run_time_types_are_tracked_with_the_types_they_refer_to(ctx, registry):
+    registry.register(VTypeTable(name="static.rows", category="table"))
+    table = ctx.create_new_table({"a": DataTypeReference("scalar", "com.sap.core.int64")})
+    schema = {"name": "my.dyn", "vflow.type": "table",
+              "rows": {"components": [{"b": {"vflow.type": "scalar", "vtype-ID": "com.sap.core.string"}}]}}
+    ctx.register_schema(schema, "dynamic")
+    holder = VTypeStructure(name="my.holder", category="structure", scope="dynamic",
+                            fields={"t": table, "fixed": DataTypeReference("table", "static.rows")})
+    ctx.register_received([holder])
+    assert ctx.run_time_type_ids == {table.type_id, "my.dyn", "my.holder"}
+    names = sorted(vtype.name for vtype in ctx.run_time_definitions(["my.holder", "static.rows", "com.sap.core.int64"]))
+    assert names == sorted(["my.holder", table.type_id])  # what every group knows is left out
+    assert ctx.run_time_definitions(["static.rows"]) == []
+    assert ctx.get_vtype("my.holder") is holder
+
+
+def test_a_typed_port_checks_the_first_row_against_its_columns(ctx, registry):
+    registry.register(VTypeTable(name="demo.rows", category="table", columns={
+        "id": DataTypeReference("scalar", "com.sap.core.int64"),
+        "name": DataTypeReference("scalar", "com.sap.core.string")}))
+    port = PortType("table", "demo.rows")
+    assert conforms(Table([[1, "a"], ["unchecked"]]), port, ctx) is None  # only the first row is checked
+    assert conforms([[None, None]], port, ctx) is None  # nulls fit any column
+    assert conforms(Table([]), port, ctx) is None
+    assert conforms([[1]], port, ctx) == "row 0 has 1 value but demo.rows has 2 columns (id, name)"
+    assert conforms(Table([[1, 2]], "demo.rows"), port, ctx) == (
+        "expected a str for column 'name' (com.sap.core.string) of demo.rows, row 0, got int")
+    # A typed table on a dynamic port is checked against its own type; without a context nothing is.
+    assert conforms(Table([["x", "y"]], "demo.rows"), PortType("table", "*"), ctx).startswith("expected an int")
+    assert conforms([[1]], port) is None
+    assert conforms([[1]], PortType("table", "unknown.rows"), ctx) is None
+
+
+def test_describe_leaves_out_generated_dynamic_ids(ctx):
+    inferred = Table([[1]], infer_type=True)
+    assert describe(inferred) == "Table (1 row)\n[1]"
+    assert describe(Table([[1]], "demo.rows")) == "Table demo.rows (1 row)\n[1]"
+    assert describe(Record([inferred])) == "Record([Table(1 rows: [1])])"

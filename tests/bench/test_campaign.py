@@ -121,6 +121,8 @@ FIXED = [
         _step("sigkill-engine", **_progress(0.4, target="engine")),
         _step("double-signal", **_progress(0.3, signal="SIGTERM", target="group")),
         _step("fault", faults="restore:*:1:raise,port_callback:writer:5:exit"),
+        _step("failing-drain", **_progress(0.3, signal="SIGINT", target="engine", retries=False,
+                                           fault="drain:writer:1:raise")),
     ]),
     campaign.Schedule(9003, "sqlite", "in-process", "upsert", 10000, 4000, [
         _step("fault", faults="before_complete:*:1:kill"),  # the engine dies: a -wal is left
@@ -130,6 +132,8 @@ FIXED = [
     ]),
     campaign.Schedule(9004, "postgres", "processes", "wal", 10000, 3000, [
         _step("kill-group", **_progress(0.3, which=1)),
+        _step("failing-drain", **_progress(0.3, signal="SIGTERM", target="group", retries=True,
+                                           fault="drain:*:1:exit")),
         _step("sigkill-engine", **_progress(0.3, target="group")),
         _step("fault", faults="before_complete:*:1:kill"),
         _step("damage", damage="delete-wal", how="wal+shm", bytes=1, fallback="newest-epoch", salt=3),

@@ -404,3 +404,27 @@ def test_a_failure_while_stopping_counts_as_a_failure_and_the_run_stays_resumabl
         assert "the attempt failed while stopping" in err
         assert [r.split()[2] for r in runs] == ["stopped"]
     resume_to_the_end(folder, "--param", "count=1000", *mode, count=1000)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("retries", ["0", "2"], ids=["no-retries", "retries-left"])
+def test_a_fault_injected_at_the_drain_step_is_a_failure_of_the_attempt(
+        folder: Path, mode: list[str], retries: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protocol step "drain" (the graph begins to drain after a stop) as a crash-injection point."""
+    monkeypatch.setenv("SNAPGRAPH_FAULTS", "drain:sink:1:raise")
+    engine = start(folder, "--param", "count=1000", "--max-retries", retries, "--retry-interval", "0", *mode)
+    wait_running(folder, engine)
+    time.sleep(0.3)
+    engine.send_signal(signal.SIGTERM)
+    code, err = finish(engine)
+    assert "injected fault at drain of 'sink'" in err, err  # the fault fired
+    runs = snapgraph_cli("snapshots", "list", cwd=folder).stdout.splitlines()[1:]
+    if retries == "0":
+        assert code == 1, err
+        assert [r.split()[2] for r in runs] == ["failed"]
+    else:
+        assert code == 0, err
+        assert "the attempt failed while stopping" in err
+        assert [r.split()[2] for r in runs] == ["stopped"]
+    monkeypatch.delenv("SNAPGRAPH_FAULTS")
+    resume_to_the_end(folder, "--param", "count=1000", *mode, count=1000)

@@ -91,7 +91,7 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_documented_fault_points() -> None:
     assert FAULT_POINTS == ("port_callback", "before_serialize", "after_serialize", "after_persist",
-                            "before_complete", "epoch_complete", "restore")
+                            "before_complete", "epoch_complete", "restore", "drain")
     assert KILL_EXIT_CODE == 137
 
 

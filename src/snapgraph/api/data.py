@@ -19,6 +19,7 @@ import decimal
 import itertools
 import math
 import numbers
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
@@ -63,7 +64,12 @@ __all__ = [
 ]
 
 SCHEMA_SCOPES = ("dynamic", "local", "inline")
+# Dynamic table ids are "$DYNAMIC.table_<origin>_<n>": <origin> is 12 random hex digits drawn by
+# each TypeContext (one per group process and attempt; one per attempt with --in-process), <n>
+# counts from 1 within it. The origin keeps ids unique across the groups of a graph and across
+# recovery attempts, so a type ref held in restored state never names a type a later attempt made.
 DYNAMIC_TABLE_PREFIX = "$DYNAMIC.table_"
+ORIGIN_BYTES = 6
 
 _PANDAS_MISSING = "api.Table.{method} needs pandas: pip install pandas"
 
@@ -152,9 +158,13 @@ class TypeContext:
     """``api.type_context``: creates, registers and looks up vtypes at run time.
 
     Wraps a vtype registry (``get``/``register``/``__contains__``) shared by the
-    whole graph, so a dynamic type created by one operator can be resolved by
-    the operators that receive its tables. ``schema_converter`` turns a DI vtype
-    JSON dict into a VType; it defaults to ``snapgraph.model.vtypes.vtype_from_schema``.
+    operators of one process, so a dynamic type created by one operator can be
+    resolved by the operators that receive its tables. A group in another
+    process learns the types made here at run time from the connection that
+    brings it a message using them (``runtime/wire.py``, which calls
+    :meth:`run_time_definitions` on the sending side and :meth:`register_received`
+    on the receiving one). ``schema_converter`` turns a DI vtype JSON dict into a
+    VType; it defaults to ``snapgraph.model.vtypes.vtype_from_schema``.
     """
 
     def __init__(
@@ -164,9 +174,14 @@ class TypeContext:
     ) -> None:
         self.registry = registry
         self._schema_converter = schema_converter
+        self.origin = secrets.token_hex(ORIGIN_BYTES)
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self._core_cache: dict[str, VTypeScalar] = {}
+        # Ids registered while the graph runs (created, registered by a script, or received from
+        # another group): other group processes do not know them, so runtime/wire.py sends their
+        # definitions along with the first message on each link that refers to them.
+        self.run_time_type_ids: set[str] = set()
 
     def __repr__(self) -> str:
         return f"TypeContext({self.registry!r})"
@@ -175,9 +190,14 @@ class TypeContext:
 
     def _new_dynamic_id(self) -> str:
         while True:
-            candidate = f"{DYNAMIC_TABLE_PREFIX}{next(self._counter)}"
+            candidate = f"{DYNAMIC_TABLE_PREFIX}{self.origin}_{next(self._counter)}"
             if candidate not in self.registry:
                 return candidate
+
+    def _register_run_time(self, vtype: VType) -> None:
+        """Register a type made while the graph runs (the caller holds the lock)."""
+        self.registry.register(vtype)
+        self.run_time_type_ids.add(vtype.name)
 
     def create_new_table(
         self,
@@ -187,8 +207,8 @@ class TypeContext:
         """Create and register a new dynamic table vtype; return its reference.
 
         ``columns`` maps each column name (in order) to a scalar
-        ``DataTypeReference``; ``keys`` names key columns. The id is generated
-        (``$DYNAMIC.table_<n>``) and unique within this context's registry.
+        ``DataTypeReference``; ``keys`` names key columns. The id is generated,
+        ``$DYNAMIC.table_<origin>_<n>``, unique in the graph and across attempts.
         """
         if not isinstance(columns, Mapping):
             raise TypeError(
@@ -216,7 +236,7 @@ class TypeContext:
                 raise ValueError(f"create_new_table: key {key!r} is not one of the columns {list(cols)}")
         with self._lock:
             type_id = self._new_dynamic_id()
-            self.registry.register(
+            self._register_run_time(
                 VTypeTable(name=type_id, category=TABLE, scope="dynamic", columns=cols, keys=key_list)
             )
         return DataTypeReference(TABLE, type_id)
@@ -252,7 +272,7 @@ class TypeContext:
             converter = vtype_from_schema
         vtype = converter(schema, scope)
         with self._lock:
-            self.registry.register(vtype)
+            self._register_run_time(vtype)
         return vtype.name
 
     def infer_schema_from_row(self, row: Sequence[Any], colnames: Iterable[Any] | None = None) -> dict:
@@ -293,6 +313,31 @@ class TypeContext:
                 for name, value in zip(names, values)
             }
         return self.create_new_table(columns)
+
+    # -- between groups --------------------------------------------------
+
+    def run_time_definitions(self, type_ids: Iterable[str]) -> list[VType]:
+        """The run-time types ``type_ids`` name, with the run-time types their columns or fields
+        refer to (a structure made at run time may hold a dynamic table): what another group
+        needs to resolve them. Ids of types every group knows (core, graph, repository) are left out."""
+        found: dict[str, VType] = {}
+        pending = [type_id for type_id in type_ids if type_id in self.run_time_type_ids]
+        while pending:
+            type_id = pending.pop()
+            vtype = self.registry.get(type_id)
+            if type_id in found or vtype is None:
+                continue
+            found[type_id] = vtype
+            members = vtype.columns if isinstance(vtype, VTypeTable) else (
+                vtype.fields if isinstance(vtype, VTypeStructure) else {})
+            pending.extend(ref.type_id for ref in members.values() if ref.type_id in self.run_time_type_ids)
+        return list(found.values())
+
+    def register_received(self, vtypes: Iterable[VType]) -> None:
+        """Register run-time types defined in another group (they may travel on from here)."""
+        with self._lock:
+            for vtype in vtypes:
+                self._register_run_time(vtype)
 
     # -- lookup ----------------------------------------------------------
 
@@ -803,13 +848,66 @@ def _scalar_problem(value: Any, template: str, where: str) -> str | None:
     return f"expected a scalar for {where}, got {got}"
 
 
+# Exact Python types that fit a template whatever their value: tested before _scalar_problem, whose
+# tests against numbers.Integral and the other ABCs cost several times more (publish on a typed port
+# checks a row of every table).
+_EXACT_FITS: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "bool": frozenset({bool}),
+    **{template: frozenset({float, int}) for template in _FLOAT_TEMPLATES},
+    **{template: frozenset({bytes}) for template in BINARY_TEMPLATES},
+    **{template: frozenset({decimal.Decimal, float, int, str}) for template in _DECIMAL_TEMPLATES},
+}
+
+
+def _fits_quickly(value: Any, template: str) -> bool:
+    """Whether ``value`` surely fits ``template``, told by its exact type (False: look closer)."""
+    if type(value) is int:
+        bounds = _INT_RANGES.get(template)
+        if bounds is not None:
+            return bounds[0] <= value <= bounds[1]
+    return type(value) in _EXACT_FITS.get(template, ())
+
+
+def _first_row_problem(row: Sequence[Any], vtype: VTypeTable, type_context: TypeContext) -> str | None:
+    """Why a table's first row does not fit ``vtype``'s columns (their number, then each value), or None.
+
+    Only the first row is checked: checking every row would cost a scan of each table published,
+    on the hot path. None fits any column (a null).
+    """
+    columns = vtype.columns
+    if not isinstance(row, (list, tuple)):
+        return f"row 0 of the table is a {_type_name(row)}, not a list of values for {vtype.name}"
+    if len(row) != len(columns):
+        return (
+            f"row 0 has {len(row)} value{'' if len(row) == 1 else 's'} but {vtype.name} has "
+            f"{len(columns)} column{'' if len(columns) == 1 else 's'} ({', '.join(columns)})"
+        )
+    for value, (name, ref) in zip(row, columns.items()):
+        if value is None:
+            continue
+        template = type_context.scalar_template(ref.type_id)
+        if template is None:
+            fits = _is_scalar_value(value)
+        else:
+            fits = _fits_quickly(value, template) or _scalar_problem(value, template, name) is None
+        if not fits:
+            where = f"column {name!r} ({ref.type_id}) of {vtype.name}, row 0"  # formatted for failures only
+            if template is None:
+                return f"expected a scalar for {where}, got {_type_name(value)}"
+            return _scalar_problem(value, template, where)
+    return None
+
+
 def conforms(value: Any, port_type: PortType, type_context: TypeContext | None = None) -> str | None:
     """Why ``value`` cannot be published on a port of ``port_type``, or None if it can.
 
     The message names the expected type, e.g. ``"expected a str for
     scalar:com.sap.core.string, got int"``. ``type_context`` resolves the
     template of non-core scalar ids (e.g. ``$GRAPH.str_10``); without it, or if
-    the id is unknown, such ports accept any scalar value.
+    the id is unknown, such ports accept any scalar value. With it, a table's first
+    row is checked against the columns of its vtype (the table's own type, else the
+    port's), when that vtype is known.
     """
     category = port_type.category
     where = str(port_type)
@@ -823,16 +921,25 @@ def conforms(value: Any, port_type: PortType, type_context: TypeContext | None =
             ref = value.type_ref
             if ref is not None and not port_type.is_dynamic and ref.type_id != port_type.vtype_id:
                 return f"expected a table of type {port_type.vtype_id} for {where}, got a table of type {ref.type_id}"
-            return None
-        if isinstance(value, list):
+            rows = value.body
+            table_type_id = ref.type_id if ref is not None else port_type.vtype_id
+        elif isinstance(value, list):
             for index, row in enumerate(value):
                 if not isinstance(row, (list, tuple)):
                     return (
                         f"expected an api.Table or a list of row lists for {where}, "
                         f"got a list whose row {index} is a {_type_name(row)}"
                     )
+            rows = value
+            table_type_id = port_type.vtype_id
+        else:
+            return f"expected an api.Table or a list of row lists for {where}, got {got}"
+        if not rows or type_context is None or table_type_id == DYNAMIC:
             return None
-        return f"expected an api.Table or a list of row lists for {where}, got {got}"
+        vtype = type_context.registry.get(table_type_id)
+        if not isinstance(vtype, VTypeTable):
+            return None
+        return _first_row_problem(rows[0], vtype, type_context)
     if category == STRUCTURE:
         if isinstance(value, (Record, list, tuple)):
             return None
@@ -865,12 +972,21 @@ def _describe_bytes(value: bytes | bytearray | memoryview) -> str:
     return text
 
 
+def _shown_type_id(table: Table) -> str:
+    """`` <type id>`` for a printed table; nothing when untyped or when the id is a generated
+    dynamic one, which differs from run to run (printed output stays comparable)."""
+    ref = table.type_ref
+    if ref is None or ref.type_id.startswith(DYNAMIC_TABLE_PREFIX):
+        return ""
+    return f" {ref.type_id}"
+
+
 def _describe_inline(value: Any) -> str:
     """A one-line rendering of a value nested inside another one."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _describe_bytes(value)
     if isinstance(value, Table):
-        type_part = f" {value.type_ref.type_id}" if value.type_ref is not None else ""
+        type_part = _shown_type_id(value)
         return f"Table{type_part}({len(value)} rows: {', '.join(_describe_inline(r) for r in value.body[:5])}{', ...' if len(value) > 5 else ''})"
     if isinstance(value, Record):
         return f"Record([{', '.join(_describe_inline(v) for v in value)}])"
@@ -898,7 +1014,7 @@ def describe(value: Any, max_rows: int | None = None) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _describe_bytes(value)
     if isinstance(value, Table):
-        type_part = f" {value.type_ref.type_id}" if value.type_ref is not None else ""
+        type_part = _shown_type_id(value)
         count = len(value)
         lines = [f"Table{type_part} ({count} row{'' if count == 1 else 's'})"]
         shown = value.body if max_rows is None else value.body[: max(max_rows, 0)]

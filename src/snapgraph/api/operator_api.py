@@ -127,6 +127,7 @@ class Outport:
         self._registrations = registrations
         self._process = process
         self._dynamic_type: DataTypeReference | None = None
+        self._inferred_types: dict[tuple[type, ...], DataTypeReference] = {}
 
     @property
     def type_ref(self) -> DataTypeReference:
@@ -162,14 +163,13 @@ class Outport:
                 f"operator {self._process!r}: a received body cannot be published directly on port "
                 f"{self._name!r}; publish its value instead: body.get()"
             )
-        type_id = self._outgoing_type_id(body)
         # publish(None, header): a header-only message, which every port type carries.
         problem = None if body is None else conforms(body, self._effective_type(), self._type_context)
         if problem:
             raise TypeError(f"operator {self._process!r}: cannot publish on port {self._name!r}: {problem}")
-        if isinstance(body, list) and self._port_type.category == TABLE:
-            body = Table(body, "" if type_id == DYNAMIC else type_id)
-        return self._host.emit(self._name, body, header, type_id, response_callback)
+        if self._port_type.category == TABLE and body is not None:
+            body = self._typed_table(body)
+        return self._host.emit(self._name, body, header, self._outgoing_type_id(body), response_callback)
 
     def with_writer(self, header: Any = None, response_callback: ResponseCallback | None = None
                     ) -> tuple[bytes, TableWriter | BinaryWriter]:
@@ -202,6 +202,33 @@ class Outport:
             raise TypeError(f"publish() got unexpected keyword arguments: {', '.join(kwargs)}")
         return normalize_header(header), (callback or self._registrations.active_response_callback
                                           or self._registrations.response_callbacks.get(self._name))
+
+    def _typed_table(self, rows: Table | list) -> Table:
+        """The table to send, typed: as published, else with the port's type (the one set on a
+        dynamic port), else with a dynamic type inferred from its first row, as Gen2 does. An
+        untyped ``api.Table`` is typed in place, since messages pass by reference within a group."""
+        table = rows if isinstance(rows, Table) else Table(rows)
+        if table.type_ref is None:
+            declared = self.type_ref.type_id
+            table.type_ref = (DataTypeReference(TABLE, declared) if declared != DYNAMIC
+                              else self._inferred_type(table.body))
+        return table
+
+    def _inferred_type(self, rows: list) -> DataTypeReference:
+        """The dynamic type of untyped rows on this ``*`` port: columns ``col0..`` typed after the
+        first row's values (an empty table has no columns). Tables whose first rows hold values of
+        the same Python types share one type, so publishing many tables creates one type."""
+        first_row = rows[0] if rows else ()
+        value_types = tuple(map(type, first_row))
+        known = self._inferred_types.get(value_types)
+        if known is None:
+            try:
+                known = self._type_context.infer_table_type(first_row)
+            except TypeError as exc:
+                raise TypeError(f"operator {self._process!r}: cannot publish on port {self._name!r}: the table "
+                                f"has no type and none can be inferred from its first row: {exc}") from None
+            self._inferred_types[value_types] = known
+        return known
 
     def _effective_type(self) -> PortType:
         if self._dynamic_type is not None:

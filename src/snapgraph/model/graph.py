@@ -52,6 +52,30 @@ def error_handling_mode(config: dict[str, Any]) -> str:
     return value.strip().lower()
 
 
+SNAPSHOT_WHILE_BUSY = "snapshotWhileBusy"  # operator config: see snapshot_while_busy
+
+
+def snapshot_while_busy(config: dict[str, Any]) -> float | None:
+    """Seconds after which a callback of this (source) operator no longer holds up its snapshot.
+
+    ``snapshotWhileBusy: N`` in an operator's config opts it in: its snapshot, normally taken
+    between two of its callbacks, is taken while a callback runs once that callback has run
+    N seconds (docs/snapshots.md, "Snapshots during long callbacks"). Absent: None (never).
+    Raises ValueError naming the bad value.
+    """
+    value = config.get(SNAPSHOT_WHILE_BUSY)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{SNAPSHOT_WHILE_BUSY} must be a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_PERIOD:
+        raise ValueError(f"{SNAPSHOT_WHILE_BUSY} must be a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Location:
     """Where something was defined, for error messages: file plus a path inside it."""

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from snapgraph.model.graph import (
     GRAPH_TERMINATOR_V2,
     PROPAGATE_TO_ERROR_PORT,
+    SNAPSHOT_WHILE_BUSY,
     Connection,
     Graph,
     Process,
     error_handling_mode,
+    snapshot_while_busy,
 )
 from snapgraph.model.problems import Problem
 from snapgraph.model.types import ANY, NONE, incompatibility
@@ -79,6 +81,7 @@ def validate_graph(graph: Graph, *, snapshots: bool = False,
         if process.name in skip:
             continue
         problems += _check_error_handling(graph, process)
+        problems += _check_snapshot_while_busy(graph, process)
         problems += _check_script(process)
     problems += _check_terminators(graph, skip)
     problems += _check_groups(graph, snapshots)
@@ -193,6 +196,19 @@ def _check_error_handling(graph: Graph, process: Process) -> list[Problem]:
     if not graph.connections_from(process.name, ERROR_PORT):
         return [Problem(where, f"errorHandling is '{PROPAGATE_TO_ERROR_PORT}' but the output port "
                         f"'{ERROR_PORT}' is not connected")]
+    return []
+
+
+def _check_snapshot_while_busy(graph: Graph, process: Process) -> list[Problem]:
+    where = str(process.location)
+    try:
+        seconds = snapshot_while_busy(process.config)
+    except ValueError as exc:
+        return [Problem(where, str(exc))]
+    if seconds is not None and graph.connections_to(process.name):
+        return [Problem(where, f"{SNAPSHOT_WHILE_BUSY} applies to operators without connected inputs (where "
+                        "epochs start); an operator with inputs takes its snapshot when the barrier has "
+                        "arrived on all of them, between two of its callbacks")]
     return []
 
 

@@ -276,8 +276,7 @@ class GroupHost:
             runtime.inbox.wake()
 
     def take_snapshot(self, source: str, epoch: str) -> None:
-        runtime = self.operators[source]
-        runtime.post(lambda: runtime.take_snapshot(epoch))
+        self.operators[source].request_snapshot(epoch)
 
     def epoch_complete(self, epoch: str, sealed: bool = False) -> None:
         """Run ``epoch_complete(epoch)`` on every operator; ``sealed``: the run's last final epoch,

@@ -28,6 +28,7 @@ from snapgraph.model.graph import (
     RETRY,
     Process,
     error_handling_mode,
+    snapshot_while_busy,
 )
 from snapgraph.runtime import script_guards
 from snapgraph.runtime.channels import Channel, Inbox
@@ -48,6 +49,9 @@ from snapgraph.snapshot.faults import FaultPlan
 if TYPE_CHECKING:
     from snapgraph.runtime.group import GroupHost
 
+
+
+BUSY_POLL = 0.05  # seconds between looks at a long callback (snapshotWhileBusy)
 
 
 class Phase(enum.Enum):
@@ -113,6 +117,12 @@ class OperatorRuntime:
         self._sealed: str | None = None  # the sealed final epoch once its epoch_complete began
         self._warned_sealed: set[str] = set()
         self._aligned: set[Channel] = set()  # inputs that delivered the current epoch's barrier
+        # snapshotWhileBusy (sources only, opted in): the snapshot need not wait for a long callback.
+        self.snapshot_while_busy = snapshot_while_busy(process.config) if host.snapshots_on else None
+        self._output_lock = threading.Lock() if self.snapshot_while_busy is not None else None
+        self._busy_since: float | None = None  # when the running callback began (opted-in operators)
+        self._snapshot_claim = threading.Lock()
+        self._snapshotted: str | None = None  # the newest epoch whose snapshot was taken or claimed
 
     # -- construction ---------------------------------------------------------
     def make_api(self, info: RuntimeInfo) -> Api:
@@ -191,6 +201,13 @@ class OperatorRuntime:
         encoded for them fails before any receiver got it. Whatever failed part way is taken off
         the count again, or the graph would never look idle.
         """
+        if self._output_lock is not None:
+            with self._output_lock:  # not while a snapshot is taken beside a long callback
+                self._put_all(targets, reply, message_for)
+        else:
+            self._put_all(targets, reply, message_for)
+
+    def _put_all(self, targets: list[Target], reply: Reply | None, message_for: Callable[[Target], Message]) -> None:
         self.host.activity.add(_local_count(targets), published=len(targets))
         for i, target in enumerate(targets):
             try:
@@ -453,6 +470,50 @@ class OperatorRuntime:
             self.inbox.cond.notify_all()
         self._aligned.clear()
 
+    def request_snapshot(self, epoch: str) -> None:
+        """Epoch ``epoch`` starts at this source: its snapshot is taken between two of its callbacks.
+
+        Opted in with ``snapshotWhileBusy: N``, a callback that has run N seconds no longer holds
+        it up: the snapshot is then taken beside the callback (on a thread of its own), with the
+        operator's output held back meanwhile, so every message published before the snapshot
+        precedes the barrier and none slips in during it. Whichever comes first takes it.
+        """
+        self.post(lambda: self._snapshot_once(epoch))
+        if self.snapshot_while_busy is not None:
+            threading.Thread(target=self._snapshot_beside_long_callback, args=(epoch, self.snapshot_while_busy),
+                             name=f"snapshot:{self.name}", daemon=True).start()
+
+    def _claim_snapshot(self, epoch: str, busy_for: float | None = None) -> bool:
+        """Whether this caller takes ``epoch``'s snapshot (``busy_for``: only once a callback ran that long)."""
+        with self._snapshot_claim:
+            if self._snapshotted == epoch:
+                return False
+            if busy_for is not None:
+                since = self._busy_since
+                if since is None or time.monotonic() - since < busy_for:
+                    return False
+            self._snapshotted = epoch
+            return True
+
+    def _snapshot_once(self, epoch: str) -> None:
+        if self._claim_snapshot(epoch):
+            self.take_snapshot(epoch)
+
+    def _snapshot_beside_long_callback(self, epoch: str, busy_for: float) -> None:
+        while not self.host.is_stopping():
+            with self._snapshot_claim:
+                if self._snapshotted == epoch:
+                    return  # taken between two callbacks
+            if self._claim_snapshot(epoch, busy_for):
+                self.logger.info("snapshot of epoch %s taken while a callback has been running for %.1f s "
+                                 "(snapshotWhileBusy)", epoch, busy_for)
+                try:
+                    self.take_snapshot(epoch)
+                except GraphStopping:
+                    pass  # the failure is reported; the graph stops
+                return
+            time.sleep(BUSY_POLL)
+
     def take_snapshot(self, epoch: str) -> None:
         """Pause, serialize, persist, forward the barrier, resume, acknowledge (sources start here)."""
         registrations = self.api.registrations  # type: ignore[union-attr]
@@ -481,7 +542,11 @@ class OperatorRuntime:
             if registrations.resume is not None:
                 registrations.resume()
 
-        self._protocol_step(f"snapshot of epoch {epoch}", step)
+        if self._output_lock is not None:
+            with self._output_lock:
+                self._protocol_step(f"snapshot of epoch {epoch}", step)
+        else:
+            self._protocol_step(f"snapshot of epoch {epoch}", step)
         self.host.ack_epoch(self.name, epoch, stateful)
 
     def epoch_complete(self, epoch: str, sealed: bool = False) -> None:
@@ -499,6 +564,7 @@ class OperatorRuntime:
 
     def drop_timers(self) -> None:
         """Stop all timers (the graph is draining before its final epoch)."""
+        self._protocol_step("drain", lambda: self.host.faults.hit("drain", self.name))
         self.host.activity.add(-len(self._timers))
         self._timers.clear()
 
@@ -519,6 +585,8 @@ class OperatorRuntime:
         What is not an ``Exception`` (``sys.exit``, ``os._exit``, ``KeyboardInterrupt``) is no error to
         ignore or to send on: it fails the operator whatever its error handling.
         """
+        if self.snapshot_while_busy is not None:
+            self._busy_since = time.monotonic()
         try:
             return True, callback(*args)
         except GraphStopping:
@@ -529,6 +597,7 @@ class OperatorRuntime:
         except BaseException as exc:  # noqa: BLE001
             self._fail(phase, exc)
         finally:
+            self._busy_since = None
             script_guards.leave_if_forked()
 
     def _handle_error(self, phase: str, exc: Exception) -> None:

@@ -28,6 +28,16 @@ Each connection between two group processes has two pipes:
   encodes and writes each chunk, so a chunk that cannot be sent fails the
   script's ``write()`` call.
 
+Types made at run time (dynamic tables, ``register_schema``) exist only in
+the type context of the group process that made them. The first message on a
+connection whose type id, or whose table's type, is such a type is preceded on
+the data pipe by a types frame with the definitions (and those of the run-time
+types they refer to); the receiving link registers them in its process's type
+context before that message is decoded. Each definition goes once per
+connection; a group that made no type at run time pays one set test per
+message. Both ends use the process's default type context: a group process
+hosts one group, whose ``GroupHost.load`` installs it.
+
 Replies (for response callbacks) do not travel on the pipes: the receiver
 reports ``(token, exception)`` to the parent, which routes it to the sender.
 """
@@ -44,7 +54,8 @@ from typing import Any
 
 import ormsgpack
 
-from snapgraph.api.data import Table
+from snapgraph.api.data import Table, get_default_type_context
+from snapgraph.model.types import VType
 from snapgraph.runtime.messages import (
     STREAM_CAPACITY,
     Barrier,
@@ -70,8 +81,9 @@ DEFAULT_PIPE_BYTES = 1 << 16
 
 _LENGTH = 8  # bytes of a frame's length prefix
 # Item kinds: the first byte of each frame, then the pickled item. A table frame is b"T", the
-# 4-byte length of the pickled envelope, the envelope, then the msgpack rows.
-_MESSAGE, _TABLE, _STREAM, _BARRIER, _CHUNK, _CLOSE = b"M", b"T", b"S", b"B", b"C", b"E"
+# 4-byte length of the pickled envelope, the envelope, then the msgpack rows. A types frame (b"V")
+# holds the definitions of run-time vtypes that the message after it is the first on its link to use.
+_MESSAGE, _TABLE, _STREAM, _BARRIER, _CHUNK, _CLOSE, _TYPES = b"M", b"T", b"S", b"B", b"C", b"E", b"V"
 # ormsgpack encodes a 1000-row table 3.4x faster than msgpack-python (docs/benchmarks.md). Told to
 # "pass through" the types it would otherwise convert (tuples, subclasses, dates, UUIDs, enums,
 # dataclasses, ints beyond 64 bits), it refuses them instead, and pickle carries those tables. Left:
@@ -255,6 +267,7 @@ class OutboundLink:
         # After a table that msgpack could not carry, the next ones on this connection are likely
         # alike: skip the attempt for a while instead of paying for a failed encoding each time.
         self._skip_msgpack = 0
+        self._types_sent: set[str] = set()  # run-time vtypes whose definitions went on this link
 
     def put(self, item: Any) -> None:
         if isinstance(item, Barrier):
@@ -280,16 +293,39 @@ class OutboundLink:
                                   _CHUNK, pickle.dumps((stream, chunk), protocol=PROTOCOL)]),
                               lambda: self._write(self._stream_fd, self._stream_lock, [
                                   _CLOSE, pickle.dumps(stream, protocol=PROTOCOL)]))
-        self._write(self._data_fd, self._lock, parts)
+        self._write(self._data_fd, self._lock, parts, item)
 
-    def _write(self, fd: int, lock: threading.Lock, parts: list[bytes]) -> None:
+    def _write(self, fd: int, lock: threading.Lock, parts: list[bytes], message: Message | None = None) -> None:
+        """Write one frame; before a ``message``, the definitions it needs that this link has not
+        carried yet (chosen under the lock, so no message can overtake the definitions it needs)."""
         with lock:
             if self._stopping():
                 raise GraphStopping()
+            definitions = self._definitions_to_send(message) if message is not None else []
             try:
+                if definitions:
+                    write_frame(fd, [_TYPES, pickle.dumps(definitions, protocol=PROTOCOL)])
+                    self._types_sent.update(vtype.name for vtype in definitions)
                 write_frame(fd, parts)
             except OSError:
                 raise GraphStopping() from None  # the receiving group is gone
+
+    def _definitions_to_send(self, message: Message) -> list[VType]:
+        """The run-time vtypes ``message`` names (its type id, its table's type) and those they
+        refer to, that this link has not carried yet; none, at the cost of one set test, in a
+        group that made no type at run time."""
+        context = get_default_type_context()  # this process's: a group process hosts one group
+        run_time = context.run_time_type_ids
+        if not run_time:
+            return []
+        sent = self._types_sent
+        body = message.body
+        table_type = body.type_ref.type_id if type(body) is Table and body.type_ref is not None else None
+        type_id = message.type_id
+        if (type_id not in run_time or type_id in sent) and (table_type not in run_time or table_type in sent):
+            return []  # the steady state: every type named went on this link already
+        unsent = [named for named in (type_id, table_type) if named in run_time and named not in sent]
+        return [vtype for vtype in context.run_time_definitions(unsent) if vtype.name not in sent]
 
 
 class RoundRobinLink:
@@ -363,8 +399,17 @@ class InboundLink:
         if frames is None:
             self.closed = True
             return None
-        return [Barrier(pickle.loads(memoryview(frame)[1:])) if frame[:1] == _BARRIER
-                else Encoded(frame, self._decode) for frame in frames]
+        items: list[Any] = []
+        for frame in frames:
+            kind = frame[:1]
+            if kind == _TYPES:
+                # Registered at once: the messages after it are decoded (and their callbacks run) later.
+                get_default_type_context().register_received(pickle.loads(memoryview(frame)[1:]))
+            elif kind == _BARRIER:
+                items.append(Barrier(pickle.loads(memoryview(frame)[1:])))
+            else:
+                items.append(Encoded(frame, self._decode))
+        return items
 
     def _decode(self, data: bytes) -> Message:
         msg_id, header, body, port_type, type_id, token, origin, stream = decode_fields(data)

@@ -36,6 +36,7 @@ FAULT_POINTS = (
     "before_complete",     # all operators persisted, completion record not yet written
     "epoch_complete",      # inside epoch_complete, before the script's callback
     "restore",             # before restore(epoch, bytes) runs
+    "drain",               # the graph begins to drain (a stop, a Graph Terminator): before timers stop
 )
 ENV_VAR = "SNAPGRAPH_FAULTS"
 KILL_EXIT_CODE = 137
