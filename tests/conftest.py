@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,26 @@ def run_yaml(tmp_path: Path):
         return run_graph_file(tmp_path / "graph.yaml", **kwargs)
 
     return run
+
+
+def no_process_left(folder: Path, timeout: float = 10) -> None:
+    """No process started from ``folder`` (an engine, its group processes, its fork server, what a script
+    forked) is still alive, waiting up to ``timeout`` seconds for them to go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:  # a zombie's cwd cannot be read: it is skipped like a process that is gone
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cwd == str(folder) and b"pytest" not in cmdline:
+                left.append(pid)
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"processes left behind: {left}"
+        time.sleep(0.1)
 
 
 def snapgraph_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

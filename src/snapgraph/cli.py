@@ -179,8 +179,7 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
                 check_run(checking, graph_key, graph_file, resume=resume, fresh=fresh,
                           accept_older=accept_older_epoch)
             except (RunRefused, StoreError) as err:
-                click.echo(f"snapgraph: {err}", err=True)
-                sys.exit(err.exit_code if isinstance(err, StoreError) else EXIT_INVALID)
+                _refused(err)
             finally:
                 checking.close()
         store = _open_store(store_path)
@@ -192,8 +191,7 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         except (RunRefused, StoreError) as err:
             if lease is not None:
                 lease.release()
-            click.echo(f"snapgraph: {err}", err=True)
-            sys.exit(err.exit_code if isinstance(err, StoreError) else EXIT_INVALID)
+            _refused(err)
     elif resume or fresh or accept_older_epoch:
         flag = "--resume" if resume else "--fresh" if fresh else "--accept-older-epoch"
         _invalid(f"{flag} needs snapshots (--snapshot-period or snapshots.period in the graph file)")
@@ -238,6 +236,12 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
 
 def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
+
+
+def _refused(err: RunRefused | StoreError) -> NoReturn:
+    """A start that is not safe: say why and exit with the refusal's code (nothing was written)."""
+    click.echo(f"snapgraph: {err}", err=True)
+    sys.exit(err.exit_code if isinstance(err, StoreError) else EXIT_INVALID)
 
 
 def _invalid(message: str) -> NoReturn:

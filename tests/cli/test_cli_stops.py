@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import snapgraph_cli, write_files
+from conftest import no_process_left, snapgraph_cli, write_files
 
 COUNT = 300  # items the generator emits in all, one every TICK seconds
 TICK = 0.004
@@ -138,25 +138,6 @@ def resume_to_the_end(folder: Path, *args: str, count: int = COUNT) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "graph 'stream' completed" in proc.stderr, proc.stderr
     assert out(folder) == list(range(count)), "not every item exactly once"
-
-
-def no_process_left(folder: Path) -> None:
-    """No process of this test's engine (its group processes, its fork server) is still alive."""
-    deadline = time.monotonic() + 10
-    while True:
-        left = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cwd = os.readlink(f"/proc/{pid}/cwd")
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if cwd == str(folder) and b"pytest" not in cmdline:
-                left.append(pid)
-        if not left:
-            return
-        assert time.monotonic() < deadline, f"processes left behind: {left}"
-        time.sleep(0.1)
 
 
 MODES = [pytest.param([], id="processes"), pytest.param(["--in-process"], id="in-process")]

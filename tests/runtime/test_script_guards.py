@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import snapgraph_cli, write_files
+from conftest import no_process_left, snapgraph_cli, write_files
 from snapgraph.runtime import group
 
 MODES = [pytest.param([], id="processes"), pytest.param(["--in-process"], id="in-process")]
@@ -72,28 +72,6 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("SNAPGRAPH_FAULTS", raising=False)
     write_files(tmp_path, {"graph.yaml": GRAPH, "gen.py": GEN})
     return tmp_path
-
-
-def processes_in(folder: Path) -> list[str]:
-    """Processes (other than pytest) whose working directory is ``folder``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if cwd == str(folder) and b"pytest" not in cmdline and state != "Z":
-            found.append(pid)
-    return found
-
-
-def no_process_left(folder: Path) -> None:
-    deadline = time.monotonic() + 10
-    while left := processes_in(folder):
-        assert time.monotonic() < deadline, f"processes left behind: {left}"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("mode", MODES)

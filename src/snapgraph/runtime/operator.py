@@ -483,11 +483,12 @@ class OperatorRuntime:
             threading.Thread(target=self._snapshot_beside_long_callback, args=(epoch, self.snapshot_while_busy),
                              name=f"snapshot:{self.name}", daemon=True).start()
 
-    def _claim_snapshot(self, epoch: str, busy_for: float | None = None) -> bool:
-        """Whether this caller takes ``epoch``'s snapshot (``busy_for``: only once a callback ran that long)."""
+    def _claim_snapshot(self, epoch: str, busy_for: float | None = None) -> bool | None:
+        """Whether this caller takes ``epoch``'s snapshot: True; None if it is taken or claimed already;
+        False if not yet (``busy_for``: only once the running callback has run that long)."""
         with self._snapshot_claim:
             if self._snapshotted == epoch:
-                return False
+                return None
             if busy_for is not None:
                 since = self._busy_since
                 if since is None or time.monotonic() - since < busy_for:
@@ -501,10 +502,10 @@ class OperatorRuntime:
 
     def _snapshot_beside_long_callback(self, epoch: str, busy_for: float) -> None:
         while not self.host.is_stopping():
-            with self._snapshot_claim:
-                if self._snapshotted == epoch:
-                    return  # taken between two callbacks
-            if self._claim_snapshot(epoch, busy_for):
+            claimed = self._claim_snapshot(epoch, busy_for)
+            if claimed is None:
+                return  # taken between two callbacks
+            if claimed:
                 self.logger.info("snapshot of epoch %s taken while a callback has been running for %.1f s "
                                  "(snapshotWhileBusy)", epoch, busy_for)
                 try:

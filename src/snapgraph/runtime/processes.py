@@ -32,6 +32,7 @@ from snapgraph.model.graph import Connection, Graph
 from snapgraph.runtime.group import current_cpu
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.remote import RemoteEngine
+from snapgraph.runtime.script_guards import die_with_parent
 from snapgraph.runtime.scripts import prepare_imports
 from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, Transport, serve_group
 from snapgraph.runtime.wire import PipeEnds, enlarge_pipe, pipe_bytes
@@ -210,7 +211,7 @@ class _Where:
 def group_main(spec: GroupSpec, control: Pipe, outbound: list[list[tuple[Pipe, Pipe]]],
                inbound: list[tuple[Pipe, Pipe]], cpu: int | None, where: _Where) -> None:
     """Entry point of a group process."""
-    _die_with_parent()
+    die_with_parent()
     os.chdir(where.cwd)
     os.environ.clear()
     os.environ.update(where.environ)
@@ -237,17 +238,6 @@ def _raw(pipes: tuple[Pipe, Pipe]) -> PipeEnds:
 
 def _parent_gone() -> NoReturn:
     os._exit(1)  # the parent died: do not outlive it
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (best effort elsewhere)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _breakpoint_without_terminal(*args: Any, **kwargs: Any) -> None:

@@ -45,6 +45,7 @@ class ScriptExit(BaseException):
 class _Dispatcher(threading.local):
     operator: str | None = None
     pid: int | None = None  # the process the operator runs in (a forked child has another pid)
+    forked: bool = False  # this is a child a script forked on the dispatcher thread (set by the fork hook)
 
 
 _current = _Dispatcher()
@@ -81,9 +82,11 @@ def describe_exit(exc: BaseException) -> str | None:
 
 
 def leave_if_forked() -> None:
-    """Called when a script callback returns: end this process if it is a child the script forked."""
-    pid = _current.pid
-    if pid is not None and pid != os.getpid():
+    """Called when a script callback returns: end this process if it is a child the script forked.
+
+    Called after every callback, so it reads a flag the fork hook set rather than asking for the pid.
+    """
+    if _current.forked:
         _forked_child_returned(_current.operator or "?")
 
 
@@ -102,9 +105,8 @@ def _guarded_exit(code: int) -> Any:
     _real_exit(code)
 
 
-def _after_fork_in_child() -> None:
-    if _current.pid is None:
-        return  # not forked by a script on a dispatcher thread
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL the calling process when the thread that started it ends (best effort elsewhere)."""
     try:
         import ctypes
 
@@ -114,4 +116,10 @@ def _after_fork_in_child() -> None:
         pass
 
 
-__all__ = ["ScriptExit", "describe_exit", "dispatcher", "install", "leave_if_forked"]
+def _after_fork_in_child() -> None:
+    if _current.pid is not None:  # forked by a script on a dispatcher thread
+        _current.forked = True
+        die_with_parent()
+
+
+__all__ = ["ScriptExit", "describe_exit", "die_with_parent", "dispatcher", "install", "leave_if_forked"]
