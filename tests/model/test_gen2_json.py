@@ -251,3 +251,68 @@ def test_fixture_is_valid_json_with_gen2_markers() -> None:
     data = json.loads((DI_GRAPH / "graph.json").read_text())
     assert data["metadata"]["generation"] == 2
     assert all(p["metadata"]["generation"] == 2 for p in data["processes"].values())
+
+
+# --- the structure of SAP-samples' DI-Extract graphs (issue 10) --------------------
+# Own fixtures that reproduce the structure of DI-Extract-Usage pipelineusage/graph.json and
+# DI-Extract-Pipelines graph.json: same process keys, components, port names, config keys and
+# connections; the values, scripts and vtype columns are the fixtures' own.
+
+DI_EXTRACT = {
+    "di_extract_usage": {"tableproducer11": "com.sap.database.table.producer.v3",
+                         "tableproducer21": "com.sap.database.table.producer.v3"},
+    "di_extract_pipelines": {"binaryfileproducer11": "com.sap.file.write.v2"},
+}
+STAND_IN_PORTS = {  # the ports the graphs connect on the built-in operators snapgraph lacks
+    "com.sap.database.table.producer.v3": ([], [port("out", "scalar", "com.sap.core.string")]),
+    "com.sap.file.write.v2": ([port("file", "scalar", "com.sap.core.binary")],
+                              [port("file", "scalar", "com.sap.core.binary")]),
+}
+
+
+def di_extract_options(name: str) -> dict:
+    folder = FIXTURES / name
+    return {"operator_dirs": [folder / "operators"], "connections_file": folder / "connections.yaml"}
+
+
+@pytest.mark.parametrize("name", list(DI_EXTRACT))
+def test_di_extract_graphs_fail_only_on_the_built_ins_snapgraph_lacks(name: str) -> None:
+    path = FIXTURES / name / "graph.json"
+    problems = problems_of(path, **di_extract_options(name))
+    assert problems == [
+        f"{path}: process '{process}': unknown component '{component}': snapgraph supports the built-in "
+        "components com.sap.system.python3Operator.v2, com.sap.util.graphTerminator.v2, com.sap.util.terminal.v2, "
+        "com.sap.util.wiretap.v2 and custom Python operators from --operators folders"
+        for process, component in DI_EXTRACT[name].items()]
+
+
+@pytest.mark.parametrize("name", list(DI_EXTRACT))
+def test_di_extract_graphs_load_completely_with_stand_ins_for_those_built_ins(name: str, tmp_path: Path) -> None:
+    """Every other part (custom operators, inline script, graph-local and global vtypes, `$GRAPH.` port
+    types, Graph Terminator with declared or default ports, connections, managed connections) loads."""
+    data = json.loads((FIXTURES / name / "graph.json").read_text())
+    for process, component in DI_EXTRACT[name].items():
+        ins, outs = STAND_IN_PORTS[component]
+        metadata = data["processes"][process]["metadata"]
+        data["processes"][process]["component"] = PYTHON3_V2
+        metadata["config"]["script"] = "pass\n"
+        metadata["additionalinports"], metadata["additionaloutports"] = ins, outs
+    path = tmp_path / name / "graph.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    (path.parent / "vtypes").symlink_to(FIXTURES / name / "vtypes") if (FIXTURES / name / "vtypes").exists() else None
+    graph = load(path, **di_extract_options(name))
+    assert set(graph.processes) == set(data["processes"])
+    assert len(graph.connections) == len(data["connections"])
+    if name == "di_extract_usage":
+        sources = graph.processes["getgraphdatasources11"]
+        assert sources.outports["output1"].type == PortType("table", "$GRAPH.graph_datasources")
+        assert list(graph.vtypes.get("$GRAPH.graph_datasources").columns)[:2] == ["user", "handle"]
+        assert graph.processes["getusers11"].config["connection_id"]["connectionProperties"]["user"] == "demo"
+        assert 'api.set_port_callback("input2"' in graph.processes["python3operator1111"].script.text
+        assert list(graph.processes["graphterminator1111"].inports) == ["in"]
+    else:
+        pipelines = graph.processes["extractpipelines1"]
+        assert pipelines.config["status"] == "completed, dead" and pipelines.config["stopped_after"] == 1000
+        assert pipelines.outports["output"].type == PortType("scalar", "com.sap.core.binary")
+        assert list(graph.processes["graphterminator11"].inports) == ["in"]  # the default any port
