@@ -22,6 +22,7 @@ from snapgraph.api.data import Table, TypeContext, get_default_type_context, set
 from snapgraph.model.types import DataTypeReference, PortType
 from snapgraph.model.vtypes import VTypeRegistry
 from snapgraph.runtime.messages import Encoded, Message
+from snapgraph.runtime.operator import pack_state, unpack_state
 from snapgraph.runtime.wire import FrameReader, InboundLink, OutboundLink, ReplyTokens, write_frame
 
 MODES = [pytest.param([], id="groups-as-processes"), pytest.param(["--in-process"], id="in-process")]
@@ -469,3 +470,45 @@ def test_a_group_without_run_time_types_sends_no_definitions(two_groups) -> None
     finally:
         for fd in (data_r, data_w, stream_r, stream_w):
             os.close(fd)
+
+
+# The same generator, but the type is made once, in the first attempt, and only its id is kept in the
+# state: after the recovery the new attempt publishes tables of the *restored* type id.
+KEPT_TYPE_GEN = RECOVERY_GEN.replace(
+    """    attempt_type = api.type_context.create_new_table(""",
+    """    if state["first_type_id"] is not None:
+        attempt_type = api.DataTypeReference("table", state["first_type_id"])
+        record("attempt", state["first_type_id"], attempt_type.type_id, file="gen.jsonl")
+        return
+    attempt_type = api.type_context.create_new_table(""")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_type_id_kept_in_restored_state_resolves_after_recovery(tmp_path: Path, mode: list[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run-time type definitions are persisted with the operator's state, so the new group process knows them."""
+    assert KEPT_TYPE_GEN != RECOVERY_GEN
+    files = {"graph.yaml": RECOVERY_GRAPH, "recorder.py": RECORDER, "gen.py": KEPT_TYPE_GEN,
+             "sink.py": RECOVERY_SINK}
+    monkeypatch.setenv("SNAPGRAPH_FAULTS", "port_callback:sink:7")
+    proc = run(tmp_path, files, "--snapshot-period", "1", "--max-retries", "2", "--retry-interval", "0", *mode)
+    assert proc.returncode == 0, proc.stderr
+    assert "InjectedFault" in proc.stderr
+    attempts = records(tmp_path, "gen.jsonl")
+    assert len(attempts) == 2, attempts
+    first_id = attempts[0][1]
+    assert attempts[1][1:] == [first_id, first_id]  # the second attempt publishes the restored type id
+    seen = records(tmp_path)
+    assert sorted({entry[0] for entry in seen}) == list(range(12))
+    assert all(type_id == first_id and columns == ["offset", "label"] for _, type_id, columns in seen)
+
+
+def test_a_state_without_run_time_types_is_persisted_as_the_script_returned_it() -> None:
+    assert pack_state(b"state", []) == b"state"
+    assert unpack_state(b"state") == (b"state", [])
+    context = TypeContext(VTypeRegistry())
+    ref = context.create_new_table({"n": DataTypeReference("scalar", "com.sap.core.int64")})
+    stored = pack_state(b"\x00state", context.all_run_time_definitions())
+    data, types = unpack_state(stored)
+    assert data == b"\x00state"
+    assert [t.name for t in types] == [ref.type_id]

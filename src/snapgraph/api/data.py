@@ -333,6 +333,11 @@ class TypeContext:
             pending.extend(ref.type_id for ref in members.values() if ref.type_id in self.run_time_type_ids)
         return list(found.values())
 
+    def all_run_time_definitions(self) -> list[VType]:
+        """Every type made or received here at run time (what a snapshot keeps for the next attempt)."""
+        with self._lock:
+            return self.run_time_definitions(list(self.run_time_type_ids))
+
     def register_received(self, vtypes: Iterable[VType]) -> None:
         """Register run-time types defined in another group (they may travel on from here)."""
         with self._lock:

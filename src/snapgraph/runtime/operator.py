@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import pickle
 import threading
 import time
 import traceback
@@ -22,6 +23,7 @@ from snapgraph.api.data import Record, Table
 from snapgraph.api.header import Header
 from snapgraph.api.operator_api import Api, OperatorException, ResponseCallback, RuntimeInfo
 from snapgraph.api.streams import InputBody
+from snapgraph.model.types import VType
 from snapgraph.model.graph import (
     LOG_AND_IGNORE,
     PROPAGATE_TO_ERROR_PORT,
@@ -441,9 +443,11 @@ class OperatorRuntime:
         if restore is None or not self.is_stateful or self.name not in restore.states:
             return
         self.phase = Phase.STARTING
+        data, run_time_types = unpack_state(restore.states[self.name])
+        self.host.type_context.register_received(run_time_types)  # type ids the restored state may hold
         self._protocol_step("restore", lambda: (
             self.host.faults.hit("restore", self.name),
-            self.api.registrations.restore(restore.epoch, restore.states[self.name]),  # type: ignore[union-attr, misc]
+            self.api.registrations.restore(restore.epoch, data),  # type: ignore[union-attr, misc]
         ))
 
     def _repeat_restored_epoch_complete(self) -> None:
@@ -533,7 +537,8 @@ class OperatorRuntime:
                         "(for example pickle.dumps(state))"
                     )
                 faults.hit("after_serialize", self.name)
-                self.host.persist_state(self.name, epoch, bytes(data))
+                self.host.persist_state(self.name, epoch,
+                                        pack_state(bytes(data), self.host.type_context.all_run_time_definitions()))
             faults.hit("after_persist", self.name)
             for targets in self.targets.values():
                 for target in targets:
@@ -659,6 +664,29 @@ class UndeliverableMessage(Exception):
 
 class _InvalidOperator(Exception):
     """An operator that cannot run as declared (reported with exit code 2)."""
+
+
+# A persisted operator state is the script's serialize() bytes, unchanged — unless the operator's
+# process made or received types at run time (dynamic tables): then the definitions go with it, so a
+# restore in a new process (whose type context starts empty) still resolves the type ids the state holds.
+_STATE_WITH_TYPES = b"\x00snapgraph-state-with-types\x00"
+
+
+def pack_state(data: bytes, run_time_types: list[VType]) -> bytes:
+    """What is persisted for an operator: ``data``, with ``run_time_types`` ahead of it if there are any."""
+    if not run_time_types:
+        return data
+    types = pickle.dumps(run_time_types, protocol=pickle.HIGHEST_PROTOCOL)
+    return _STATE_WITH_TYPES + len(types).to_bytes(8, "big") + types + data
+
+
+def unpack_state(stored: bytes) -> tuple[bytes, list[VType]]:
+    """The script's bytes and the run-time types persisted with them (see :func:`pack_state`)."""
+    if not stored.startswith(_STATE_WITH_TYPES):
+        return stored, []
+    start = len(_STATE_WITH_TYPES) + 8
+    end = start + int.from_bytes(stored[len(_STATE_WITH_TYPES):start], "big")
+    return stored[end:], pickle.loads(stored[start:end])
 
 
 def _local_count(targets: list[Target]) -> int:
