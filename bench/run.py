@@ -318,6 +318,34 @@ def run_snapshots(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
+def run_stores(quick: bool) -> list[dict[str, Any]]:
+    """The same snapshots into the SQLite and the PostgreSQL store, interleaved round by round."""
+    sizes = [SIZES[1], SIZES[2]] if quick else [SIZES[1], SIZES[2], SIZES[3]]
+    rounds = 1 if quick else 3
+    medians: dict[tuple[str, str, str], list[float]] = {}
+    for _ in range(rounds):
+        for in_process in (True, None):
+            where = "in_process=True" if in_process else "groups (default)"
+            for label, size in sizes:
+                for store in ("sqlite", "postgres"):
+                    result = run_worker({"kind": "snapsize", "size": size, "duration": 2.3 if quick else 3.5,
+                                         "in_process": in_process, "store": store})
+                    if failed(f"snapshot store {store} {where} {label}", result):
+                        continue
+                    medians.setdefault((where, label, store), []).append(result["median_s"])
+    out = []
+    for (where, label, store), values in medians.items():
+        other = medians.get((where, label, "sqlite"))
+        row = {"where": where, "state": label, "store": store, "median_ms": statistics.median(values) * 1e3,
+               "rounds_ms": [v * 1e3 for v in values]}
+        if other:
+            row["vs_sqlite"] = statistics.median(values) / statistics.median(other)
+        out.append(row)
+        print(f"  {store:8} {where:17} {label:7} median {row['median_ms']:8.1f} ms "
+              f"({' '.join(f'{v:.0f}' for v in row['rounds_ms'])})", flush=True)
+    return out
+
+
 def run_recovery(quick: bool) -> list[dict[str, Any]]:
     sizes = [SIZES[0], SIZES[2]] if quick else SIZES
     out = []
@@ -645,6 +673,12 @@ def report(results: dict[str, Any]) -> str:
               " ".join(f"{d:.0f}" for d in s["durations_ms"]), f"{s['bytes'][-1]:,}", f"{s['mb_s']:.0f}"]
              if "error" not in s else [s["where"], s["state"], "-", f"**FAILED**: {s['error']}", "", "", ""]
              for s in results["snapshots"]]))
+    if results.get("stores"):
+        out.append("\n### Snapshot duration by store (one stateful operator; medians of interleaved rounds)\n")
+        out.append(md_table(
+            ["where", "state", "store", "median ms", "rounds ms", "x SQLite"],
+            [[s["where"], s["state"], s["store"], f"{s['median_ms']:.1f}", " ".join(f"{d:.0f}" for d in s["rounds_ms"]),
+              f"{s['vs_sqlite']:.2f}" if "vs_sqlite" in s else "-"] for s in results["stores"]]))
     if results.get("recovery"):
         out.append("\n### Recovery: failure -> first message at the restored sink (retry_interval 0)\n")
         out.append(md_table(
@@ -714,7 +748,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="snapgraph benchmarks (see docs/benchmarks.md)")
     parser.add_argument("--quick", action="store_true", help="fast smoke mode: small N, one round")
     parser.add_argument("--only", default="",
-                        help="comma-separated sections: W1,W2,gc,ceiling,encoding,snapshots,recovery,latency "
+                        help="comma-separated sections: W1,W2,gc,ceiling,encoding,snapshots,stores,recovery,latency "
                              "(default: all)")
     parser.add_argument("--gc-threshold", default=None,
                         help="thresholds of the GC what-if section (default: the engine's "
@@ -729,12 +763,12 @@ def main() -> None:
     parser.add_argument("--markdown", help="write the report (markdown) here as well")
     args = parser.parse_args()
 
-    sections = {"W1", "W2", "GC", "CEILING", "ENCODING", "SNAPSHOTS", "RECOVERY", "LATENCY"}
+    sections = {"W1", "W2", "GC", "CEILING", "ENCODING", "SNAPSHOTS", "STORES", "RECOVERY", "LATENCY"}
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()} or sections
     unknown = only - sections
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from W1,W2,gc,ceiling,encoding,"
-                     "snapshots,recovery,latency")
+                     "snapshots,stores,recovery,latency")
     if args.gc_threshold is None:
         try:
             from snapgraph.runtime.group import GC_THRESHOLDS
@@ -781,6 +815,7 @@ def main() -> None:
         save()
     for section, title, fn in (("ENCODING", "encoding micro-benchmark", run_encoding),
                                ("SNAPSHOTS", "snapshot duration against state size", run_snapshots),
+                               ("STORES", "snapshot duration by store (SQLite, PostgreSQL)", run_stores),
                                ("RECOVERY", "recovery time against state size", run_recovery),
                                ("LATENCY", "latency at 200 messages/s", run_latency)):
         if section in only:

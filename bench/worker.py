@@ -99,8 +99,29 @@ def run_options(in_process: bool | None, **kwargs: Any) -> tuple[Any, bool]:
     return RunOptions(**kwargs), supported
 
 
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def open_store_for(kind: str, tmp: str) -> Any:
+    """A fresh snapshot store of ``kind`` (sqlite: a file in ``tmp``; postgres: a schema of its own)."""
+    if kind == "sqlite":
+        from snapgraph.snapshot.store import SQLiteStore
+        return SQLiteStore(Path(tmp) / "store.db")
+    from snapgraph.snapshot.store import open_store
+    return open_store(f"{POSTGRES}?schema=bench_{os.getpid()}_{int(time.time() * 1000) % 10**9}")
+
+
+def drop_store(store: Any) -> None:
+    schema = getattr(store, "schema", None)
+    store.close()
+    if schema is not None:
+        import psycopg
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 def supervise(graph_file: Path, params: dict[str, Any], *, in_process: bool | None, snapshots: bool,
-              store_path: Path | None = None, period: float | None = 1.0, faults: str = "",
+              store_path: Path | None = None, store: Any = None, period: float | None = 1.0, faults: str = "",
               max_retries: int | None = None, stop_after: float | None = None,
               one_group: bool = False) -> dict[str, Any]:
     import logging
@@ -118,7 +139,8 @@ def supervise(graph_file: Path, params: dict[str, Any], *, in_process: bool | No
             process.group = "default"
     options, supported = run_options(in_process, stdout=io.StringIO(), stop_after=stop_after,
                                      log_level=logging.WARNING)
-    store = SQLiteStore(store_path) if snapshots and store_path is not None else None
+    if store is None:
+        store = SQLiteStore(store_path) if snapshots and store_path is not None else None
     said: list[str] = []
     supervisor = Supervisor(
         graph, options, RecoveryPolicy(max_retries=max_retries, retry_interval=0.0, retry_threshold=30.0),
@@ -263,17 +285,20 @@ def run_latency(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_snapsize(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="snapgraph-bench-", dir=spec.get("scratch")) as tmp:
-        run = supervise(GRAPHS / "state.yaml", {"size": spec["size"]}, in_process=spec.get("in_process", True),
-                        snapshots=True,
-                        store_path=Path(tmp) / "store.db", stop_after=spec["duration"])
-        outcome = run["outcome"]
-        epochs = run["store"].epochs(outcome.run_id)
+        store = open_store_for(spec.get("store", "sqlite"), tmp)
+        try:
+            run = supervise(GRAPHS / "state.yaml", {"size": spec["size"]}, in_process=spec.get("in_process", True),
+                            snapshots=True, store=store, stop_after=spec["duration"])
+            outcome = run["outcome"]
+            epochs = store.epochs(outcome.run_id)
+        finally:
+            drop_store(store)
         durations = [e.duration for e in epochs]
         ok = outcome.result.status in ("completed", "stopped") and bool(epochs)
         return {"ok": ok, "error": None if ok else f"{outcome.result.status}: {outcome.result.reason}",
                 "epochs": len(epochs), "durations_s": durations,
                 "median_s": sorted(durations)[len(durations) // 2] if durations else None,
-                "bytes": [e.total_bytes for e in epochs], "store_file_bytes": os.path.getsize(Path(tmp) / "store.db")}
+                "bytes": [e.total_bytes for e in epochs]}
 
 
 def run_recovery(spec: dict[str, Any]) -> dict[str, Any]:

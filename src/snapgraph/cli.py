@@ -22,16 +22,19 @@ import click
 
 from snapgraph import __version__
 from snapgraph.model.loader import LoadOptions, load_graph
+from snapgraph.model.params import parse_param_assignments
 from snapgraph.model.problems import GraphError
 from snapgraph.model.graph import period_problem
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
 from snapgraph.runtime.signals import StopOnSignals
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.runs import RunPlan, RunRefused, check_run, plan_run
-from snapgraph.snapshot.store import Lease, RunRecord, RunStatus, SQLiteStore, StoreError
+from snapgraph.snapshot.runs import RunPlan, RunRefused, open_run
+from snapgraph.snapshot.store import Lease, RunRecord, RunStatus, SnapshotStore, StoreError, open_store
 
 DEFAULT_STORE = Path(".snapgraph") / "snapshots.db"
+STORE_HELP = (f"Snapshot store: the path of an SQLite file (default {DEFAULT_STORE} in the working directory) "
+              "or postgresql://USER@HOST:PORT/DATABASE[?schema=NAME].")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -39,13 +42,10 @@ EXIT_INVALID = 2
 
 
 def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
-        params[name.strip()] = value
-    return params
+    try:
+        return parse_param_assignments(list(values))
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--param") from None
 
 
 def _load(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
@@ -103,6 +103,16 @@ def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...
     )
 
 
+def _backend_option(value: str | None) -> str | None:
+    """``--backend NAME``: a registered engine backend (snapgraph.runtime.backends), else a usage error."""
+    from snapgraph.runtime.backends import UnknownBackend, get_backend
+
+    try:
+        return None if value is None else get_backend(value).name
+    except UnknownBackend as err:
+        raise click.BadParameter(str(err)) from None
+
+
 def _period_option(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     problem = period_problem(value) if value is not None else None
     if problem is not None:
@@ -116,8 +126,7 @@ def _period_option(ctx: click.Context, param: click.Parameter, value: float | No
               help="Stop a streaming graph gracefully after this many seconds.")
 @click.option("--snapshot-period", type=float, callback=_period_option, metavar="SECONDS",
               help="Take a consistent graph snapshot every SECONDS (1 s to 24 h); overrides the graph file.")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False), metavar="PATH",
-              help=f"Snapshot store (SQLite file); default {DEFAULT_STORE} in the working directory.")
+@click.option("--store", "store_path", metavar="PATH|URL", help=STORE_HELP)
 @click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
               help="Recover automatically from failures; the run finally fails once more than N "
                    "consecutive attempts failed within --retry-threshold.")
@@ -135,16 +144,27 @@ def _period_option(ctx: click.Context, param: click.Parameter, value: float | No
 @click.option("--in-process", is_flag=True,
               help="Run every group in this one process (for debuggers and breakpoints in scripts) "
                    "instead of one OS process per group.")
+@click.option("--backend", metavar="NAME", callback=lambda ctx, param, value: _backend_option(value),
+              help="Where the groups run: process (default: an OS process per group instance), inprocess "
+                   "(the same as --in-process) or thread (threads of this process, in-memory links).")
+@click.option("--events", metavar="FILE", type=click.Path(dir_okay=False), expose_value=False,
+              callback=lambda ctx, param, value: __import__(
+                  "snapgraph.instruments.eventlog", fromlist=["events_option"]).events_option(ctx, param, value),
+              help="Write one JSON object per engine event (attempts, epochs, failures, operator stats) to FILE.")
 @click.option("--verbose", "-v", is_flag=True, help="Show api.logger.debug output.")
 def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
         stop_after: float | None, snapshot_period: float | None, store_path: str | None,
         max_retries: int | None, retry_interval: float | None, retry_threshold: float | None,
-        resume: bool, fresh: bool, accept_older_epoch: bool, in_process: bool, verbose: bool) -> None:
+        resume: bool, fresh: bool, accept_older_epoch: bool, in_process: bool, backend: str | None,
+        verbose: bool) -> None:
     """Run GRAPH_FILE until it completes, fails or is stopped."""
     # First of all, so that no signal meets Python's default handlers once a run could be planned.
     signals = StopOnSignals().install()
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other")
+    if in_process and backend not in (None, "inprocess"):
+        raise click.UsageError(f"--in-process and --backend {backend} exclude each other")
+    in_process = in_process or backend == "inprocess"
     graph, load_options = _load(graph_file, params, operators, connections,
                                 snapshots=True if snapshot_period is not None else None)
     settings = graph.settings
@@ -162,36 +182,16 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         faults = FaultPlan.from_env()
     except ValueError as err:
         _invalid(f"SNAPGRAPH_FAULTS: {err}")
-    store: SQLiteStore | None = None
+    store: SnapshotStore | None = None
     lease: Lease | None = None
     plan: RunPlan | None = None
     if period is not None:
-        graph_key = str(graph.path.resolve())
-        path = Path(store_path) if store_path else DEFAULT_STORE
-        if resume and not path.exists():
-            _invalid(f"graph {graph_file} has no run to resume: there is no store at {path}; run it without "
-                     "--resume to start one")
-        if path.exists():
-            # Refusals are decided reading only, so a refused start leaves the store's bytes as they were.
-            checking = _open_store(store_path, read_only=True)
-            try:
-                checking.check_lease_free(graph_key)
-                check_run(checking, graph_key, graph_file, resume=resume, fresh=fresh,
-                          accept_older=accept_older_epoch)
-            except (RunRefused, StoreError) as err:
-                _refused(err)
-            finally:
-                checking.close()
-        store = _open_store(store_path)
         try:
-            # The checks again, under the lease this time (another engine may have started meanwhile).
-            lease = store.acquire_lease(graph_key)
-            plan = plan_run(store, graph_key, graph.name, graph_file, resume=resume, fresh=fresh,
-                            accept_older=accept_older_epoch)
+            opened = open_run(store_path or DEFAULT_STORE, str(graph.path.resolve()), graph.name, graph_file,
+                              resume=resume, fresh=fresh, accept_older=accept_older_epoch)
         except (RunRefused, StoreError) as err:
-            if lease is not None:
-                lease.release()
             _refused(err)
+        store, lease, plan = opened.store, opened.lease, opened.plan
     elif resume or fresh or accept_older_epoch:
         flag = "--resume" if resume else "--fresh" if fresh else "--accept-older-epoch"
         _invalid(f"{flag} needs snapshots (--snapshot-period or snapshots.period in the graph file)")
@@ -200,7 +200,7 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         RunOptions(stop_after=stop_after, operator_dirs=load_options.operator_dirs,
                    log_level=logging.DEBUG if verbose else logging.INFO, in_process=in_process),
         policy, store=store, period=period, plan=plan, lease=lease, accept_older=accept_older_epoch,
-        faults=faults,
+        faults=faults, backend=backend,
     )
     signals.attach(supervisor)
     started = time.monotonic()
@@ -249,15 +249,7 @@ def _invalid(message: str) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def _open_store(store_path: str | None, *, create: bool = True, read_only: bool = False) -> SQLiteStore:
-    try:
-        return SQLiteStore(Path(store_path) if store_path else DEFAULT_STORE, create=create, read_only=read_only)
-    except StoreError as err:
-        _invalid(str(err))
-
-
-store_option = click.option("--store", "store_path", type=click.Path(dir_okay=False), metavar="PATH",
-                            help=f"Snapshot store (SQLite file); default {DEFAULT_STORE}.")
+store_option = click.option("--store", "store_path", metavar="PATH|URL", help=STORE_HELP)
 
 
 @main.group()
@@ -283,7 +275,7 @@ def snapshots_list(store_path: str | None) -> None:
                        f"{run.attempts:>8} {len(epochs):>6}  {newest}")
 
 
-def _shown_status(store: SQLiteStore, run: RunRecord) -> str:
+def _shown_status(store: SnapshotStore, run: RunRecord) -> str:
     """'running' while an engine holds the graph's lease; a run whose engine died is 'unfinished'."""
     if run.status != RunStatus.RUNNING:
         return str(run.status)
@@ -308,11 +300,11 @@ def snapshots_show(run_id: str, store_path: str | None) -> None:
     with _store_errors():
         run = next((r for r in store.runs() if r.run_id == run_id), None)
         if run is None:
-            _invalid(f"no run {run_id!r} in {store.path} (see 'snapgraph snapshots list')")
+            _invalid(f"no run {run_id!r} in {store.location} (see 'snapgraph snapshots list')")
         _show_run(store, run)
 
 
-def _show_run(store: SQLiteStore, run: RunRecord) -> None:
+def _show_run(store: SnapshotStore, run: RunRecord) -> None:
     click.echo(f"run {run.run_id}: graph {run.graph_name} ({run.graph_key})")
     click.echo(f"status {_shown_status(store, run)}, {run.attempts} attempt(s), started "
                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.created))}")
@@ -334,7 +326,7 @@ def snapshots_delete(run_id: str, store_path: str | None) -> None:
     with _store_errors():
         run = next((r for r in store.runs() if r.run_id == run_id), None)
         if run is None:
-            _invalid(f"no run {run_id!r} in {store.path}")
+            _invalid(f"no run {run_id!r} in {store.location}")
         holder = store.live_holder(run.graph_key)
         if holder is not None:
             _invalid(f"run {run_id} belongs to graph {run.graph_key}, which an engine is running "
@@ -343,8 +335,11 @@ def snapshots_delete(run_id: str, store_path: str | None) -> None:
     click.echo(f"deleted run {run_id}")
 
 
-def _open_existing_store(store_path: str | None, *, read_only: bool = True) -> SQLiteStore:
-    return _open_store(store_path, create=False, read_only=read_only)
+def _open_existing_store(store_path: str | None, *, read_only: bool = True) -> SnapshotStore:
+    try:
+        return open_store(store_path or DEFAULT_STORE, create=False, read_only=read_only)
+    except StoreError as err:
+        _invalid(str(err))
 
 
 if __name__ == "__main__":

@@ -126,5 +126,5 @@ def test_convert(default: object, text: str, expected: object) -> None:
 
 def test_parse_param_assignments() -> None:
     assert parse_param_assignments(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
-    with pytest.raises(ValueError, match="name=value"):
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
         parse_param_assignments(["novalue"])

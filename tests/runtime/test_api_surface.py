@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import threading
-import types
 
 import pytest
 
 from snapgraph.api.data import Record, Table
 from snapgraph.api.header import Header
+from snapgraph.testing import Recorder
 
 COMPLETED = "completed"
 FAILED = "failed"
@@ -25,20 +23,8 @@ FAILED = "failed"
 @pytest.fixture
 def rec():
     """``sg_rec.add(key, value)`` from scripts; the test reads ``rec[key]`` (a list)."""
-    module = types.ModuleType("sg_rec")
-    data: dict[str, list] = {}
-    lock = threading.Lock()
-
-    def add(key, value=None):
-        with lock:
-            data.setdefault(key, []).append(value)
-
-    module.add = add
-    module.data = data
-    module.shared = {}
-    sys.modules["sg_rec"] = module
-    yield data
-    sys.modules.pop("sg_rec", None)
+    with Recorder("sg_rec") as recorder:
+        yield recorder.data
 
 
 def assert_completed(run) -> None:

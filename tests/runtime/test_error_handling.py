@@ -7,11 +7,10 @@ string, object), on real graphs run by the engine in this process.
 from __future__ import annotations
 
 import json
-import sys
-import threading
-import types
 
 import pytest
+
+from snapgraph.testing import Recorder
 
 COMPLETED = "completed"
 FAILED = "failed"
@@ -20,19 +19,8 @@ FAILED = "failed"
 @pytest.fixture
 def rec():
     """``sg_rec.add(key, value)`` from scripts; the test reads ``rec[key]`` (a list)."""
-    module = types.ModuleType("sg_rec")
-    data: dict[str, list] = {}
-    lock = threading.Lock()
-
-    def add(key, value=None):
-        with lock:
-            data.setdefault(key, []).append(value)
-
-    module.add = add
-    module.data = data
-    sys.modules["sg_rec"] = module
-    yield data
-    sys.modules.pop("sg_rec", None)
+    with Recorder("sg_rec") as recorder:
+        yield recorder.data
 
 
 def spellings(mode: str) -> list[str]:

@@ -26,7 +26,7 @@ from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
 from snapgraph.runtime.supervisor import RecoveryPolicy, SupervisedResult, Supervisor
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.store import SQLiteStore
+from snapgraph.snapshot.store import SnapshotStore, SQLiteStore, open_store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -41,10 +41,15 @@ PERIOD = 0.02
 
 
 class Database:
-    """One isolated database for a test: a SQLite file, or a PostgreSQL schema of its own."""
+    """One isolated database for a test: a SQLite file, or a PostgreSQL schema of its own.
+
+    The snapshot store lives beside it: an SQLite store file, or a PostgreSQL store in a schema of its
+    own (``store_location``), so every exactly-once test runs on both stores.
+    """
 
     def __init__(self, kind: str, tmp_path: Path) -> None:
         self.kind = kind
+        self.store_location = str(tmp_path / f"store-{uuid.uuid4().hex[:6]}.db")
         if kind == "sqlite":
             self.connection = {"connectionType": "SQLITE",
                                "connectionProperties": {"path": str(tmp_path / "data" / "demo.db")}}
@@ -53,6 +58,7 @@ class Database:
             with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test",
                                  autocommit=True) as conn:
                 conn.execute(f"CREATE SCHEMA {self.schema}")
+            self.store_location = f"postgresql://postgres@127.0.0.1:5432/test?schema={self.schema}_store"
             self.connection = {"connectionType": "POSTGRES", "connectionProperties": {
                 "host": "127.0.0.1", "port": 5432, "user": "postgres", "password": "",
                 "database": "test", "schema": self.schema}}
@@ -78,6 +84,7 @@ class Database:
             with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test",
                                  autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
+                conn.execute(f"DROP SCHEMA IF EXISTS {self.schema}_store CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -94,7 +101,7 @@ def in_process(request: pytest.FixtureRequest) -> bool:
 
 
 def run_example(graph: str, db: Database, tmp_path: Path, faults: str | FaultPlan = "", *,
-                max_retries: int | None = 5, rows: int | None = None, store: SQLiteStore | None = None,
+                max_retries: int | None = 5, rows: int | None = None, store: SnapshotStore | None = None,
                 in_process: bool = True) -> SupervisedResult:
     """Set up fresh tables and run an example graph with snapshots every PERIOD seconds."""
     setup_tables(db.connection, rows or (UPSERT_ROWS if "upsert" in graph else WAL_ROWS))
@@ -102,7 +109,7 @@ def run_example(graph: str, db: Database, tmp_path: Path, faults: str | FaultPla
     supervisor = Supervisor(
         loaded, RunOptions(stdout=io.StringIO(), in_process=in_process),
         RecoveryPolicy(max_retries=max_retries, retry_interval=0, retry_threshold=30),
-        store=store or SQLiteStore(tmp_path / f"store-{uuid.uuid4().hex[:6]}.db"),
+        store=store or open_store(db.store_location),
         period=PERIOD, faults=faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults),
         say=lambda text: None,
     )
@@ -302,7 +309,8 @@ ENGINE_DEATHS = ["after_persist:writer:1:exit", "epoch_complete:writer:1:exit", 
 
 def _cli_args(database: Database, *extra: str) -> list[str]:
     return [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / "seed_upsert.yaml"),
-            "--connections", str(database.connections_file), "--param", "batch=1", *extra]
+            "--connections", str(database.connections_file), "--store", database.store_location,
+            "--param", "batch=1", *extra]
 
 
 @pytest.mark.parametrize("fault", ENGINE_DEATHS)

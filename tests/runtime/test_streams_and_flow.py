@@ -3,14 +3,11 @@ connections, and the built-in Graph Terminator V2, Terminal V2 and Wiretap V2.""
 
 from __future__ import annotations
 
-import sys
-import threading
-import types
-
 import pytest
 
 from snapgraph.runtime.channels import DEFAULT_CAPACITY
 from snapgraph.runtime.operator import STREAM_CAPACITY
+from snapgraph.testing import Recorder
 
 COMPLETED = "completed"
 
@@ -18,20 +15,8 @@ COMPLETED = "completed"
 @pytest.fixture
 def rec():
     """``sg_rec.add(key, value)`` from scripts; ``sg_rec.shared`` is a dict scripts may share."""
-    module = types.ModuleType("sg_rec")
-    data: dict[str, list] = {}
-    lock = threading.Lock()
-
-    def add(key, value=None):
-        with lock:
-            data.setdefault(key, []).append(value)
-
-    module.add = add
-    module.data = data
-    module.shared = {}
-    sys.modules["sg_rec"] = module
-    yield data
-    sys.modules.pop("sg_rec", None)
+    with Recorder("sg_rec") as recorder:
+        yield recorder.data
 
 
 def assert_completed(run) -> None:

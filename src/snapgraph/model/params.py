@@ -246,6 +246,6 @@ def parse_param_assignments(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ValueError(f"--param expects name=value, got {item!r}")
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
         result[name.strip()] = value
     return result

@@ -8,12 +8,15 @@ is full: that is the engine's back-pressure. A channel can be *blocked* by
 the consumer (barrier alignment): its items stay queued and are not handed
 out until it is unblocked.
 
-A channel fed from another process has a :class:`RemoteInput` (a pipe):
-the dispatcher itself reads it when it runs out of queued items, and waits
-on the pipes and a wake-up pipe instead of the condition variable. Only
-while a channel has room and is not blocked is its pipe read, so the pipe
-fills behind a busy or aligning receiver and back-pressure reaches the
-sending process.
+A channel fed from another group instance has a :class:`RemoteInput` (the
+receiving end of a link, :class:`snapgraph.runtime.links.Receiver`): the
+dispatcher itself pulls it when it runs out of queued items. An input that
+has a file descriptor (a pipe) is waited on with ``poll()``, together with a
+wake-up pipe, instead of the condition variable; one without (an in-memory
+queue) calls the inbox back when items arrive, and the dispatcher waits on
+the condition variable. Only while a channel has room and is not blocked is
+its input pulled, so the link fills behind a busy or aligning receiver and
+back-pressure reaches the sender.
 """
 
 from __future__ import annotations
@@ -23,25 +26,18 @@ import select
 import threading
 import time
 from collections import deque
-from typing import Any, Protocol
 from collections.abc import Callable
+from typing import Any
 
 from snapgraph.model.graph import Connection
+from snapgraph.runtime.links import Receiver
 from snapgraph.runtime.messages import ControlEvent, GraphStopping
 
 DEFAULT_CAPACITY = 8
 MAX_WAIT = 0.5  # seconds a waiting dispatcher sleeps at most before it checks for stopping again
 
 
-class RemoteInput(Protocol):
-    """A pipe that delivers the items of one channel from another process."""
-
-    closed: bool
-
-    def fileno(self) -> int: ...
-
-    def pull(self) -> list[Any] | None:
-        """The items that have arrived, without blocking ([] if none); None once the sender is gone."""
+RemoteInput = Receiver  # what delivers the items of one channel from another group instance
 
 
 class Channel:
@@ -70,10 +66,12 @@ class Inbox:
         self._stopping = stopping
         self._next = 0  # round-robin start among channels, for fair fan-in
         self._remote: list[tuple[Channel, RemoteInput]] = []
+        self._fds: dict[int, int] = {}  # id(remote input) -> the descriptor it is waited on by, if it has one
         self._on_received = on_received  # counts items taken off remote inputs (they become local work)
         self._waker: tuple[int, int] | None = None  # (read, write) ends of the wake-up pipe
         self._polling = False  # the dispatcher is reading or waiting on its remote inputs
         self._woken = False  # a wake-up byte is pending
+        self._arrived = False  # an input without a descriptor called back since the dispatcher last looked
 
     def add_channel(self, connection: Connection, capacity: int = DEFAULT_CAPACITY) -> Channel:
         channel = Channel(connection, self, capacity)
@@ -82,12 +80,21 @@ class Inbox:
 
     def add_remote(self, channel: Channel, source: RemoteInput) -> None:
         """Feed ``channel`` from ``source``; only the dispatcher reads it (:meth:`next_item`, :meth:`has_input`)."""
-        if self._waker is None:
-            read_end, write_end = os.pipe()
-            os.set_blocking(read_end, False)
-            os.set_blocking(write_end, False)
-            self._waker = (read_end, write_end)
+        fd = source.wakeup(self._on_arrival)
+        if fd is not None:
+            self._fds[id(source)] = fd
+            if self._waker is None:
+                read_end, write_end = os.pipe()
+                os.set_blocking(read_end, False)
+                os.set_blocking(write_end, False)
+                self._waker = (read_end, write_end)
         self._remote.append((channel, source))
+
+    def _on_arrival(self) -> None:
+        """An input without a descriptor received items (or lost its sender): look again."""
+        with self.cond:
+            self._arrived = True
+            self._notify()
 
     def put(self, channel: Channel, item: Any) -> None:
         with self.cond:
@@ -135,10 +142,15 @@ class Inbox:
                 wait = MAX_WAIT if deadline is None else min(deadline - time.monotonic(), MAX_WAIT)
                 if wait <= 0:
                     return None
-                if not self._remote:
+                if self._arrived:  # an input called back after it was pulled: pull again first
+                    self._arrived = False
+                    continue
+                if self._waker is None:  # no input to poll: arrivals notify the condition
                     self.cond.wait(wait)
                     continue
                 readable = self._readable()
+                if len(self._fds) != len(self._remote):  # some inputs are not polled (they call back)
+                    readable = [(c, s) for c, s in readable if id(s) in self._fds]
                 self._polling = True
             try:
                 self._wait(readable, wait)
@@ -190,7 +202,7 @@ class Inbox:
         poller = select.poll()
         poller.register(self._waker[0], select.POLLIN)
         for _, source in readable:
-            poller.register(source.fileno(), select.POLLIN)
+            poller.register(self._fds[id(source)], select.POLLIN)
         poller.poll(seconds * 1000)
         with self.cond:
             if self._woken:

@@ -26,8 +26,12 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from snapgraph.instruments.base import Attempt, Instruments, Outcome, current as current_instruments
+from snapgraph.instruments.stats import EpochStats, OperatorStats, merge_into
 from snapgraph.model.graph import Graph
 from snapgraph.runtime.group import GroupHost, Restore, current_cpu
 from snapgraph.runtime.operator import OperatorFailure
@@ -64,12 +68,21 @@ class GraphDriver(ABC):
     """Runs one attempt of a graph: epochs, completion, failure; subclasses place the groups."""
 
     def __init__(self, graph: Graph, options: RunOptions | None = None,
-                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
+                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None, *,
+                 instruments: Instruments | None = None, attempt: int | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         self.graph = graph
         self.options = options or RunOptions()
         self.snapshots = snapshots
         self.faults = faults or FaultPlan()
         self.handle = uuid.uuid4().hex
+        # Observers (snapgraph.instruments): those given, else those installed in this process.
+        self.instruments = instruments if instruments is not None else current_instruments()
+        self._attempt_number = attempt  # None: counted by the instruments registry (one run: one FaultPlan)
+        self._clock = clock  # monotonic: durations (attempt, persist, epochs)
+        self.attempt: Attempt | None = None  # what the hooks see of this attempt, once it runs
+        self._reported: dict[str, list[OperatorStats]] = {}  # stats reported by group instances (remote)
+        self._reported_lock = threading.Lock()
         self.restore = Restore(snapshots.restore.epoch.epoch, snapshots.restore.states) \
             if snapshots is not None and snapshots.restore is not None else None
         self.coordinator: Coordinator | None = None
@@ -93,7 +106,8 @@ class GraphDriver(ABC):
         self._published_at_epoch = -1
         if snapshots is not None:
             sources = [name for name in graph.processes if not graph.connections_to(name)]
-            self.coordinator = Coordinator(snapshots, list(graph.processes), sources, self.faults)
+            self.coordinator = Coordinator(snapshots, list(graph.processes), sources, self.faults,
+                                           monotonic=clock, wall=wall_clock)
 
     # -- placing groups: what subclasses provide ------------------------------------------------
     @abstractmethod
@@ -127,6 +141,8 @@ class GraphDriver(ABC):
 
     # -- the Driver interface (groups report here) ----------------------------------------------------
     def operator_failed(self, failure: OperatorFailure) -> None:
+        if "operator_failed" in self.instruments:
+            self.instruments.call("operator_failed", failure)
         self._end(FAILED, str(failure), failure)
 
     def shutdown_failed(self, failure: OperatorFailure) -> None:
@@ -140,13 +156,48 @@ class GraphDriver(ABC):
         self._finish_gracefully(COMPLETED, f"graph terminator {by!r} fired")
 
     def persist_state(self, process: str, epoch: str, data: bytes) -> None:
-        assert self.snapshots is not None
+        assert self.snapshots is not None and self.coordinator is not None
+        started = self._clock()
         self.snapshots.store.save_state(self.snapshots.run_id, epoch, process, data)
+        self.coordinator.persisted(process, epoch, len(data))
+        if "state_persisted" in self.instruments:
+            self.instruments.call("state_persisted", process, epoch, len(data), self._clock() - started)
 
     def epoch_acked(self, process: str, epoch: str, stateful: bool) -> None:
         assert self.coordinator is not None
         self.coordinator.ack(process, epoch, stateful)
+        if "epoch_acked" in self.instruments:
+            self.instruments.call("epoch_acked", process, epoch, stateful)
         self.wake.set()
+
+    # -- stats ----------------------------------------------------------------------------------
+    def stats_reported(self, instance: str, reports: Iterable[OperatorStats]) -> None:
+        """A group instance (``instance``: any id unique in the attempt) reports its operators' counters.
+
+        Reports are cumulative: each replaces that instance's previous one. What remote drivers call
+        with the stats a group sends in its probe and ack replies.
+        """
+        with self._reported_lock:
+            self._reported[instance] = list(reports)
+
+    def stats(self) -> dict[str, OperatorStats]:
+        """The per-operator counters of this attempt so far (copies; instances of an operator merged)."""
+        table: dict[str, OperatorStats] = {}
+        for report in self._local_stats():
+            merge_into(table, [report])
+        with self._reported_lock:
+            reported = [r for reports in self._reported.values() for r in reports]
+        return merge_into(table, reported)
+
+    def epochs(self) -> list[EpochStats]:
+        """This attempt's epochs so far (copies)."""
+        if self.coordinator is None:
+            return []
+        return [EpochStats(**e.as_dict()) for e in list(self.coordinator.epochs)]  # type: ignore[arg-type]
+
+    def _local_stats(self) -> list[OperatorStats]:
+        """Counters of operators running in this process (copies); drivers of in-process groups override it."""
+        return []
 
     # -- control --------------------------------------------------------------------------
     def is_stopping(self) -> bool:
@@ -198,6 +249,8 @@ class GraphDriver(ABC):
     # -- the run ----------------------------------------------------------------------
     def run(self) -> RunResult:
         set_active_plan(self.faults)
+        started = self._clock()
+        self._attempt_started()
         loaded_before = set(sys.modules)
         prepare_imports(self.graph.path.parent, self.options.operator_dirs)
         try:
@@ -205,6 +258,9 @@ class GraphDriver(ABC):
             if failures:
                 self.operator_failed(failures[0])
             elif not self.is_stopping():
+                if "operator_loaded" in self.instruments:
+                    for name in self.graph.processes:
+                        self.instruments.call("operator_loaded", name)
                 with self._end_lock:
                     self._running = self._status is None
                 if self._running:
@@ -214,7 +270,36 @@ class GraphDriver(ABC):
         finally:
             forget_script_modules(self.graph.path.parent, loaded_before)
         assert self._status is not None
-        return RunResult(self._status, self._reason, self._failure, stuck)
+        result = RunResult(self._status, self._reason, self._failure, stuck)
+        self._attempt_ended(result, self._clock() - started)
+        return result
+
+    def _attempt_started(self) -> None:
+        instruments = self.instruments
+        if not instruments:
+            return
+        run_id = self.snapshots.run_id if self.snapshots is not None else None
+        number = self._attempt_number
+        if number is None:
+            number = instruments.next_attempt((run_id, id(self.faults)))
+        self.attempt = Attempt(run_id, number, self.graph.name, self.handle,
+                               self.restore.epoch if self.restore is not None else None, type(self).__name__,
+                               self.stats, self.epochs)
+        if number > 1 and "recovery" in instruments:
+            instruments.call("recovery", self.attempt, instruments.previous_failure)
+        if "attempt_started" in instruments:
+            instruments.call("attempt_started", self.attempt)
+
+    def _attempt_ended(self, result: RunResult, seconds: float) -> None:
+        instruments = self.instruments
+        if self.attempt is None or not instruments:
+            return
+        instruments.previous_failure = result.failure if result.status == FAILED else None
+        if result.status == FAILED and "attempt_failed" in instruments:
+            instruments.call("attempt_failed", self.attempt, result.failure)
+        if "attempt_ended" in instruments:
+            instruments.call("attempt_ended", self.attempt, Outcome(
+                result.status, result.reason, result.failure, self.stats(), self.epochs(), seconds))
 
     def _watch(self) -> None:
         deadline = None if self.options.stop_after is None else time.monotonic() + self.options.stop_after
@@ -234,6 +319,8 @@ class GraphDriver(ABC):
                 return
             if self._draining is not None and not self._timers_dropped:
                 self._timers_dropped = True
+                if "drain_started" in self.instruments:
+                    self.instruments.call("drain_started", *self._draining)
                 self._drop_timers()
             if self._draining is not None and time.monotonic() > self._drain_deadline:
                 # Without its final epoch the graph did not finish: the run is resumable as stopped.
@@ -252,15 +339,24 @@ class GraphDriver(ABC):
             return
         completed = coordinator.complete_ready()
         if completed is not None:
-            self._epoch_complete(completed, sealed=completed == self._sealed_epoch)
+            if "epoch_completed" in self.instruments:
+                self.instruments.call("epoch_completed", EpochStats(**completed.as_dict()))  # type: ignore[arg-type]
+            self._epoch_complete(completed.epoch, sealed=completed.epoch == self._sealed_epoch)
         if coordinator.due() and self._draining is None and self._published_seen != self._published_at_epoch:
             self._start_epoch()
 
-    def _start_epoch(self) -> str:
+    def _start_epoch(self, final: bool = False, sealed: bool = False) -> str:
         assert self.coordinator is not None
-        epoch = self.coordinator.start()
+        epoch = self.coordinator.start(final=final, sealed=sealed)
         self._published_at_epoch = self._published_seen
+        instruments = self.instruments
+        if "epoch_started" in instruments:
+            instruments.call("epoch_started", epoch, final)
+        if final and "final_epoch" in instruments:
+            instruments.call("final_epoch", epoch, self._final_epochs + 1, sealed)
         for source in self.coordinator.sources():
+            if "barrier_injected" in instruments:
+                instruments.call("barrier_injected", source, epoch)
             self._take_snapshot(source, epoch)
         return epoch
 
@@ -280,9 +376,10 @@ class GraphDriver(ABC):
                 return
         # First final epoch, or epoch_complete published more data: take (another) final epoch. The
         # last one allowed is sealed, so a graph whose epoch_complete always publishes still ends.
-        epoch = self._start_epoch()
+        sealed = self._final_epochs + 1 >= MAX_FINAL_EPOCHS
+        epoch = self._start_epoch(final=True, sealed=sealed)
         self._final_epochs += 1
-        if self._final_epochs >= MAX_FINAL_EPOCHS:
+        if sealed:
             self._sealed_epoch = epoch
         self._final_epoch = (epoch, messages)
 
@@ -291,12 +388,18 @@ class Engine(GraphDriver):
     """Runs every operator of the graph in this process (one dispatcher thread each)."""
 
     def __init__(self, graph: Graph, options: RunOptions | None = None,
-                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
-        super().__init__(graph, options, snapshots, faults)
+                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(graph, options, snapshots, faults, **kwargs)
         self.host = GroupHost(graph, graph.processes, self.options, self, snapshots_on=snapshots is not None,
                               restore=self.restore, faults=self.faults, handle=self.handle,
                               cpu=current_cpu() if self.options.pin_cpus else None)
         self.host.activity.changed = self.wake  # an idle group wakes the watch loop at once
+        for runtime in self.host.operators.values():
+            runtime.instruments = self.instruments  # operator-level protocol events (barrier_aligned, ...)
+
+    def _local_stats(self) -> list[OperatorStats]:
+        return [runtime.stats.copy() for runtime in self.host.operators.values()]
 
     def _load(self) -> list[OperatorFailure]:
         return self.host.load()

@@ -136,7 +136,7 @@ class GroupHost:
     def __init__(self, graph: Graph, members: Iterable[str], options: RunOptions, driver: Driver, *,
                  snapshots_on: bool = False, restore: Restore | None = None,
                  faults: FaultPlan | None = None, handle: str | None = None, cpu: int | None = None,
-                 multiplicity: tuple[int, int] = (1, 0)) -> None:
+                 multiplicity: tuple[int, int] = (1, 0), engine_threads: set[int] | None = None) -> None:
         self.graph = graph
         self.multiplicity, self.multiplicity_index = multiplicity  # (instances of this group, this one)
         self.cpu = cpu  # the CPU all of this group's engine threads run on (None: let the OS choose)
@@ -151,7 +151,9 @@ class GroupHost:
         self._gc_thresholds: tuple[int, int, int] | None = None
         self.type_context = TypeContext(graph.vtypes or VTypeRegistry())
         self._stopping = threading.Event()
-        self._engine_threads: set[int] = set()
+        # The engine threads of this group (of every group, when several share the process: the
+        # thread transport); any other live non-daemon thread is a script's.
+        self._engine_threads: set[int] = engine_threads if engine_threads is not None else set()
         self._stdout_lock = threading.Lock()
         self.stdout_sink: Callable[[str], None] | None = None  # set in group processes: output goes to the parent
         self.operators: dict[str, OperatorRuntime] = {}

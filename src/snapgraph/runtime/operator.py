@@ -23,6 +23,8 @@ from snapgraph.api.data import Record, Table
 from snapgraph.api.header import Header
 from snapgraph.api.operator_api import Api, OperatorException, ResponseCallback, RuntimeInfo
 from snapgraph.api.streams import InputBody
+from snapgraph.instruments.base import NO_INSTRUMENTS, Instruments
+from snapgraph.instruments.stats import OperatorStats
 from snapgraph.model.types import VType
 from snapgraph.model.graph import (
     LOG_AND_IGNORE,
@@ -114,6 +116,18 @@ class OperatorRuntime:
         self.loaded = threading.Event()
         self.load_failure: OperatorFailure | None = None
         self._timers: list[tuple[float, int, _Timer]] = []
+        # What timers read the time from (seconds, monotonic); snapgraph.testing puts a manual clock here.
+        self.clock: Callable[[], float] = time.monotonic
+        # Counters (snapgraph.instruments.stats): written by this dispatcher only, read as copies. The
+        # stopwatch times callbacks and protocol steps; instruments hear the operator-level protocol
+        # steps (barrier_aligned, state_serialized, state_restored): the in-process Engine sets them.
+        self.stats = OperatorStats.for_ports(self.name, process.inports, process.outports, process.group)
+        self._in_stats = self.stats.inputs
+        self._out_stats = self.stats.outputs
+        self.stopwatch: Callable[[], float] = time.perf_counter
+        self.instruments: Instruments = NO_INSTRUMENTS
+        self._aligning_since = 0.0  # when the first barrier of the epoch being aligned arrived
+        self._callback_seconds = 0.0  # how long the last callback run by _guarded took
         self._prefer_timer = False
         self._warned_no_callback: set[str] = set()
         self._sealed: str | None = None  # the sealed final epoch once its epoch_complete began
@@ -167,7 +181,13 @@ class OperatorRuntime:
             return msg_id
         reply = self._reply_for(msg_id, targets, response_callback)
         port_type = self.process.outports[port].type
+        stats = self._out_stats[port]
+        started = self.stopwatch()
         self._fan_out(targets, reply, lambda target: Message(msg_id, header, body, port_type, type_id, reply))
+        stats.send_seconds += self.stopwatch() - started
+        stats.messages += 1
+        if type(body) is Table:
+            stats.rows += len(body.body)
         return msg_id
 
     def open_stream(self, port: str, header: dict[str, Any], type_id: str,
@@ -187,6 +207,8 @@ class OperatorRuntime:
             return Message(msg_id, header, buffer, port_type, type_id, reply, is_stream=True)
 
         self._fan_out(targets, reply, stream_message)
+        if targets:
+            self._out_stats[port].messages += 1
         return msg_id, sinks
 
     def _discard(self, port: str) -> None:
@@ -279,7 +301,7 @@ class OperatorRuntime:
             if registrations.prestart is not None:
                 self._guarded("prestart", registrations.prestart)
             self._repeat_restored_epoch_complete()
-            now = time.monotonic()
+            now = self.clock()
             for index, callback in enumerate(registrations.timers):
                 self.host.activity.add(1)
                 heapq.heappush(self._timers, (now, index, _Timer(callback, index)))
@@ -324,7 +346,7 @@ class OperatorRuntime:
 
     def _loop(self) -> None:
         while not self.host.is_stopping():
-            now = time.monotonic()
+            now = self.clock()
             timer_due = bool(self._timers) and self._timers[0][0] <= now
             if timer_due and (self._prefer_timer or not self.inbox.has_input()):
                 self._prefer_timer = False
@@ -373,7 +395,7 @@ class OperatorRuntime:
             self.host.activity.add(-1)
             return
         timer.interval = interval
-        heapq.heappush(self._timers, (time.monotonic() + interval, index, timer))
+        heapq.heappush(self._timers, (self.clock() + interval, index, timer))
 
     def _deliver(self, channel: Channel, message: Any) -> None:
         try:
@@ -382,6 +404,10 @@ class OperatorRuntime:
             if isinstance(message, Barrier):
                 self._on_barrier(channel, message.epoch)
                 return
+            stats = self._in_stats[channel.port]
+            stats.messages += 1
+            if type(message.body) is Table:
+                stats.rows += len(message.body.body)
             callback = self.api.registrations.port_callbacks.get(channel.port)  # type: ignore[union-attr]
             body = InputBody(
                 None if message.is_stream else message.body,
@@ -399,6 +425,7 @@ class OperatorRuntime:
                         self.logger.warning("no callback registered for input port %r: its messages are dropped",
                                             channel.port)
                 elif self.error_mode == RETRY:
+                    started = self.stopwatch()
                     try:
                         callback(message.msg_id, Header(message.header), body)
                     except GraphStopping:
@@ -410,10 +437,17 @@ class OperatorRuntime:
                     except BaseException as err:  # noqa: BLE001 - sys.exit and the like end the operator
                         self._fail(f"port callback of {channel.port!r}", err)
                     finally:
+                        elapsed = self.stopwatch() - started
+                        stats.callback_seconds += elapsed
+                        self.stats.callbacks += 1
+                        self.stats.callback_seconds += elapsed
                         script_guards.leave_if_forked()
                 else:
-                    self._guarded(f"port callback of {channel.port!r}", callback,
-                                  message.msg_id, Header(message.header), body)
+                    try:
+                        self._guarded(f"port callback of {channel.port!r}", callback,
+                                      message.msg_id, Header(message.header), body)
+                    finally:
+                        stats.callback_seconds += self._callback_seconds
             finally:
                 # A stream the callback did not read stays open, as in Gen2: a script
                 # thread may still be reading it (the Modeler template does that).
@@ -449,6 +483,8 @@ class OperatorRuntime:
             self.host.faults.hit("restore", self.name),
             self.api.registrations.restore(restore.epoch, data),  # type: ignore[union-attr, misc]
         ))
+        if "state_restored" in self.instruments:
+            self.instruments.call("state_restored", self.name, restore.epoch, len(restore.states[self.name]))
 
     def _repeat_restored_epoch_complete(self) -> None:
         """After a recovery, run ``epoch_complete`` once more for the restored epoch.
@@ -462,12 +498,14 @@ class OperatorRuntime:
 
     def _on_barrier(self, channel: Channel, epoch: str) -> None:
         """Align: block each input that delivered ``epoch`` until all have, then snapshot."""
+        if not self._aligned:
+            self._aligning_since = self.stopwatch()
         self._aligned.add(channel)
         with self.inbox.cond:
             channel.blocked = True
         if len(self._aligned) < len(self.inbox.channels):
             return
-        self.take_snapshot(epoch)
+        self.take_snapshot(epoch, self.stopwatch() - self._aligning_since)
         with self.inbox.cond:
             for aligned in self._aligned:
                 aligned.blocked = False
@@ -519,26 +557,54 @@ class OperatorRuntime:
                 return
             time.sleep(BUSY_POLL)
 
-    def take_snapshot(self, epoch: str) -> None:
-        """Pause, serialize, persist, forward the barrier, resume, acknowledge (sources start here)."""
+    def take_snapshot(self, epoch: str, aligned_seconds: float = 0.0) -> None:
+        """Pause, serialize, persist, forward the barrier, resume, acknowledge (sources start here).
+
+        The fault points of the protocol steps are where the instruments hear of them too:
+        ``before_serialize`` is ``barrier_aligned``, ``after_serialize`` is ``state_serialized``
+        (the store's side of ``after_persist`` is the driver's ``state_persisted``).
+        """
         registrations = self.api.registrations  # type: ignore[union-attr]
         faults: FaultPlan = self.host.faults
         stateful = self.is_stateful
+        instruments = self.instruments
+        clock = self.stopwatch
+        stats = self.stats
 
         def step() -> None:
+            if "barrier_aligned" in instruments:
+                instruments.call("barrier_aligned", self.name, epoch, aligned_seconds)
             faults.hit("before_serialize", self.name)
             if registrations.pause is not None:
                 registrations.pause()
+            nbytes = 0
             if stateful:
+                started = clock()
                 data = registrations.serialize(epoch)  # type: ignore[misc]
                 if not isinstance(data, (bytes, bytearray, memoryview)):
                     raise TypeError(
                         f"serialize({epoch!r}) returned {type(data).__name__}; it must return bytes "
                         "(for example pickle.dumps(state))"
                     )
+                serialized = clock() - started
+                stats.serialize_seconds += serialized
+                stats.last_serialize_seconds = serialized
+                if "state_serialized" in instruments:
+                    instruments.call("state_serialized", self.name, epoch, len(data), serialized)
                 faults.hit("after_serialize", self.name)
-                self.host.persist_state(self.name, epoch,
-                                        pack_state(bytes(data), self.host.type_context.all_run_time_definitions()))
+                packed = pack_state(bytes(data), self.host.type_context.all_run_time_definitions())
+                started = clock()
+                self.host.persist_state(self.name, epoch, packed)
+                persisted = clock() - started
+                stats.persist_seconds += persisted
+                stats.last_persist_seconds = persisted
+                nbytes = len(packed)
+            stats.snapshots += 1
+            stats.last_epoch = epoch
+            stats.state_bytes = nbytes
+            stats.state_bytes_total += nbytes
+            stats.alignment_seconds += aligned_seconds
+            stats.last_alignment_seconds = aligned_seconds
             faults.hit("after_persist", self.name)
             for targets in self.targets.values():
                 for target in targets:
@@ -593,6 +659,7 @@ class OperatorRuntime:
         """
         if self.snapshot_while_busy is not None:
             self._busy_since = time.monotonic()
+        started = self.stopwatch()
         try:
             return True, callback(*args)
         except GraphStopping:
@@ -604,6 +671,10 @@ class OperatorRuntime:
             self._fail(phase, exc)
         finally:
             self._busy_since = None
+            elapsed = self._callback_seconds = self.stopwatch() - started
+            stats = self.stats
+            stats.callbacks += 1
+            stats.callback_seconds += elapsed
             script_guards.leave_if_forked()
 
     def _handle_error(self, phase: str, exc: Exception) -> None:

@@ -9,7 +9,7 @@ the driver recovers from, not the end of the engine.
 fork server that has imported snapgraph) with a control pipe to the driver, and a data pipe and a stream pipe per link
 between instances (:mod:`snapgraph.runtime.wire`); :func:`group_main` is the
 child's entry point. :class:`ProcessEngine` is the remote engine on this
-transport.
+transport (the ``process`` backend of :mod:`snapgraph.runtime.backends`).
 
 **No orphans**: a child exits at once when its control pipe reaches EOF (the
 parent died, even by SIGKILL), and on Linux it also asks the kernel for
@@ -24,16 +24,15 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any, NoReturn
 
 from snapgraph.model.graph import Connection, Graph
+from snapgraph.runtime.control import ToDriver, ToGroup
 from snapgraph.runtime.group import current_cpu
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.remote import RemoteEngine
 from snapgraph.runtime.script_guards import die_with_parent
-from snapgraph.runtime.scripts import prepare_imports
 from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, Transport, serve_group
 from snapgraph.runtime.wire import PipeEnds, enlarge_pipe, pipe_bytes
 from snapgraph.snapshot.faults import FaultPlan
@@ -44,7 +43,8 @@ _LinkPipes = tuple[tuple[Pipe, Pipe], tuple[Pipe, Pipe]]
 
 
 class ProcessEngine(RemoteEngine):
-    """Runs each group of the graph in an OS process of its own."""
+    """Runs each group of the graph in an OS process of its own (the ``process`` backend of
+    :mod:`snapgraph.runtime.backends`)."""
 
     def __init__(self, graph: Graph, options: RunOptions | None = None,
                  snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
@@ -63,16 +63,16 @@ class _ProcessHandle(GroupHandle):
         self._control = control
         self._lock = threading.Lock()
 
-    def send(self, *command: Any) -> None:
+    def send(self, message: ToGroup) -> None:
         with self._lock:
             try:
-                self._control.send(command)
+                self._control.send(message)
             except (BrokenPipeError, OSError):
                 pass  # a dead child is noticed by receive()
 
-    def receive(self) -> tuple[Any, ...]:
+    def receive(self) -> ToDriver:
         try:
-            return self._control.recv()
+            return self._control.recv()  # type: ignore[no-any-return]
         except OSError:
             raise EOFError from None
 
@@ -113,10 +113,9 @@ class ProcessTransport(Transport):
         inbound = [_ends(self._links[(connection, sender, spec.instance)], 0) for connection, sender in spec.inbound]
         parent_end, child_end = self._context.Pipe(duplex=True)
         # A forked child starts with the fork server's working directory, environment and import
-        # path; it takes this process's current ones, as a spawned child would.
-        where = _Where(os.getcwd(), dict(os.environ), list(sys.path))
+        # path; serve_group takes over the driver's (spec.where), as a spawned child would have them.
         process = self._context.Process(target=group_main, name=f"snapgraph-group-{spec.instance}",
-                                        args=(spec, child_end, outbound, inbound, self._cpu_for(spec), where))
+                                        args=(spec, child_end, outbound, inbound, self._cpu_for(spec)))
         try:
             process.start()
         except (EOFError, OSError) as exc:
@@ -199,28 +198,14 @@ def _describe_exit(code: int | None) -> str:
 # The child side
 
 
-@dataclass
-class _Where:
-    """The working directory, environment and import path a group process runs with."""
-
-    cwd: str
-    environ: dict[str, str]
-    sys_path: list[str]
-
-
 def group_main(spec: GroupSpec, control: Pipe, outbound: list[list[tuple[Pipe, Pipe]]],
-               inbound: list[tuple[Pipe, Pipe]], cpu: int | None, where: _Where) -> None:
-    """Entry point of a group process."""
+               inbound: list[tuple[Pipe, Pipe]], cpu: int | None) -> None:
+    """Entry point of a group process (what only a process needs; the rest is :func:`serve_group`'s)."""
     die_with_parent()
-    os.chdir(where.cwd)
-    os.environ.clear()
-    os.environ.update(where.environ)
-    sys.path[:] = where.sys_path
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides how the graph stops
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not os.environ.get("PYTHONBREAKPOINT"):
         sys.breakpointhook = _breakpoint_without_terminal
-    prepare_imports(spec.graph.path.parent, spec.options.operator_dirs)
     serve_group(spec, control, [[_raw(ends) for ends in links] for links in outbound],
                 [_raw(ends) for ends in inbound], _parent_gone, cpu)
     sys.stdout.flush()

@@ -23,14 +23,15 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import Any
 
 from snapgraph.model.graph import RETRY, Connection, Graph, error_handling_mode
+from snapgraph.runtime import control as msg
+from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
 from snapgraph.runtime.engine import GraphDriver, Quiet
 from snapgraph.runtime.group import JOIN_TIMEOUT, Restore
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
-from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, Transport
+from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, Transport, Where
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
@@ -66,11 +67,11 @@ class _Instance:
         self.load_failures: list[OperatorFailure] = []
         self.done = threading.Event()
         self.stuck: list[str] = []
-        self.probe: tuple[int, tuple[int, int, int, int], bool] | None = None
+        self.probe: msg.ProbeAnswer | None = None
 
-    def send(self, *command: Any) -> None:
+    def send(self, command: ToGroup) -> None:
         if self.handle is not None:
-            self.handle.send(*command)
+            self.handle.send(command)
 
 
 class RemoteEngine(GraphDriver):
@@ -101,7 +102,7 @@ class RemoteEngine(GraphDriver):
                     self.transport.connect(connection, sender.name, receiver.name)
         options = replace(self.options, stdout=None)
         try:
-            self._start_instances(crossing, options)
+            self._start_instances(crossing, options, Where.here())
         finally:
             self.transport.started()
         failures: list[OperatorFailure] = []
@@ -113,7 +114,7 @@ class RemoteEngine(GraphDriver):
         failures.sort(key=lambda f: not f.invalid)
         return failures
 
-    def _start_instances(self, crossing: list[Connection], options: RunOptions) -> None:
+    def _start_instances(self, crossing: list[Connection], options: RunOptions, where: Where) -> None:
         """Start every instance with the ends of its links, and a thread that listens to it."""
         for child in self.children.values():
             outbound: list[tuple[Connection, bool, list[str]]] = []
@@ -131,7 +132,8 @@ class RemoteEngine(GraphDriver):
                                   {k: v for k, v in self.restore.states.items() if k in child.members})
             spec = GroupSpec(self.graph, child.group, child.members, options, self.snapshots is not None,
                              restore, self.faults.remaining(), self.handle, instance=child.name,
-                             index=child.index, multiplicity=child.multiplicity, outbound=outbound, inbound=inbound)
+                             index=child.index, multiplicity=child.multiplicity, outbound=outbound, inbound=inbound,
+                             where=where)
             try:
                 child.handle = self.transport.start(spec)
             except GroupStartFailed as failed:
@@ -151,7 +153,7 @@ class RemoteEngine(GraphDriver):
         assert child.handle is not None
         while True:
             try:
-                kind, *args = child.handle.receive()
+                report = child.handle.receive()
             except EOFError:
                 break
             except Exception as exc:  # noqa: BLE001 - a report this process cannot rebuild
@@ -159,43 +161,53 @@ class RemoteEngine(GraphDriver):
                     ", ".join(child.members), f"group {child.name!r}",
                     f"a report of the group could not be read: {type(exc).__name__}: {exc}", ""))
                 continue
-            if kind == "loaded":
-                child.load_failures = args[0]
-                child.loaded.set()
-            elif kind == "failed":
-                self.operator_failed(args[0])
-            elif kind == "shutdown_failed":
-                self.shutdown_failed(args[0])
-            elif kind == "terminate":
-                self.terminator_fired(args[0])
-            elif kind == "state":
-                try:
-                    self.persist_state(*args)
-                except Exception as exc:  # noqa: BLE001 - the store failing fails the attempt
-                    self.operator_failed(OperatorFailure(args[0], "persisting state",
-                                                         f"{type(exc).__name__}: {exc}", ""))
-            elif kind == "ack":
-                self.epoch_acked(*args)
-            elif kind == "reply":
-                origin, token, exc = args
-                self.children[origin].send("reply", token, exc)
-            elif kind == "probe":
-                child.probe = (args[0], args[1], args[2])
-                self._probe_event.set()
-            elif kind == "stdout":
-                self.stdout_write(args[0])
-            elif kind == "fault":
-                self.faults.mark_fired(args[0])
-            elif kind == "kill_engine":
-                self.kill_engine(args[0])
-            elif kind == "done":
-                child.stuck = args[0]
-                child.done.set()
+            try:
+                self._handle(child, report)
+            except UnknownControlMessage as unknown:
+                self.operator_failed(OperatorFailure(", ".join(child.members), f"group {child.name!r}",
+                                                     str(unknown), ""))
         if not child.done.is_set():
             self.operator_failed(OperatorFailure(
                 ", ".join(child.members), f"group {child.name!r}", child.handle.end_reason(), ""))
             child.loaded.set()
             child.done.set()
+
+    def _handle(self, child: _Instance, report: ToDriver) -> None:
+        """Act on one report of ``child``; :class:`UnknownControlMessage` for anything unknown."""
+        match report:
+            case msg.Loaded(failures):
+                child.load_failures = failures
+                child.loaded.set()
+            case msg.Failed(failure):
+                self.operator_failed(failure)
+            case msg.ShutdownFailed(failure):
+                self.shutdown_failed(failure)
+            case msg.Terminate(by):
+                self.terminator_fired(by)
+            case msg.State(process, epoch, data):
+                try:
+                    self.persist_state(process, epoch, data)
+                except Exception as exc:  # noqa: BLE001 - the store failing fails the attempt
+                    self.operator_failed(OperatorFailure(process, "persisting state",
+                                                         f"{type(exc).__name__}: {exc}", ""))
+            case msg.Ack(process, epoch, stateful):
+                self.epoch_acked(process, epoch, stateful)
+            case msg.ReplyFrom(origin, token, exc):
+                self.children[origin].send(msg.ResolveReply(token, exc))
+            case msg.ProbeAnswer():
+                child.probe = report
+                self._probe_event.set()
+            case msg.Stdout(text):
+                self.stdout_write(text)
+            case msg.FaultFired(fault):
+                self.faults.mark_fired(fault)
+            case msg.KillEngine(message):
+                self.kill_engine(message)
+            case msg.Done(stuck):
+                child.stuck = stuck
+                child.done.set()
+            case _:
+                raise UnknownControlMessage("the driver", report)
 
     def stdout_write(self, text: str) -> None:
         """Terminal/Wiretap output of the groups; each group's listener thread calls this."""
@@ -212,20 +224,20 @@ class RemoteEngine(GraphDriver):
 
     def _go(self) -> None:
         for child in self.children.values():
-            child.send("go")
+            child.send(msg.Go())
 
     # -- driving ---------------------------------------------------------------------------------
     def _take_snapshot(self, source: str, epoch: str) -> None:
         for child in self.instances[self._home[source]]:
-            child.send("snapshot", source, epoch)
+            child.send(msg.TakeSnapshot(source, epoch))
 
     def _epoch_complete(self, epoch: str, sealed: bool) -> None:
         for child in self.children.values():
-            child.send("epoch_complete", epoch, sealed)
+            child.send(msg.EpochComplete(epoch, sealed))
 
     def _drop_timers(self) -> None:
         for child in self.children.values():
-            child.send("drop_timers")
+            child.send(msg.DropTimers())
 
     def _quiet(self) -> Quiet:
         """One probe wave; idle only if it matches the previous idle wave exactly."""
@@ -233,9 +245,9 @@ class RemoteEngine(GraphDriver):
         seq = self._probe_seq
         self._probe_event.clear()
         for child in self.children.values():
-            child.send("probe", seq)
+            child.send(msg.Probe(seq))
         deadline = time.monotonic() + PROBE_TIMEOUT
-        while not all(c.probe is not None and c.probe[0] == seq for c in self.children.values()):
+        while not all(c.probe is not None and c.probe.seq == seq for c in self.children.values()):
             if self.is_stopping() or time.monotonic() > deadline:
                 return Quiet(False, 0)
             self._probe_event.wait(0.05)
@@ -244,12 +256,12 @@ class RemoteEngine(GraphDriver):
         threads = False
         for child in self.children.values():
             assert child.probe is not None
-            count, published, out, came = child.probe[1]
+            count, published, out, came = child.probe.counts
             pending += count
             messages += published
             sent += out
             received += came
-            threads = threads or child.probe[2]
+            threads = threads or child.probe.script_threads
         idle_now = pending == 0 and not threads and sent == received
         counts = (sent, messages)
         idle = idle_now and self._last_counts == counts
@@ -261,7 +273,7 @@ class RemoteEngine(GraphDriver):
     # -- stopping -----------------------------------------------------------------------------------
     def _stop_groups(self) -> None:
         for child in self.children.values():
-            child.send("stop")
+            child.send(msg.Stop())
 
     def _join(self) -> list[str]:
         # Once more to every instance: one started after the run ended (a stop while the groups were
@@ -272,7 +284,7 @@ class RemoteEngine(GraphDriver):
         for child in self.children.values():
             if not child.loaded.is_set():
                 # Still in its script bodies (a loop at top level?) when the run ended: it cannot
-                # read "stop" before they return, and nothing of it ran yet, so it is ended now.
+                # read Stop before they return, and nothing of it ran yet, so it is ended now.
                 if child.handle is not None:
                     child.handle.finish(0.0)
                 continue

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from snapgraph.model.graph import Graph
-from snapgraph.runtime.engine import COMPLETED, FAILED, STOPPED, Engine, GraphDriver, RunOptions, RunResult
+from snapgraph.runtime.backends import backend_name, get_backend
+from snapgraph.runtime.engine import COMPLETED, FAILED, STOPPED, GraphDriver, RunOptions, RunResult
 from snapgraph.runtime.operator import OperatorFailure
-from snapgraph.runtime.processes import ProcessEngine
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 from snapgraph.snapshot.runs import RunPlan, plan_run
@@ -69,9 +69,12 @@ class Supervisor:
     def __init__(self, graph: Graph, options: RunOptions, policy: RecoveryPolicy, *,
                  store: SnapshotStore | None = None, period: float | None = None,
                  plan: RunPlan | None = None, lease: Lease | None = None, accept_older: bool = False,
-                 faults: FaultPlan | None = None, say: Callable[[str], None] | None = None) -> None:
+                 faults: FaultPlan | None = None, say: Callable[[str], None] | None = None,
+                 backend: str | None = None) -> None:
         self.graph = graph
         self.options = options
+        # Where the groups run (snapgraph.runtime.backends): the named backend, else per options.in_process.
+        self.backend = get_backend(backend_name(options, backend))
         self.policy = policy
         self.store = store
         self.period = period
@@ -159,8 +162,7 @@ class Supervisor:
                 restored_from.append(restore.epoch.epoch if restore else None)
             else:
                 restored_from.append(None)
-            driver = Engine if self.options.in_process else ProcessEngine
-            engine = driver(self.graph, self.options, snapshots=snapshots, faults=self.faults)
+            engine = self.backend.engine(self.graph, self.options, snapshots=snapshots, faults=self.faults)
             with self._engine_lock:
                 self._engine = engine
                 stop_reason = self._stop_reason

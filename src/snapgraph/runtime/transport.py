@@ -6,37 +6,68 @@ up the data links between group instances and to start each instance from a
 :class:`GroupSpec`; from then on it only exchanges small picklable messages
 with each instance through its :class:`GroupHandle`:
 
-* driver → group: ``go``, ``snapshot(source, epoch)``, ``epoch_complete(epoch, sealed)``,
-  ``drop_timers``, ``probe(seq)``, ``reply(token, exc)``, ``stop``;
-* group → driver: ``loaded(failures)``, ``failed(failure)``,
-  ``shutdown_failed(failure)``, ``terminate(by)``, ``state(process, epoch, data)``,
-  ``ack(process, epoch, stateful)``, ``reply(origin, token, exc)``,
-  ``probe(seq, counts, script_threads)``, ``stdout(text)``, ``fault(fault)``,
-  ``kill_engine(message)``, ``done(stuck)``.
+* driver → group (:data:`snapgraph.runtime.control.ToGroup`): ``Go``, ``TakeSnapshot``,
+  ``EpochComplete``, ``DropTimers``, ``Probe``, ``ResolveReply``, ``Stop``;
+* group → driver (:data:`snapgraph.runtime.control.ToDriver`): ``Loaded``, ``Failed``,
+  ``ShutdownFailed``, ``Terminate``, ``State``, ``Ack``, ``ReplyFrom``, ``ProbeAnswer``,
+  ``Stdout``, ``FaultFired``, ``KillEngine``, ``Done``.
+
+Both are defined once, in :mod:`snapgraph.runtime.control`; a message a side does not
+know fails the attempt with :class:`~snapgraph.runtime.control.UnknownControlMessage`.
 
 :class:`snapgraph.runtime.processes.ProcessTransport` starts OS processes on
-this machine with pipes for control and data. A transport that hosts groups
-elsewhere — actors on a cluster — implements the same three calls and runs
-:func:`serve_group` at the far end.
+this machine with pipes for control and data;
+:class:`snapgraph.runtime.threads.ThreadTransport` serves each instance on threads of
+this process with in-memory links. A transport that hosts groups elsewhere — actors on
+a cluster — implements the same three calls, hands out link ends that follow the
+protocols of :mod:`snapgraph.runtime.links` (``LinkEnd``: ``Sender``, ``Receiver``; no
+file descriptor needed), and runs :func:`serve_group` at the far end.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn, Protocol
 
 from snapgraph.model.graph import Connection, Graph
-from snapgraph.runtime.channels import RemoteInput
+from snapgraph.runtime import control as msg
+from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
 from snapgraph.runtime.group import GroupHost, Restore
+from snapgraph.runtime.links import LinkEnd, ReplyTokens, RoundRobinLink
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
-from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX
-from snapgraph.runtime.wire import OutboundLink, ReplyTokens, RoundRobinLink
+from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX, prepare_imports
 from snapgraph.snapshot.faults import Fault, FaultPlan, set_active_plan
+
+
+@dataclass
+class Where:
+    """The working directory, environment and import path a group runs with: the driver's."""
+
+    cwd: str
+    environ: dict[str, str]
+    sys_path: list[str]
+
+    @classmethod
+    def here(cls) -> Where:
+        return cls(os.getcwd(), dict(os.environ), list(sys.path))
+
+    def apply(self) -> None:
+        """Take them over (what already matches is left alone: a group on a thread of the driver's
+        process changes nothing)."""
+        if os.getcwd() != self.cwd:
+            os.chdir(self.cwd)
+        if dict(os.environ) != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        if sys.path != self.sys_path:
+            sys.path[:] = self.sys_path
 
 
 @dataclass
@@ -58,6 +89,8 @@ class GroupSpec:
     outbound: list[tuple[Connection, bool, list[str]]] = field(default_factory=list)
     # Connections from other groups: (connection, the sending instance), one per incoming link.
     inbound: list[tuple[Connection, str]] = field(default_factory=list)
+    # The driver's working directory, environment and import path when it planned this instance.
+    where: Where | None = None
 
 
 class GroupHandle(ABC):
@@ -66,17 +99,17 @@ class GroupHandle(ABC):
     name: str
 
     @abstractmethod
-    def send(self, *command: Any) -> None:
-        """Deliver a command. A group that is gone ignores it; :meth:`receive` notices its end."""
+    def send(self, message: ToGroup) -> None:
+        """Deliver a control message. A group that is gone ignores it; :meth:`receive` notices its end."""
 
     @abstractmethod
-    def receive(self) -> tuple[Any, ...]:
+    def receive(self) -> ToDriver:
         """The group's next report (blocking); raises EOFError once the group is gone, and any
         other exception for a single report that cannot be read (the next one still can)."""
 
     @abstractmethod
     def end_reason(self) -> str:
-        """Why the group ended without saying ``done``, as the failure message of its operators
+        """Why the group ended without saying ``Done``, as the failure message of its operators
         ("the group process died (killed by SIGKILL)")."""
 
     @abstractmethod
@@ -108,20 +141,19 @@ class Transport(ABC):
 class ControlEnd(Protocol):
     """The group's end of its control channel."""
 
-    def send(self, message: tuple[Any, ...]) -> None: ...
-    def recv(self) -> tuple[Any, ...]: ...
+    def send(self, message: ToDriver) -> None: ...
+    def recv(self) -> ToGroup: ...
 
 
-class LinkEnd(Protocol):
-    """One end of a data link as a transport hands it to a group; the group makes it a sender or receiver."""
+@dataclass
+class Colocated:
+    """A group served on threads of the driver's own process (the thread transport): what it shares.
 
-    def sending(self, origin: str, tokens: ReplyTokens, on_sent: Callable[[], None],
-                stopping: Callable[[], bool]) -> OutboundLink:
-        """The sending side (``put(item)``), for messages published by instance ``origin``."""
+    Such a group installs no fault plan of its own (the driver's is the process's) and counts the
+    engine threads of every group of the process as engine threads, not as script threads.
+    """
 
-    def receiving(self, report_reply: Callable[[str, int, BaseException | None], None],
-                  stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> RemoteInput:
-        """The receiving side, read by the receiving operator's dispatcher."""
+    engine_threads: set[int]
 
 
 class _ReportingDriver:
@@ -132,7 +164,7 @@ class _ReportingDriver:
         self._driver_gone = driver_gone
         self._lock = threading.Lock()
 
-    def send(self, *message: Any) -> None:
+    def send(self, message: ToDriver) -> None:
         with self._lock:
             try:
                 self._control.send(message)
@@ -140,77 +172,108 @@ class _ReportingDriver:
                 self._driver_gone()  # nothing left to report to
 
     def operator_failed(self, failure: OperatorFailure) -> None:
-        self.send("failed", failure)
+        self.send(msg.Failed(failure))
 
     def shutdown_failed(self, failure: OperatorFailure) -> None:
-        self.send("shutdown_failed", failure)
+        self.send(msg.ShutdownFailed(failure))
 
     def terminator_fired(self, by: str) -> None:
-        self.send("terminate", by)
+        self.send(msg.Terminate(by))
 
     def persist_state(self, process: str, epoch: str, data: bytes) -> None:
-        self.send("state", process, epoch, data)
+        self.send(msg.State(process, epoch, data))
 
     def epoch_acked(self, process: str, epoch: str, stateful: bool) -> None:
-        self.send("ack", process, epoch, stateful)
+        self.send(msg.Ack(process, epoch, stateful))
 
 
 def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEnd]], inbound: list[LinkEnd],
-                driver_gone: Callable[[], NoReturn], cpu: int | None = None) -> list[str]:
+                driver_gone: Callable[[], NoReturn], cpu: int | None = None,
+                colocated: Colocated | None = None) -> list[str]:
     """Host one group instance until the driver says stop; the operators that did not stop in time.
 
     ``outbound`` holds the link ends of each ``spec.outbound`` connection, one per receiving
     instance; ``inbound`` one link end per ``spec.inbound`` entry. ``driver_gone`` is called
     (and must not return) when the control channel breaks: a group never outlives its driver.
+    The group first takes over the driver's working directory, environment and import path
+    (``spec.where``) and makes the graph's modules importable, whatever the transport.
     """
+    if spec.where is not None:
+        spec.where.apply()
+    prepare_imports(spec.graph.path.parent, spec.options.operator_dirs)
     driver = _ReportingDriver(control, driver_gone)
-    faults = FaultPlan(spec.faults, on_fire=lambda fault: driver.send("fault", fault),
-                       kill_engine=lambda message: driver.send("kill_engine", message))
-    set_active_plan(faults)
+    faults = FaultPlan(spec.faults, on_fire=lambda fault: driver.send(msg.FaultFired(fault)),
+                       kill_engine=lambda message: driver.send(msg.KillEngine(message)))
+    if colocated is None:
+        set_active_plan(faults)
     host = GroupHost(spec.graph, spec.members, spec.options, driver, snapshots_on=spec.snapshots_on,
                      restore=spec.restore, faults=faults, handle=spec.handle, cpu=cpu,
-                     multiplicity=(spec.multiplicity, spec.index))
+                     multiplicity=(spec.multiplicity, spec.index),
+                     engine_threads=colocated.engine_threads if colocated is not None else None)
     host.register_engine_thread()  # the control loop runs on this thread
-    host.stdout_sink = lambda text: driver.send("stdout", text)
+    host.stdout_sink = lambda text: driver.send(msg.Stdout(text))
     tokens = ReplyTokens()
     for (connection, retries, _), ends in zip(spec.outbound, outbound, strict=True):
         links = [end.sending(spec.instance, tokens, host.activity.note_sent, host.is_stopping) for end in ends]
         host.connect_remote(connection, links[0] if len(links) == 1 else RoundRobinLink(links), retries)
 
     def report_reply(origin: str, token: int, exc: BaseException | None) -> None:
-        driver.send("reply", origin, token, portable(exc))
+        driver.send(msg.ReplyFrom(origin, token, portable(exc)))
 
     for (connection, _), end in zip(spec.inbound, inbound, strict=True):
         host.connect_inbound(connection, end.receiving(report_reply, host.is_stopping, host.register_engine_thread))
-    driver.send("loaded", host.load())
-    while True:
-        try:
-            command, *args = control.recv()
-        except (EOFError, OSError):
-            driver_gone()
-        except Exception as exc:  # noqa: BLE001 - a command this process cannot rebuild
-            driver.operator_failed(OperatorFailure(
-                ", ".join(spec.members), f"group {spec.instance!r}",
-                f"a command from the driver could not be read: {type(exc).__name__}: {exc}", ""))
-            continue
-        if command == "go":
-            host.go()
-        elif command == "snapshot":
-            host.take_snapshot(*args)
-        elif command == "epoch_complete":
-            host.epoch_complete(*args)
-        elif command == "drop_timers":
-            host.drop_timers()
-        elif command == "probe":
-            driver.send("probe", args[0], host.activity.snapshot(), host.script_threads_alive())
-        elif command == "reply":
-            tokens.resolve(*args)
-        elif command == "stop":
-            host.stop()
-            break
+    try:
+        driver.send(msg.Loaded(host.load()))
+        while True:
+            try:
+                command = control.recv()
+            except (EOFError, OSError):
+                driver_gone()
+            except Exception as exc:  # noqa: BLE001 - a command this process cannot rebuild
+                driver.operator_failed(OperatorFailure(
+                    ", ".join(spec.members), f"group {spec.instance!r}",
+                    f"a command from the driver could not be read: {type(exc).__name__}: {exc}", ""))
+                continue
+            try:
+                if not obey(host, tokens, driver, command):
+                    break
+            except UnknownControlMessage as unknown:
+                driver.operator_failed(OperatorFailure(", ".join(spec.members), f"group {spec.instance!r}",
+                                                       str(unknown), ""))
+    except BaseException:
+        # The driver is gone (driver_gone unwinds where it cannot end the process: a group on threads
+        # of another process) or this loop broke: nothing of the group may keep running.
+        host.stop()
+        raise
     stuck = host.join()
-    driver.send("done", stuck)
+    driver.send(msg.Done(stuck))
     return stuck
+
+
+def obey(host: GroupHost, tokens: ReplyTokens, driver: _ReportingDriver, command: ToGroup) -> bool:
+    """Carry out one command of the driver; False once it was :class:`~snapgraph.runtime.control.Stop`.
+
+    Raises :class:`~snapgraph.runtime.control.UnknownControlMessage` for anything else.
+    """
+    match command:
+        case msg.Go():
+            host.go()
+        case msg.TakeSnapshot(source, epoch):
+            host.take_snapshot(source, epoch)
+        case msg.EpochComplete(epoch, sealed):
+            host.epoch_complete(epoch, sealed)
+        case msg.DropTimers():
+            host.drop_timers()
+        case msg.Probe(seq):
+            driver.send(msg.ProbeAnswer(seq, host.activity.snapshot(), host.script_threads_alive()))
+        case msg.ResolveReply(token, exc):
+            tokens.resolve(token, exc)
+        case msg.Stop():
+            host.stop()
+            return False
+        case _:
+            raise UnknownControlMessage("a group", command)
+    return True
 
 
 def portable(exc: BaseException | None) -> BaseException | None:

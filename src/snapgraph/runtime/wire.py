@@ -40,6 +40,10 @@ hosts one group, whose ``GroupHost.load`` installs it.
 
 Replies (for response callbacks) do not travel on the pipes: the receiver
 reports ``(token, exception)`` to the parent, which routes it to the sender.
+
+:class:`PipeEnds`, :class:`OutboundLink` and :class:`InboundLink` are the pipe
+implementation of the link-end protocols of :mod:`snapgraph.runtime.links`
+(whose :class:`ReplyTokens` and :class:`RoundRobinLink` are re-exported here).
 """
 
 from __future__ import annotations
@@ -56,13 +60,13 @@ import ormsgpack
 
 from snapgraph.api.data import Table, get_default_type_context
 from snapgraph.model.types import VType
+from snapgraph.runtime.links import RemoteReply, ReplyTokens, ReportReply, RoundRobinLink
 from snapgraph.runtime.messages import (
     STREAM_CAPACITY,
     Barrier,
     Encoded,
     GraphStopping,
     Message,
-    Reply,
     StreamBuffer,
 )
 
@@ -211,47 +215,9 @@ def _split(data: bytes | bytearray) -> tuple[list[bytes], int]:
     return frames, pos
 
 
-# -- replies -----------------------------------------------------------------------------------
-class ReplyTokens:
-    """Replies of messages that left this process, by token, until every receiver answered."""
-
-    def __init__(self) -> None:
-        self._next = itertools.count(1)
-        self._replies: dict[int, Reply] = {}
-        self._lock = threading.Lock()
-
-    def register(self, reply: Reply) -> int:
-        token = next(self._next)
-        with self._lock:
-            self._replies[token] = reply
-        return token
-
-    def resolve(self, token: int, exc: BaseException | None) -> None:
-        with self._lock:
-            reply = self._replies.get(token)
-        if reply is not None and reply.done(exc):
-            with self._lock:
-                self._replies.pop(token, None)
-
-
-class RemoteReply:
-    """Stands in for the sender's Reply in the receiving process."""
-
-    __slots__ = ("token", "origin", "_report")
-
-    def __init__(self, token: int, origin: str, report: Callable[[str, int, BaseException | None], None]) -> None:
-        self.token = token
-        self.origin = origin
-        self._report = report
-
-    def done(self, exc: BaseException | None) -> bool:
-        self._report(self.origin, self.token, exc)
-        return True
-
-
 # -- the sending side ------------------------------------------------------------------------------
 class OutboundLink:
-    """The sending end of one cross-group connection; used as a channel by the sender's operator."""
+    """The sending end of one cross-group connection (a :class:`~snapgraph.runtime.links.Sender`)."""
 
     def __init__(self, data_fd: int, stream_fd: int, group: str, tokens: ReplyTokens,
                  on_sent: Callable[[], None], stopping: Callable[[], bool]) -> None:
@@ -328,24 +294,6 @@ class OutboundLink:
         return [vtype for vtype in context.run_time_definitions(unsent) if vtype.name not in sent]
 
 
-class RoundRobinLink:
-    """A connection into a group with multiplicity > 1: messages go to its instances in turn.
-
-    Barriers go to every instance (each must align); a message goes to one.
-    """
-
-    def __init__(self, links: list[OutboundLink]) -> None:
-        self._links = links
-        self._next = itertools.cycle(links)
-
-    def put(self, item: Any) -> None:
-        if isinstance(item, Barrier):
-            for link in self._links:
-                link.put(item)
-            return
-        next(self._next).put(item)
-
-
 # -- the ends a group process is handed --------------------------------------------------------------
 @dataclass(frozen=True)
 class PipeEnds:
@@ -358,7 +306,7 @@ class PipeEnds:
                 stopping: Callable[[], bool]) -> OutboundLink:
         return OutboundLink(self.data_fd, self.stream_fd, origin, tokens, on_sent, stopping)
 
-    def receiving(self, report_reply: Callable[[str, int, BaseException | None], None],
+    def receiving(self, report_reply: ReportReply,
                   stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> InboundLink:
         link = InboundLink(self.data_fd, self.stream_fd, report_reply, stopping, on_thread_start)
         link.start()
@@ -375,7 +323,7 @@ class InboundLink:
     stream pipe, which a thread of this link moves into the streams' buffers.
     """
 
-    def __init__(self, data_fd: int, stream_fd: int, report_reply: Callable[[str, int, BaseException | None], None],
+    def __init__(self, data_fd: int, stream_fd: int, report_reply: ReportReply,
                  stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> None:
         os.set_blocking(data_fd, False)
         self._reader = FrameReader(data_fd)
@@ -387,6 +335,10 @@ class InboundLink:
         self.closed = False
 
     def fileno(self) -> int:
+        return self._reader.fd
+
+    def wakeup(self, notify: Callable[[], None]) -> int:
+        """The data pipe: the receiving dispatcher polls it (no thread hands the bytes over)."""
         return self._reader.fd
 
     def start(self) -> None:
@@ -473,3 +425,7 @@ class _StreamTable:
             entry[1] += 1
             if entry[1] == 2:
                 del self._open[stream]
+
+
+__all__ = ["FrameReader", "InboundLink", "OutboundLink", "PipeEnds", "RemoteReply", "ReplyTokens", "RoundRobinLink",
+           "decode_fields", "encode_message", "enlarge_pipe", "pack_rows", "pipe_bytes", "unpack_rows", "write_frame"]

@@ -22,26 +22,29 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, UTC
 
+from snapgraph.instruments.stats import EpochStats
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.store import RestorePoint, SnapshotStore
-
 
 
 class EpochClock:
     """Epoch ids: ISO-8601 UTC timestamps with milliseconds, strictly increasing.
 
     A clock that stands still or goes backwards is nudged forward by a
-    millisecond so string order always equals creation order.
+    millisecond so string order always equals creation order. ``now`` (the wall
+    clock, seconds since 1970) is injected for tests.
     """
 
-    def __init__(self, after: str | None = None) -> None:
+    def __init__(self, after: str | None = None, now: Callable[[], float] = time.time) -> None:
         self._last = _parse(after) if after else None
+        self._now = now
 
     def next(self) -> str:
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self._now(), UTC)
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         if self._last is not None and now <= self._last:
             now = self._last + timedelta(milliseconds=1)
@@ -66,51 +69,68 @@ class SnapshotConfig:
 @dataclass
 class _Epoch:
     epoch: str
-    started: float
-    final: bool
+    started: float  # wall clock (the completion record's start time)
+    started_mono: float  # monotonic clock (the epoch's duration)
     pending: set[str]
     stateful: list[str] = field(default_factory=list)
+    stats: EpochStats | None = None
 
 
 class Coordinator:
     """Starts epochs, collects acknowledgements and completes epochs.
 
     One epoch is in flight at a time: a period that elapses while an epoch is
-    still aligning starts the next one as soon as it completes.
+    still aligning starts the next one as soon as it completes. Clocks are
+    injected: ``monotonic`` for periods and durations, ``wall`` (seconds since
+    1970) for epoch ids and the completion record.
     """
 
-    def __init__(self, config: SnapshotConfig, operators: list[str], sources: list[str], faults: FaultPlan) -> None:
+    def __init__(self, config: SnapshotConfig, operators: list[str], sources: list[str], faults: FaultPlan, *,
+                 monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.config = config
         self._faults = faults
         self._operators = operators
         self._sources = sources
+        self._monotonic = monotonic
+        self._wall = wall
         restored = config.restore.epoch.epoch if config.restore else None
-        self._clock = EpochClock(after=restored)
+        self._clock = EpochClock(after=restored, now=wall)
         self._lock = threading.Lock()
         self._current: _Epoch | None = None
         self._ready: list[_Epoch] = []
         self.last_completed: str | None = restored
-        self.completed_count = 0
-        self._next_due = time.monotonic() + (config.period or 0)
+        self.epochs: list[EpochStats] = []  # this attempt's epochs, oldest first (the last may be in flight)
+        self._next_due = monotonic() + (config.period or 0)
 
     @property
     def in_flight(self) -> bool:
         return self._current is not None
 
     def due(self) -> bool:
-        return self.config.period is not None and self._current is None and time.monotonic() >= self._next_due
+        return self.config.period is not None and self._current is None and self._monotonic() >= self._next_due
 
-    def start(self, *, final: bool = False) -> str:
+    def start(self, *, final: bool = False, sealed: bool = False) -> str:
+        """Start the next epoch; ``final``/``sealed`` only label it in :attr:`epochs` (a drain's epochs)."""
         epoch = self._clock.next()
+        started = self._wall()
+        stats = EpochStats(epoch, started, final=final, sealed=sealed)
         with self._lock:
             assert self._current is None, "one epoch at a time"
-            self._current = _Epoch(epoch, time.time(), final, set(self._operators))
+            self._current = _Epoch(epoch, started, self._monotonic(), set(self._operators), stats=stats)
+            self.epochs.append(stats)
         if self.config.period is not None:
-            self._next_due = time.monotonic() + self.config.period
+            self._next_due = self._monotonic() + self.config.period
         return epoch
 
     def sources(self) -> list[str]:
         return self._sources
+
+    def persisted(self, process: str, epoch: str, nbytes: int) -> None:
+        """``process`` persisted ``nbytes`` of state for ``epoch`` (counted in the epoch's stats)."""
+        with self._lock:
+            current = self._current
+            if current is not None and current.epoch == epoch and current.stats is not None:
+                current.stats.state_bytes += nbytes
 
     def ack(self, process: str, epoch: str, stateful: bool) -> None:
         """Called by an operator once its state for ``epoch`` is persisted and E forwarded."""
@@ -118,14 +138,17 @@ class Coordinator:
             current = self._current
             if current is None or current.epoch != epoch:
                 return
+            if process in current.pending and current.stats is not None:
+                current.stats.acks += 1
+                current.stats.stateful += stateful
             current.pending.discard(process)
             if stateful:
                 current.stateful.append(process)
             if not current.pending:
                 self._ready.append(current)
 
-    def complete_ready(self) -> str | None:
-        """Write the completion record of a fully acknowledged epoch; returns it, or None."""
+    def complete_ready(self) -> EpochStats | None:
+        """Write the completion record of a fully acknowledged epoch; returns its stats, or None."""
         with self._lock:
             if not self._ready:
                 return None
@@ -135,5 +158,6 @@ class Coordinator:
         with self._lock:
             self._current = None
             self.last_completed = done.epoch
-            self.completed_count += 1
-        return done.epoch
+            assert done.stats is not None
+            done.stats.seconds = self._monotonic() - done.started_mono
+        return done.stats

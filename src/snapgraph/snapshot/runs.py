@@ -27,13 +27,17 @@ complete epoch and nothing older (see :meth:`SnapshotStore.restore_point`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from snapgraph.snapshot.store import (
     ABANDONED,
     NEEDS_DECISION,
+    Lease,
     RestorePoint,
     RunRecord,
     SnapshotStore,
+    StoreMissing,
+    open_store,
 )
 
 
@@ -95,8 +99,52 @@ def check_run(store: SnapshotStore, graph_key: str, graph_label: str, *,
 
 
 def _where(store: SnapshotStore) -> str:
-    path = getattr(store, "path", None)
-    return f"the store {path}" if path is not None else "the store"
+    return f"the store {store.location}"
 
 
-__all__ = ["RunPlan", "RunRefused", "check_run", "plan_run"]
+@dataclass
+class OpenedRun:
+    """A store, the graph's lease in it, and the run the engine works on."""
+
+    store: SnapshotStore
+    lease: Lease
+    plan: RunPlan
+
+
+def open_run(location: str | Path, graph_key: str, graph_name: str, graph_label: str, *,
+             resume: bool = False, fresh: bool = False, accept_older: bool = False) -> OpenedRun:
+    """Open the store, take the graph's lease and plan the run, or refuse having written nothing.
+
+    Refusals are decided first through a read-only view of the store (so a refused start leaves
+    its bytes as they were), then again under the lease, since another engine may have started
+    meanwhile. Raises :class:`RunRefused` or :class:`snapgraph.snapshot.store.StoreError`.
+    """
+    try:
+        checking = open_store(location, read_only=True)
+    except StoreMissing:
+        if resume:
+            raise RunRefused(f"graph {graph_label} has no run to resume: there is no store at {location}; run "
+                             "it without --resume to start one") from None
+    else:
+        try:
+            checking.check_lease_free(graph_key)
+            check_run(checking, graph_key, graph_label, resume=resume, fresh=fresh, accept_older=accept_older)
+        finally:
+            checking.close()
+    store = open_store(location)
+    try:
+        lease = store.acquire_lease(graph_key)
+    except BaseException:
+        store.close()
+        raise
+    try:
+        plan = plan_run(store, graph_key, graph_name, graph_label, resume=resume, fresh=fresh,
+                        accept_older=accept_older)
+    except BaseException:
+        lease.release()
+        store.close()
+        raise
+    return OpenedRun(store, lease, plan)
+
+
+__all__ = ["OpenedRun", "RunPlan", "RunRefused", "check_run", "open_run", "plan_run"]

@@ -1,0 +1,181 @@
+"""The driver ↔ group control protocol: every message, defined once.
+
+A driver (:class:`snapgraph.runtime.remote.RemoteEngine`) and a group instance
+it hosts through a transport (:func:`snapgraph.runtime.transport.serve_group`)
+exchange only these small, picklable, frozen messages over the instance's
+control channel. Data never travels here: messages between operators go on
+the links the transport connects.
+
+Each side dispatches with a ``match`` whose last case fails loudly
+(:class:`UnknownControlMessage`): a message one side sends and the other does
+not know is a bug of the engine, and must never be ignored silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from snapgraph.runtime.operator import OperatorFailure
+from snapgraph.snapshot.faults import Fault
+
+
+class UnknownControlMessage(TypeError):
+    """A control message the receiving side does not know (a bug of the engine, not of a script)."""
+
+    def __init__(self, side: str, message: Any) -> None:
+        super().__init__(f"{side} received an unknown control message: {message!r} "
+                         f"(of type {type(message).__qualname__})")
+        self.message = message
+
+
+# -- driver → group -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Go:
+    """Let every operator run: restore, prestart, then its event loop."""
+
+
+@dataclass(frozen=True)
+class TakeSnapshot:
+    """Start epoch ``epoch`` at source operator ``source`` (it emits the barrier)."""
+
+    source: str
+    epoch: str
+
+
+@dataclass(frozen=True)
+class EpochComplete:
+    """Epoch ``epoch`` is complete: run ``epoch_complete`` everywhere (``sealed``: its output is discarded)."""
+
+    epoch: str
+    sealed: bool
+
+
+@dataclass(frozen=True)
+class DropTimers:
+    """The graph drains: stop every timer."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Report pending work (a wave of the completion probe, number ``seq``)."""
+
+    seq: int
+
+
+@dataclass(frozen=True)
+class ResolveReply:
+    """A receiver in another instance answered message ``token`` of this instance (``exc`` None: success)."""
+
+    token: int
+    exc: BaseException | None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop every operator after its current callback; answer with :class:`Done`."""
+
+
+# -- group → driver -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Loaded:
+    """Every script body ran; the operators whose scripts failed to load."""
+
+    failures: list[OperatorFailure]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An operator failed (the attempt fails)."""
+
+    failure: OperatorFailure
+
+
+@dataclass(frozen=True)
+class ShutdownFailed:
+    """A shutdown callback raised."""
+
+    failure: OperatorFailure
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """A Graph Terminator fired (operator ``by``)."""
+
+    by: str
+
+
+@dataclass(frozen=True)
+class State:
+    """The serialized state of operator ``process`` for epoch ``epoch``, to persist."""
+
+    process: str
+    epoch: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Operator ``process`` finished its part of epoch ``epoch``."""
+
+    process: str
+    epoch: str
+    stateful: bool
+
+
+@dataclass(frozen=True)
+class ReplyFrom:
+    """A receiver here answered message ``token`` that instance ``origin`` sent (route it there)."""
+
+    origin: str
+    token: int
+    exc: BaseException | None
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    """The answer to :class:`Probe` ``seq``: (pending, published, sent, received), and whether a
+    script thread is alive."""
+
+    seq: int
+    counts: tuple[int, int, int, int]
+    script_threads: bool
+
+
+@dataclass(frozen=True)
+class Stdout:
+    """Terminal/Wiretap output of the group."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class FaultFired:
+    """An injected fault fired in the group: it must not fire again in this run."""
+
+    fault: Fault
+
+
+@dataclass(frozen=True)
+class KillEngine:
+    """A ``kill`` fault fired: the whole engine dies at once."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The group stopped; the operators that did not stop in time."""
+
+    stuck: list[str]
+
+
+ToGroup = Go | TakeSnapshot | EpochComplete | DropTimers | Probe | ResolveReply | Stop
+ToDriver = (Loaded | Failed | ShutdownFailed | Terminate | State | Ack | ReplyFrom | ProbeAnswer | Stdout
+            | FaultFired | KillEngine | Done)
+
+__all__ = [
+    "Ack", "Done", "DropTimers", "EpochComplete", "Failed", "FaultFired", "Go", "KillEngine", "Loaded",
+    "Probe", "ProbeAnswer", "ReplyFrom", "ResolveReply", "ShutdownFailed", "State", "Stdout", "Stop",
+    "TakeSnapshot", "Terminate", "ToDriver", "ToGroup", "UnknownControlMessage",
+]
