@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the test extras and run the whole test suite.
+# Set up a virtual environment with the test extras, run the linter and the type checker, then the
+# whole test suite. Any of the three failing fails the script. Arguments are passed to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+echo "test.sh: ruff check src tests bench" >&2
+.venv/bin/ruff check src tests bench
+echo "test.sh: mypy (src/snapgraph, configured in pyproject.toml)" >&2
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q "$@"

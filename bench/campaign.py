@@ -770,7 +770,7 @@ class Runner:
             info["status_after"] = self.status()
         else:
             self.anomaly(index, f"{step.label()}: exit {code} (expected 0 stopped"
-                                f"{' or %d' % (128 + signum) if double else ''}): {tail(rec.stderr)}")
+                                f"{f' or {128 + signum}' if double else ''}): {tail(rec.stderr)}")
         return info
 
     def run_failing_drain(self, index: int, step: Step) -> dict[str, Any]:

@@ -9,7 +9,7 @@ one CPU, the unit price of each piece of work per 1000-row table, with freshly b
 time (nothing is cached between repetitions):
 
 * the operators' own work: generating the rows, processing them (W1 or W2), summing in the sink;
-* for each hop: encoding with snapgraph's own wire codec (``runtime.wire.pack_rows``), decoding back to row lists, and
+* for each hop: encoding with snapgraph's own wire codec (``runtime.codec.pack_rows``), decoding back to row lists, and
   freeing the decoded rows — the work a process boundary adds and the plain loop never does.
 
 From these it computes, for one process per stage on ``cores`` CPUs with *zero* engine overhead and
@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from snapgraph.runtime.codec import pack_rows, unpack_rows
 from snapgraph.runtime.group import GC_THRESHOLDS
-from snapgraph.runtime.wire import pack_rows, unpack_rows
 
 ROWS = 1000
 

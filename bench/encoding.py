@@ -6,7 +6,7 @@ Two parts:
 
 1. **encode + decode in one process**, per format: tables/s, rows/s and bytes per table.
    Formats: pickle protocol 5; msgpack (msgpack-python); snapgraph's wire codec (ormsgpack,
-   exact types only: ``runtime.wire.pack_rows``/``unpack_rows``); Arrow IPC (pyarrow) back to
+   exact types only: ``runtime.codec.pack_rows``/``unpack_rows``); Arrow IPC (pyarrow) back to
    Python row lists, and Arrow IPC to a RecordBatch only (columnar, no Python row objects);
    shared memory = pickle 5 copied into a shared-memory slot and unpickled from it (what a
    receiver in another process does).
@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - bench/setup.sh installs it
 try:
     import ormsgpack
 
-    from snapgraph.runtime.wire import pack_rows, unpack_rows
+    from snapgraph.runtime.codec import pack_rows, unpack_rows
 except ImportError:  # pragma: no cover - snapgraph depends on ormsgpack
     ormsgpack = None
 try:

@@ -577,8 +577,8 @@ def ceiling_report(ceil: dict[str, Any], pipes: dict[str, Any]) -> str:
     """The unit costs, the ceiling of (c) on this machine and beyond, and how close (c) came to it."""
     out = ["\n### The ceiling of (c): one process per stage, zero engine overhead\n",
            "Unit costs in µs per 1000-row table, measured in one process pinned to one CPU with fresh objects "
-           "(`bench/ceiling.py`). A stage process pays its operator's work plus, per hop, encoding with the wire codec, "
-           "decoding back to row lists and freeing the rows; the plain loop pays only the work and one free.\n"]
+           "(`bench/ceiling.py`). A stage process pays its operator's work plus, per hop, encoding with the wire "
+           "codec, decoding back to row lists and freeing the rows; the plain loop pays only the work and one free.\n"]
     first = next(iter(ceil.values()))
     names = list(first["costs_us"])
     out.append(md_table(["workload", *names],
@@ -785,7 +785,7 @@ def main() -> None:
         except ImportError:
             print("bytewax is not installed in this interpreter: run bench/setup.sh and use bench/.venv/bin/python "
                   "(or pass --no-bytewax)", file=sys.stderr)
-            raise SystemExit(2)
+            raise SystemExit(2) from None
     if psutil is None:
         print("note: psutil missing, no RSS sampling (run bench/setup.sh)", file=sys.stderr)
 

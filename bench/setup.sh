@@ -10,10 +10,10 @@ if [ ! -x "$here/.venv/bin/python" ]; then
     "$python" -m venv "$here/.venv"
 fi
 "$here/.venv/bin/python" -m pip install --quiet --upgrade pip
-"$here/.venv/bin/python" -m pip install --quiet -e "$repo" \
+"$here/.venv/bin/python" -m pip install --quiet -e "$repo[postgres]" \
     "bytewax==0.21.*" "msgpack>=1.0" "pyarrow>=15" "psutil>=5.9" "py-spy>=0.3"
 "$here/.venv/bin/python" - <<'PY'
 import importlib.metadata as md
-for name in ("snapgraph", "ormsgpack", "bytewax", "msgpack", "pyarrow", "psutil", "py-spy"):
+for name in ("snapgraph", "ormsgpack", "bytewax", "msgpack", "pyarrow", "psutil", "py-spy", "psycopg"):
     print(f"{name:12} {md.version(name)}")
 PY

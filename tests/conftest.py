@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,19 +64,98 @@ def run_yaml(tmp_path: Path):
     return run
 
 
+@pytest.fixture
+def pipes() -> Iterator[tuple[int, int, int, int]]:
+    """(data read, data write, stream read, stream write) descriptors, closed afterwards (the pipe
+    backend's links over them: tests/runtime/test_wire.py, test_channels.py)."""
+    data_r, data_w = os.pipe()
+    stream_r, stream_w = os.pipe()
+    fds = (data_r, data_w, stream_r, stream_w)
+    yield fds
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _become_subreaper() -> None:
+    """Make this test session the reaper of its orphans (Linux ``PR_SET_CHILD_SUBREAPER``): a process a
+    test started whose parent died (a killed engine's group processes, what a script forked) is re-parented
+    to this session instead of to init, so it stays among :func:`session_descendants`. Orphans that then
+    end stay zombies of this session until it ends; every helper here counts a zombie as gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+_become_subreaper()
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in tasks:
+        try:
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: parents from /proc/*/stat
+            return [child for child, parent in _parents().items() if parent == pid]
+        except OSError:
+            continue
+    return found
+
+
+def _parents() -> dict[int, int]:
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        stat = _proc_stat(int(entry))
+        if stat is not None:
+            parents[int(entry)] = int(stat[1])
+    return parents
+
+
+def session_descendants() -> set[int]:
+    """The live (not zombie) processes below this test session: what its tests started and, this
+    session being their subreaper, whatever those left behind. Processes of other sessions or users
+    on the machine are never looked at."""
+    me = os.getpid()
+    found: set[int] = set()
+    todo = [me]
+    while todo:
+        for child in _children(todo.pop()):
+            if child not in found and child != me:
+                found.add(child)
+                todo.append(child)
+    return {pid for pid in found if (stat := _proc_stat(pid)) is not None and stat[0] != "Z"}
+
+
 def no_process_left(folder: Path, timeout: float = 10) -> None:
     """No process started from ``folder`` (an engine, its group processes, its fork server, what a script
-    forked) is still alive, waiting up to ``timeout`` seconds for them to go."""
+    forked) is still alive, waiting up to ``timeout`` seconds for them to go. Only this test session's
+    descendants are looked at (see :func:`session_descendants`)."""
     deadline = time.monotonic() + timeout
     while True:
         left = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:  # a zombie's cwd cannot be read: it is skipped like a process that is gone
+        for pid in sorted(session_descendants()):
+            try:  # a process that is gone meanwhile is skipped
                 cwd = os.readlink(f"/proc/{pid}/cwd")
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if cwd == str(folder) and b"pytest" not in cmdline:
+            if cwd == str(folder):
                 left.append(pid)
         if not left:
             return

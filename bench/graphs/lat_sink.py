@@ -9,7 +9,7 @@ latencies = []
 
 def on_input(msg_id, header, body):
     now = time.monotonic()
-    for seq, sent in body.get():
+    for _seq, sent in body.get():
         latencies.append(now - sent)
 
 

@@ -20,7 +20,7 @@ def on_input(msg_id, header, body):
     now = time.monotonic()
     if t_first_message is None:
         t_first_message, first_seq = now, body.get()[0][0]
-    for seq, sent in body.get():
+    for seq, _sent in body.get():
         count += 1
         last_seq = seq
 

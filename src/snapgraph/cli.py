@@ -21,10 +21,10 @@ from typing import Any, NoReturn
 import click
 
 from snapgraph import __version__
+from snapgraph.model.graph import period_problem
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.model.params import parse_param_assignments
 from snapgraph.model.problems import GraphError
-from snapgraph.model.graph import period_problem
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
 from snapgraph.runtime.signals import StopOnSignals
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from snapgraph.api.data import Record, Table
 from snapgraph.api.operator_api import Outport, Registrations, ResponseCallback
+from snapgraph.api.table import Record, Table
 from snapgraph.model.graph import (
     PYTHON3_V2,
     Connection,
@@ -52,10 +52,10 @@ from snapgraph.model.graph import (
     ScriptSource,
 )
 from snapgraph.model.problems import GraphError
+from snapgraph.model.type_shorthand import parse_type_shorthand
 from snapgraph.model.types import PortType
 from snapgraph.model.validate import validate_graph
 from snapgraph.model.vtypes import VTypeRegistry, load_vtype_files
-from snapgraph.model.yaml_format import parse_type_shorthand
 from snapgraph.runtime.group import GroupHost, Restore
 from snapgraph.runtime.messages import STREAM_CAPACITY, Barrier, Message, MessageIds, Reply, StreamBuffer
 from snapgraph.runtime.operator import OperatorFailure, OperatorRuntime, unpack_state
@@ -205,6 +205,7 @@ class CapturedPort(Sequence[CapturedMessage]):
         self.port_type = port_type
         self._messages: list[CapturedMessage] = []
         self.epochs: list[str] = []  # snapshot barriers the operator forwarded on this port
+        self.bytes_sent = 0  # the link's counter (runtime.links.Sender): captured by reference, nothing encoded
         self._lock = threading.Lock()
 
     def __getitem__(self, index: Any) -> Any:
@@ -442,7 +443,7 @@ class OperatorTest:
         self._host = GroupHost(graph, [name], RunOptions(log_level=log_level), self._driver,
                                snapshots_on=snapshots, restore=packed)
         self._runtime: OperatorRuntime = self._host.operators[name]
-        self._runtime.clock = self.clock
+        self._runtime.timers.clock = self.clock
         self.logs: list[logging.LogRecord] = []
         self._runtime.logger.addHandler(_ListHandler(self.logs))
         self.outputs: dict[str, CapturedPort] = {}
@@ -544,7 +545,7 @@ class OperatorTest:
     @property
     def timers(self) -> int:
         """How many timers are active."""
-        return len(self._runtime._timers)
+        return len(self._runtime.timers.heap)
 
     @property
     def states(self) -> dict[str, bytes]:
@@ -665,7 +666,7 @@ class OperatorTest:
 
     def _next_due(self) -> float | None:
         try:
-            return self._runtime._timers[0][0]
+            return self._runtime.timers.heap[0][0]
         except IndexError:
             return None
 
@@ -719,7 +720,7 @@ class OperatorTest:
         self._raise_failure()
 
     def _idle(self) -> bool:
-        timers = self._runtime._timers
+        timers = self._runtime.timers.heap
         pending = self._host.activity.count
         inbox = self._runtime.inbox
         with inbox.cond:  # what waits behind a barrier (alignment) waits for the test, not for the operator

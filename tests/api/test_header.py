@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from snapgraph.api.data import Record
 from snapgraph.api.header import READ_ONLY_MESSAGE, Header, normalize_header
+from snapgraph.api.table import Record
 
 BATCH = "com.sap.headers.batch"
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import write_files
 from test_cli_snapshots import FILES, KILL_IN_SINK, cli, received
+
+from conftest import write_files
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -161,7 +161,7 @@ def test_a_signal_stops_gracefully_and_resume_continues_exactly_once(
         code, err = finish(engine)
         assert code == 0, err
         name = signal.Signals(signum).name
-        assert f"graph 'stream' stopped after" in err and f"{name} received" in err, err
+        assert "graph 'stream' stopped after" in err and f"{name} received" in err, err
         assert "final epoch" in err and "resume with --resume" in err
         stopped_at = out(folder)
         assert stopped_at == list(range(len(stopped_at))), "the final epoch's output is a prefix"

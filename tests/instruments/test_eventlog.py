@@ -215,14 +215,33 @@ def test_a_fault_injected_run_shows_the_failure_and_the_recovery(tmp_path: Path)
     assert stats["sink"]["inputs"]["in"]["rows"] == (BATCHES - HOLD) * ROWS_PER_BATCH
 
 
-def test_the_event_log_with_group_processes(tmp_path: Path) -> None:
-    """Events of the driver come from the parent process whatever the backend."""
-    done = run_cli(tmp_path)
+GROUPED = (GRAPH.replace('    config: {batches: "${batches}", hold: "${hold}"}\n',
+                         '    config: {batches: "${batches}", hold: "${hold}"}\n    group: source\n')
+           .replace("    inputs: {in: table}\n", "    inputs: {in: table}\n    group: target\n"))
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_the_event_log_with_groups_elsewhere(tmp_path: Path, backend: str) -> None:
+    """Driver events come from the driver, and the operators' counters cross from the groups."""
+    write_files(tmp_path, {**FILES, "graph.yaml": GROUPED})
+    done = snapgraph_cli("run", "graph.yaml", "--snapshot-period", "1", "--events", "events.jsonl",
+                         "--backend", backend, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     events = read(tmp_path / "events.jsonl")
     assert events[0]["event"] == "attempt_started" and events[-1]["event"] == "attempt_ended"
     check_epochs(events, 1)
     assert {e["operator"] for e in events if e["event"] == "state_persisted"} == {"gen", "sink"}
+    stats = stats_of(events, 1)
+    assert stats["gen"]["group"] == "source" and stats["sink"]["group"] == "target"
+    assert stats["gen"]["outputs"]["out"]["messages"] == BATCHES
+    assert stats["gen"]["outputs"]["out"]["rows"] == BATCHES * ROWS_PER_BATCH
+    assert stats["sink"]["inputs"]["in"]["rows"] == BATCHES * ROWS_PER_BATCH
+    assert stats["sink"]["callbacks"] >= BATCHES and stats["sink"]["snapshots"] == 2
+    sent, received = stats["gen"]["outputs"]["out"]["bytes"], stats["sink"]["inputs"]["in"]["bytes"]
+    if backend == "process":  # encoded on the pipe: both ends count the same frames
+        assert sent == received > BATCHES * ROWS_PER_BATCH
+    else:  # by reference
+        assert sent == received == 0
 
 
 class Explodes(Instrument):

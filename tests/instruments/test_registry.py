@@ -88,12 +88,6 @@ def test_installed_scopes_the_process_registry() -> None:
     assert "epoch_started" not in current()
 
 
-def test_attempts_of_one_run_count_on() -> None:
-    registry = Instruments([Epochs()])
-    assert [registry.next_attempt("run-1") for _ in range(3)] == [1, 2, 3]
-    assert registry.next_attempt("run-2") == 1
-
-
 def stats(operator: str = "op", epoch: str | None = "E1", state: int = 10, rows: int = 5) -> OperatorStats:
     s = OperatorStats.for_ports(operator, ["in"], ["out"], group="g")
     s.inputs["in"].messages, s.inputs["in"].rows, s.inputs["in"].callback_seconds = 2, rows, 0.5

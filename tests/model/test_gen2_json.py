@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from snapgraph.model.gen2_json import graph_name_from_path
 from snapgraph.model.graph import GRAPH_TERMINATOR_V2, PYTHON3_V2, TERMINAL_V2, WIRETAP_V2
+from snapgraph.model.graph_builder import graph_name_from_path
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.model.problems import GraphError
 from snapgraph.model.types import ANY_PORT, PortType, VTypeScalar, VTypeTable

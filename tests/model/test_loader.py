@@ -124,6 +124,7 @@ def test_fixture_loads_from_another_working_directory(tmp_path: Path) -> None:
 def test_model_does_not_import_runtime_api_or_cli() -> None:
     code = (
         "import sys, snapgraph.model.loader, snapgraph.model.validate, snapgraph.model.yaml_format, "
+        "snapgraph.model.yaml_lines, snapgraph.model.type_shorthand, snapgraph.model.graph_builder, "
         "snapgraph.model.connections, snapgraph.model.params\n"
         "bad = [m for m in sys.modules if m.startswith(('snapgraph.api', 'snapgraph.runtime', "
         "'snapgraph.cli'))]\n"

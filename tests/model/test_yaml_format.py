@@ -8,13 +8,9 @@ import yaml
 from snapgraph.model.graph import GRAPH_TERMINATOR_V2, PYTHON3_V2, TERMINAL_V2, WIRETAP_V2
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.model.problems import GraphError
+from snapgraph.model.type_shorthand import parse_type_shorthand
 from snapgraph.model.types import ANY_PORT, PortType
-from snapgraph.model.yaml_format import (
-    MarkedDict,
-    MarkedList,
-    load_marked_yaml,
-    parse_type_shorthand,
-)
+from snapgraph.model.yaml_lines import MarkedDict, MarkedList, load_marked_yaml
 
 from .helpers import FIXTURES
 

@@ -12,12 +12,10 @@ import re
 
 import pytest
 
-from snapgraph.api.data import Record, Table
 from snapgraph.api.header import Header
+from snapgraph.api.table import Record, Table
+from snapgraph.snapshot.store import COMPLETED, FAILED
 from snapgraph.testing import Recorder
-
-COMPLETED = "completed"
-FAILED = "failed"
 
 
 @pytest.fixture

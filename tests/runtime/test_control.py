@@ -28,7 +28,8 @@ EVERY_MESSAGE = [
     control.Go(), control.TakeSnapshot("src", "e1"), control.EpochComplete("e1", True), control.DropTimers(),
     control.Probe(3), control.ResolveReply(7, ValueError("no")), control.Stop(),
     control.Loaded([FAILURE]), control.Failed(FAILURE), control.ShutdownFailed(FAILURE), control.Terminate("t"),
-    control.State("op", "e1", b"state"), control.Ack("op", "e1", True), control.ReplyFrom("g#1", 7, None),
+    control.State("op", "e1", b"state"), control.StateSaved("op", "e1", 5, 0.01), control.Ack("op", "e1", True),
+    control.ReplyFrom("g#1", 7, None),
     control.ProbeAnswer(3, (0, 1, 2, 2), False), control.Stdout("text\n"),
     control.FaultFired(Fault("after_persist", "op", 1, "raise")), control.KillEngine("killed"), control.Done([]),
 ]

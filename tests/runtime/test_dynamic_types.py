@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 
 from conftest import snapgraph_cli, write_files
-from snapgraph.api.data import Table, TypeContext, get_default_type_context, set_default_type_context
+from snapgraph.api.table import Table
+from snapgraph.api.type_context import TypeContext, get_default_type_context, set_default_type_context
 from snapgraph.model.types import DataTypeReference, PortType
 from snapgraph.model.vtypes import VTypeRegistry
+from snapgraph.runtime.links import ReplyTokens
 from snapgraph.runtime.messages import Encoded, Message
 from snapgraph.runtime.operator import pack_state, unpack_state
-from snapgraph.runtime.wire import FrameReader, InboundLink, OutboundLink, ReplyTokens, write_frame
+from snapgraph.runtime.wire import FrameReader, InboundLink, OutboundLink, write_frame
 
 MODES = [pytest.param([], id="groups-as-processes"), pytest.param(["--in-process"], id="in-process")]
 

@@ -10,10 +10,8 @@ import json
 
 import pytest
 
+from snapgraph.snapshot.store import COMPLETED, FAILED
 from snapgraph.testing import Recorder
-
-COMPLETED = "completed"
-FAILED = "failed"
 
 
 @pytest.fixture

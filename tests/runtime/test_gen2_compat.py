@@ -343,7 +343,7 @@ def test_gen1_api_use_is_reported_with_its_gen2_replacement(tmp_path: Path, comm
     assert proc.returncode == 2
     assert proc.stdout == ""
     where = f"graph.yaml:2: process 'old': Gen1 API in script {tmp_path / 'old.py'}"
-    assert f"snapgraph: graph.yaml: 5 problem(s):" in proc.stderr
+    assert "snapgraph: graph.yaml: 5 problem(s):" in proc.stderr
     for line, replacement in [
         (2, "api.send is Gen1; in Gen2 use api.outputs.<port>.publish(data, header)"),
         (2, "api.Message is Gen1; in Gen2 publish the value and pass headers as a dict"),

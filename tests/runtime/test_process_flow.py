@@ -1,7 +1,7 @@
-"""Message flow between group processes, end to end: streams, response callbacks, fan-in, fairness
-between local and remote inputs and timers, and values that cannot cross. Operators are in groups of
-their own unless a test says otherwise, so connections cross process boundaries; operators report
-what they saw in JSON files written at shutdown."""
+"""Message flow between group processes, end to end: streams, response callbacks, fan-in and values
+that cannot cross (fairness between local and remote inputs and timers: tests/runtime/test_channels.py).
+Operators are in groups of their own unless a test says otherwise, so connections cross process
+boundaries; operators report what they saw in JSON files written at shutdown."""
 
 from __future__ import annotations
 
@@ -162,71 +162,6 @@ def test_an_exception_class_of_the_receivers_script_reaches_the_sender_as_text(t
         "receiver": {"code": receiver, "inputs": {"in": "int64"}, "config": {"errorHandling": "retry"}},
     }, ["sender.out -> receiver.in"])
     assert reports["sender"]["responses"] == ["RuntimeError: NotWanted: no thanks"]
-
-
-def test_a_timer_that_is_always_due_does_not_starve_inputs_from_another_group(tmp_path: Path) -> None:
-    """A poller ticking with interval 0 until a message from another group arrives must get it."""
-    gen = """
-    api.set_prestart(lambda: api.outputs.out.publish("hello"))
-    """
-    poller = """
-    import time
-    ticks = 0
-    got = []
-    def tick():
-        global ticks
-        ticks += 1
-        time.sleep(0.001)
-        if got or ticks >= 5000:        # 5 s without the message: the input was starved
-            return -1
-        return 0
-    api.add_timer(tick)
-    api.set_port_callback("in", lambda m, h, b: got.append(b.get()))
-    api.set_shutdown(lambda: report(got=got, ticks=ticks))
-    """
-    reports = run_in_groups(tmp_path, {
-        "gen": {"code": gen, "outputs": {"out": "string"}},
-        "poller": {"code": poller, "inputs": {"in": "string"}},
-    }, ["gen.out -> poller.in"])
-    assert reports["poller"]["got"] == ["hello"]
-    assert reports["poller"]["ticks"] < 5000
-
-
-def test_a_busy_local_sender_does_not_starve_inputs_from_another_group(tmp_path: Path) -> None:
-    """Fan-in of a local and a remote connection stays fair: remote messages are not left in the pipe
-    until the local sender is done."""
-    local = """
-    def start():
-        for i in range(2000):
-            api.outputs.out.publish(i)
-    api.set_prestart(start)
-    """
-    remote = """
-    def start():
-        for i in range(5):
-            api.outputs.out.publish(i)
-    api.set_prestart(start)
-    """
-    merge = """
-    import time
-    local_seen = 0
-    remote_at = []
-    def on_local(msg_id, header, body):
-        global local_seen
-        local_seen += 1
-        time.sleep(0.0005)              # the local sender keeps this channel full
-    api.set_port_callback("local", on_local)
-    api.set_port_callback("remote", lambda m, h, b: remote_at.append(local_seen))
-    api.set_shutdown(lambda: report(remote_at=remote_at, local_seen=local_seen))
-    """
-    reports = run_in_groups(tmp_path, {
-        "local": {"code": local, "outputs": {"out": "int64"}},
-        "remote": {"code": remote, "outputs": {"out": "int64"}},
-        "merge": {"code": merge, "inputs": {"local": "int64", "remote": "int64"}},
-    }, ["local.out -> merge.local", "remote.out -> merge.remote"], groups={"local": "g", "merge": "g"})
-    got = reports["merge"]
-    assert got["local_seen"] == 2000 and len(got["remote_at"]) == 5
-    assert max(got["remote_at"]) < 1000, got["remote_at"]  # interleaved, not all after the local ones
 
 
 def test_a_value_that_cannot_be_sent_to_another_group_fails_the_publish_and_nothing_hangs(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import session_descendants
 from snapgraph.model.loader import load_graph
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
 from snapgraph.runtime.processes import ProcessEngine
@@ -144,10 +145,17 @@ def _descendants_of(pid: int) -> list[int]:
 
 
 def _group_processes() -> set[int]:
-    """Group processes and fork servers of any engine on this machine (by their command lines)."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return {int(line.split(None, 1)[0]) for line in out.splitlines()
-            if "multiprocessing.spawn" in line or "multiprocessing.forkserver" in line}
+    """Group processes and fork servers of the engines this test session started (by their command
+    lines); orphans included, the session being their subreaper (tests/conftest.py)."""
+    found = set()
+    for pid in session_descendants():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.spawn" in cmdline or b"multiprocessing.forkserver" in cmdline:
+            found.add(pid)
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -499,8 +499,9 @@ class RowMaker:
 
     def next(self):
         self.batch += 1
+        start = pd.Timestamp("2022-01-23T08:10:29")
         self.data = pd.DataFrame({"batch": [self.batch] * self.rows, "id": range(self.rows),
-                                  "timestamp": pd.Timestamp("2022-01-23T08:10:29") + pd.to_timedelta(range(self.rows), "s"),
+                                  "timestamp": start + pd.to_timedelta(range(self.rows), "s"),
                                   "string_value": [f"s{i}" for i in range(self.rows)],
                                   "float_value": [i / 2 for i in range(self.rows)]})
 
@@ -635,8 +636,12 @@ operators:
     group: g1
     script: getdata.py
     outputs: {json: string}
-    config: {couchdb: {connectionID: COUCH}, view: _design/v/_view/all, startkey: a, endkey: z,
-             content: '{"rows": [{"value": {"name": "n1", "qty": 2}}, {"value": {"qty": 5, "name": "n2", "extra": 1}}]}'}
+    config:
+      couchdb: {connectionID: COUCH}
+      view: _design/v/_view/all
+      startkey: a
+      endkey: z
+      content: '{"rows": [{"value": {"name": "n1", "qty": 2}}, {"value": {"qty": 5, "name": "n2", "extra": 1}}]}'
   json2table: {group: g2, script: json2table.py, inputs: {JSON: string}, outputs: {table: "table:demo.items"}}
   opportunity: {group: g3, script: opportunity.py, inputs: {input: "table:demo.items"}, outputs: {output: table}}
   check: {group: g4, script: check.py, inputs: {input: table}}
@@ -697,7 +702,8 @@ JSON_SCRIPTS = {
 
 @pytest.mark.parametrize("mode", MODES)
 def test_diadmin_couchdb_json2table_and_salesforce_tables(tmp_path: Path, mode: list[str]) -> None:
-    conns = "COUCH:\n  connectionType: HTTP\n  connectionProperties: {host: 'http://couch', path: shop, user: u, password: p}\n"
+    conns = ("COUCH:\n  connectionType: HTTP\n"
+             "  connectionProperties: {host: 'http://couch', path: shop, user: u, password: p}\n")
     proc = run(tmp_path, {"graph.yaml": JSON_GRAPH, "conns.yaml": conns, **JSON_SCRIPTS},
                "--connections", "conns.yaml", *mode)
     assert proc.returncode == 0, proc.stderr

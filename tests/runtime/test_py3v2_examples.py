@@ -15,9 +15,7 @@ import re
 import pytest
 
 from conftest import snapgraph_cli, write_files
-
-COMPLETED = "completed"
-STOPPED = "stopped"
+from snapgraph.snapshot.store import COMPLETED, STOPPED
 
 
 def assert_completed(run) -> None:
@@ -490,7 +488,8 @@ def on_input(msg_id, header, body):
         text = str(e)
         # A 'com.sap.errors.details' table contains a list of key-value pairs
         details = api.Table([['key', 'value']])
-        # If 'error_handling' is set to 'propagate to error port' the OperatorException will set the fields in the 'com.sap.error' message.
+        # If 'error_handling' is set to 'propagate to error port' the OperatorException will set
+        # the fields in the 'com.sap.error' message.
         raise api.OperatorException(code, text, details)
 
 api.set_port_callback("input", on_input)
@@ -871,7 +870,8 @@ ACCUMULATOR_EXAMPLE = """
 # Also make sure to start the graph with State Management enabled (via Run As..)
 
 # State Management needs to be only implemented for operators which need to store a state
-# that influences the processing of the input messages (like in this example adding the accumulated value to the output).
+# that influences the processing of the input messages
+# (like in this example adding the accumulated value to the output).
 # If you can process the input message independently of any state variable
 # (For example, the output is always the same for the same input message after a graph recovery)
 # then you don't need to implement these methods as your operator is considered stateless.

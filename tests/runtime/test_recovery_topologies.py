@@ -26,7 +26,8 @@ ROWS = 600
 GENERATOR = """
 import pickle
 offset = 0
-api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True, outports_info={'output': api.OutportInfo(is_generator=True)}))
+api.set_initial_snapshot_info(api.InitialProcessInfo(
+    is_stateful=True, outports_info={'output': api.OutportInfo(is_generator=True)}))
 
 def tick():
     global offset
@@ -230,7 +231,8 @@ def test_kill_9_of_the_engine_then_resume(tmp_path: Path) -> None:
     })
     # Slow the writer down so the run outlives its first epochs.
     writer = tmp_path / "writer.py"
-    writer.write_text(writer.read_text().replace("    conn.commit()", "    conn.commit()\n    import time; time.sleep(0.002)"))
+    slow_commit = "    conn.commit()\n    import time; time.sleep(0.002)"
+    writer.write_text(writer.read_text().replace("    conn.commit()", slow_commit))
     proc = _cli("run", str(path), cwd=tmp_path)
     store = tmp_path / ".snapgraph" / "snapshots.db"
     deadline = time.monotonic() + 60

@@ -1,25 +1,17 @@
 """Scripts that try to end, clone or hang the engine: each ends with a message, in both modes.
 
 ``sys.exit`` / ``os._exit`` in any callback fail the operator naming it and the code; a fork leaves
-no process behind and no hang; a loop at the top level of a script is named after a few seconds and
-one SIGINT stops it. Every case runs the real command line, with groups as processes and in one
-process.
+no process behind and no hang (a loop at the top level of a script: tests/runtime/test_group.py).
+Every case runs the real command line, with groups as processes and in one process.
 """
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import no_process_left, snapgraph_cli, write_files
-from snapgraph.runtime import group
 
 MODES = [pytest.param([], id="processes"), pytest.param(["--in-process"], id="in-process")]
 
@@ -123,47 +115,3 @@ def test_a_fork_in_a_script_leaves_no_process_and_no_hang(folder: Path, fork: st
     if fork == "returns":
         assert "returned from its callback into the engine; it ends here" in proc.stderr
     no_process_left(folder)
-
-
-LOOP = "x = 0\nwhile True:\n    x += 1\n"
-
-
-def start(folder: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "snapgraph", "run", "graph.yaml", *args], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_a_loop_at_the_top_level_is_named_and_one_sigint_stops_it(folder: Path, mode: list[str]) -> None:
-    write_files(folder, {"sink.py": LOOP})
-    engine = start(folder, *mode)
-    time.sleep(group.LOAD_WARNING_AFTER + 2)
-    assert engine.poll() is None
-    engine.send_signal(signal.SIGINT)
-    _, err = engine.communicate(timeout=30)
-    assert engine.returncode == 0, err
-    assert "[sink] WARNING: still running its script body after 5 s" in err
-    assert "graph 'guards' stopped" in err and "SIGINT received" in err
-    assert "[gen]" not in err  # only the looping operator is named
-    no_process_left(folder)
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_a_stop_while_a_script_body_loops_ends_the_run_every_time(folder: Path, mode: list[str]) -> None:
-    """Eight rounds, the signal at random moments of the loading; one signal is enough every time."""
-    write_files(folder, {"sink.py": LOOP})
-    rng = random.Random(f"loop{mode}")
-    for round_ in range(8):
-        engine = start(folder, "--fresh", *mode)  # the previous round's run is stopped: abandon it
-        time.sleep(rng.uniform(0.6, 2.0))  # after Python started (its default handlers)
-        signum = rng.choice([signal.SIGINT, signal.SIGTERM])
-        (os.killpg if round_ % 2 else os.kill)(engine.pid, signum)
-        _, err = engine.communicate(timeout=30)
-        assert engine.returncode == 0, (round_, err)
-        assert "graph 'guards' stopped" in err, (round_, err)
-        if mode:
-            assert "sink (in its script body)" in err
-        else:
-            assert "operators still busy" not in err
-        no_process_left(folder)

@@ -40,34 +40,39 @@ def test_signals_landing_inside_locked_code_never_deadlock(signum: int) -> None:
     lock = threading.Lock()
     event = threading.Event()
     for round_ in range(200):
-        stops: list[str] = []
-        exits: list[int] = []
+        signal_inside_locked_code(signum, 0.0005 * (round_ % 7), lock, event)
 
-        def stop(reason: str) -> None:
-            with lock:  # the lock the interrupted code holds: the stop must not run in the handler
-                stops.append(reason)
-            event.set()
 
-        signals = StopOnSignals(exit_now=exits.append).install()
-        signals.attach(Run(stop))
-        try:
-            killer = threading.Timer(0.0005 * (round_ % 7), os.kill, (os.getpid(), signum))
-            killer.start()
-            deadline = time.monotonic() + 10
-            while not stops:
-                with lock:  # a signal here would deadlock a handler that takes the lock
-                    event.clear()
-                    event.set()
-                assert time.monotonic() < deadline, "the stop never happened"
-            killer.join()
-            assert stops == [f"{signal.Signals(signum).name} received"]
-            assert exits == []
-            os.kill(os.getpid(), signum)
-            wait_for(lambda: exits != [])
-            assert exits == [forced_exit_code(signum)]
-            assert len(stops) == 1
-        finally:
-            signals.close()
+def signal_inside_locked_code(signum: int, delay: float, lock: threading.Lock, event: threading.Event) -> None:
+    """One round: each round's stop and exit records are its own (a late handler cannot reach the next)."""
+    stops: list[str] = []
+    exits: list[int] = []
+
+    def stop(reason: str) -> None:
+        with lock:  # the lock the interrupted code holds: the stop must not run in the handler
+            stops.append(reason)
+        event.set()
+
+    signals = StopOnSignals(exit_now=exits.append).install()
+    signals.attach(Run(stop))
+    try:
+        killer = threading.Timer(delay, os.kill, (os.getpid(), signum))
+        killer.start()
+        deadline = time.monotonic() + 10
+        while not stops:
+            with lock:  # a signal here would deadlock a handler that takes the lock
+                event.clear()
+                event.set()
+            assert time.monotonic() < deadline, "the stop never happened"
+        killer.join()
+        assert stops == [f"{signal.Signals(signum).name} received"]
+        assert exits == []
+        os.kill(os.getpid(), signum)
+        wait_for(lambda: exits != [])
+        assert exits == [forced_exit_code(signum)]
+        assert len(stops) == 1
+    finally:
+        signals.close()
 
 
 def test_forced_exit_codes_are_the_shell_conventions() -> None:
@@ -105,22 +110,26 @@ def test_a_second_signal_before_the_run_exists_exits_at_once() -> None:
 def test_a_second_signal_after_the_run_end_is_recorded_changes_nothing(capfd: pytest.CaptureFixture[str]) -> None:
     """50 rounds: the end is being recorded when the second signal comes; the exit waits for the record."""
     for round_ in range(50):
-        exits: list[int] = []
-        signals = StopOnSignals(exit_now=exits.append).install()
-        run = Run()
-        signals.attach(run)
-        try:
+        second_signal_while_the_end_is_recorded(0.0005 * (round_ % 5), capfd)
+
+
+def second_signal_while_the_end_is_recorded(delay: float, capfd: pytest.CaptureFixture[str]) -> None:
+    exits: list[int] = []
+    signals = StopOnSignals(exit_now=exits.append).install()
+    run = Run()
+    signals.attach(run)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_for(lambda: run.stops != [])
+        with run.ending:  # recording the end: the second signal arrives meanwhile
             os.kill(os.getpid(), signal.SIGINT)
-            wait_for(lambda: run.stops != [])
-            with run.ending:  # recording the end: the second signal arrives meanwhile
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.0005 * (round_ % 5))
-                run.ended = True
-            wait_for(lambda: len(signals.received) == 2)
-            wait_for(lambda: "already ended" in capfd.readouterr().err)
-            assert exits == []
-        finally:
-            signals.close()
+            time.sleep(delay)
+            run.ended = True
+        wait_for(lambda: len(signals.received) == 2)
+        wait_for(lambda: "already ended" in capfd.readouterr().err)
+        assert exits == []
+    finally:
+        signals.close()
 
 
 def test_a_second_signal_while_the_run_has_not_ended_forces_the_exit() -> None:

@@ -205,7 +205,8 @@ connections:
 NO_CALLBACKS = stateful_graph("")
 ONLY_SERIALIZE = stateful_graph("api.set_serialize_callback(lambda epoch: pickle.dumps(count))\n")
 ONLY_RESTORE = stateful_graph("api.set_restore_callback(lambda epoch, data: None)\n")
-RESTORE = "def restore(epoch, data):\n    global count\n    count = pickle.loads(data)\napi.set_restore_callback(restore)\n"
+RESTORE = ("def restore(epoch, data):\n    global count\n    count = pickle.loads(data)\n"
+           "api.set_restore_callback(restore)\n")
 RETURNS_STR = stateful_graph("api.set_serialize_callback(lambda epoch: str(count))\n" + RESTORE)
 RAISES = stateful_graph(
     "def serialize(epoch):\n    raise ValueError('cannot pickle the cursor')\n"

@@ -7,9 +7,8 @@ import pytest
 
 from snapgraph.runtime.channels import DEFAULT_CAPACITY
 from snapgraph.runtime.operator import STREAM_CAPACITY
+from snapgraph.snapshot.store import COMPLETED
 from snapgraph.testing import Recorder
-
-COMPLETED = "completed"
 
 
 @pytest.fixture
@@ -545,8 +544,10 @@ def test_wiretap_prints_and_forwards_unchanged(run_yaml, rec):
     """
     sink = """
     import sg_rec
-    api.set_port_callback("in", lambda m, h, b: sg_rec.add("got", (h.copy(), b.get_reader().read(-1) if b.get_type_id() == "com.sap.core.binary" else b.get(),
-                                                    b.get_base_type())))
+    def on_in(m, h, b):
+        value = b.get_reader().read(-1) if b.get_type_id() == "com.sap.core.binary" else b.get()
+        sg_rec.add("got", (h.copy(), value, b.get_base_type()))
+    api.set_port_callback("in", on_in)
     """
     run = run_yaml(graph, {"gen.py": PRINT_GEN, "sink.py": sink})
     assert_completed(run)

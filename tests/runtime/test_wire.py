@@ -8,47 +8,22 @@ import decimal
 import os
 import select
 import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapgraph.api.data import Record, Table
+from snapgraph.api.table import Record, Table
 from snapgraph.model.graph import Connection, Endpoint
 from snapgraph.model.types import PortType
-from snapgraph.runtime import channels
-from snapgraph.runtime.channels import Inbox
-from snapgraph.runtime.messages import Barrier, ControlEvent, Encoded, Message, StreamBuffer
-from snapgraph.runtime.wire import (
-    FrameReader,
-    InboundLink,
-    OutboundLink,
-    ReplyTokens,
-    encode_message,
-    pack_rows,
-    unpack_rows,
-    write_frame,
-)
+from snapgraph.runtime.codec import encode_message, pack_rows, unpack_rows
+from snapgraph.runtime.links import ReplyTokens
+from snapgraph.runtime.messages import Barrier, Encoded, Message, StreamBuffer
+from snapgraph.runtime.wire import FrameReader, InboundLink, OutboundLink, write_frame
 
 CONNECTION = Connection(Endpoint("a", "out"), Endpoint("b", "in"))
 TABLE_PORT = PortType("table", "*")
-
-
-@pytest.fixture
-def pipes() -> Iterator[tuple[int, int, int, int]]:
-    """(data read, data write, stream read, stream write) descriptors, closed afterwards."""
-    data_r, data_w = os.pipe()
-    stream_r, stream_w = os.pipe()
-    fds = (data_r, data_w, stream_r, stream_w)
-    yield fds
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 def links(fds: tuple[int, int, int, int]) -> tuple[OutboundLink, InboundLink]:
@@ -249,70 +224,6 @@ def test_a_reader_blocked_on_a_stream_does_not_hold_back_the_stream_it_reads(pip
     reading.join(10)
     assert not reading.is_alive()
     assert total == [[i] for i in range(100)]
-
-
-# -- the receiving dispatcher reads its own pipes -----------------------------------------------------------
-def remote_inbox(pipes: tuple[int, int, int, int], capacity: int = 8) -> tuple[Inbox, Any, OutboundLink, list[int]]:
-    received: list[int] = []
-    inbox = Inbox(lambda: False, received.append)
-    channel = inbox.add_channel(CONNECTION, capacity)
-    sender, receiver = links(pipes)
-    inbox.add_remote(channel, receiver)
-    return inbox, channel, sender, received
-
-
-def test_the_dispatcher_takes_items_from_its_pipe_and_counts_them(pipes) -> None:
-    inbox, channel, sender, received = remote_inbox(pipes)
-    sender.put(message(Table([[1]])))
-    sender.put(Barrier("e1"))
-    first = inbox.next_item(10)
-    second = inbox.next_item(10)
-    assert first is not None and first[0] is channel and first[1].decode(first[1].data).body.body == [[1]]
-    assert second == (channel, Barrier("e1"))
-    assert sum(received) == 2
-    assert inbox.next_item(0.05) is None
-
-
-def test_work_posted_from_another_thread_wakes_a_dispatcher_waiting_on_its_pipes(pipes, monkeypatch) -> None:
-    monkeypatch.setattr(channels, "MAX_WAIT", 120.0)  # without the wake-up pipe it would sleep this long
-    inbox, _, _, _ = remote_inbox(pipes)
-    got: list[Any] = []
-    waiting = threading.Thread(target=lambda: got.append(inbox.next_item(None)))
-    waiting.start()
-    event = ControlEvent(lambda: None)
-    while not inbox._polling:  # until the dispatcher is inside its wait
-        time.sleep(0.001)
-    inbox.post(event)
-    waiting.join(30)
-    assert not waiting.is_alive()
-    assert got == [(None, event)]
-
-
-def test_a_blocked_channel_leaves_its_pipe_unread_so_the_sender_blocks(pipes) -> None:
-    """Back-pressure across processes: while a channel aligns (blocked), nothing more is read from its
-    pipe; the pipe fills and the sending process blocks, then everything arrives in order."""
-    inbox, channel, sender, _ = remote_inbox(pipes)
-    sender.put(Barrier("e1"))
-    assert inbox.next_item(10) == (channel, Barrier("e1"))
-    with inbox.cond:
-        channel.blocked = True
-    rows = [[i, "x" * 100] for i in range(100)]  # ~10 KB a table: the pipe holds a few only
-    sent = threading.Thread(target=lambda: [sender.put(message(Table(rows + [[n]]))) for n in range(500)])
-    sent.start()
-    for _ in range(5):
-        assert inbox.next_item(0.05) is None  # blocked: nothing handed out
-    sent.join(0.5)
-    assert sent.is_alive(), "the sender should be held back by the full pipe"
-    assert not channel.items  # not even read into the channel
-    with inbox.cond:
-        channel.blocked = False
-    tails = []
-    while len(tails) < 500:
-        item = inbox.next_item(10)
-        assert item is not None
-        tails.append(item[1].decode(item[1].data).body.body[-1][0])
-    sent.join(10)
-    assert tails == list(range(500))
 
 
 def test_data_pipes_share_a_budget_and_never_drop_below_the_default() -> None:

@@ -18,6 +18,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -636,6 +637,22 @@ class StoreContract:
         [row] = under_test.lease_rows()
         assert row["token"] == lease.token and row["pid"] == os.getpid()
         lease.release()
+
+    def test_a_lease_of_a_zombie_is_taken_over(self, store: SnapshotStore, under_test: StoreUnderTest) -> None:
+        """An engine that exited but was not reaped yet (its parent did not wait) holds nothing."""
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+        try:
+            start = process_start(child.pid)
+            assert start != ""
+            under_test.put_lease(self._lease_row("/g.yaml", pid=child.pid, host=socket.gethostname(),
+                                                 host_id=this_host_id(), proc_start=start, heartbeat=time.time()))
+            stat = Path(f"/proc/{child.pid}/stat")
+            assert wait_until(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")  # exited, not reaped
+            lease = store.acquire_lease("/g.yaml")
+            assert under_test.lease_rows()[0]["token"] == lease.token
+            lease.release()
+        finally:
+            child.wait()
 
     def test_a_lease_of_a_reused_pid_is_taken_over(self, store: SnapshotStore, under_test: StoreUnderTest) -> None:
         under_test.put_lease(self._lease_row("/g.yaml", pid=os.getpid(), host=socket.gethostname(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,13 +13,13 @@ SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
 def parse(epoch: str) -> datetime:
-    return datetime.strptime(epoch, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(epoch, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def test_ids_are_iso_8601_utc_with_milliseconds() -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     epoch = EpochClock().next()
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert SHAPE.match(epoch), epoch
     assert len(epoch) == len("2026-11-30T11:33:40.928Z")
     stamp = parse(epoch)

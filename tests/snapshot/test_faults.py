@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_files
 
+from conftest import write_files
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.runtime.engine import COMPLETED, FAILED, Engine, RunOptions
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor

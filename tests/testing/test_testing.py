@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from snapgraph.api.data import Record, Table
+from snapgraph.api.table import Record, Table
 from snapgraph.model.problems import GraphError
 from snapgraph.testing import (
     ABORT,

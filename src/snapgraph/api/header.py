@@ -7,17 +7,17 @@ structure's field values in declared order, as a ``list`` or ``api.Record``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, ItemsView, KeysView, Mapping, ValuesView
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, NoReturn
 
-from snapgraph.api.data import Record
+from snapgraph.api.table import Record
 
 __all__ = ["Header", "normalize_header", "READ_ONLY_MESSAGE"]
 
 READ_ONLY_MESSAGE = "message headers are read-only; use header.copy() to get a dict you can change"
 
 
-class Header(Mapping):
+class Header(Mapping[str, Any]):
     """The read-only header of a received message.
 
     Wraps (does not copy) a ``dict`` of ``str -> list | api.Record``. All

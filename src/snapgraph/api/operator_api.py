@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from collections.abc import Callable
 
-from snapgraph.api.data import Record, Table, TypeContext, conforms
+from snapgraph.api.conformance import conforms
 from snapgraph.api.header import normalize_header
 from snapgraph.api.streams import BinaryWriter, InputBody, TableWriter, is_binary_type
+from snapgraph.api.table import Record, Table
+from snapgraph.api.type_context import TypeContext
 from snapgraph.model.types import DYNAMIC, TABLE, DataTypeReference, PortType
 from snapgraph.model.validate import GEN1_ATTRIBUTES, TIMER_WITH_PERIOD, multi_port_callback
 
@@ -47,6 +49,11 @@ class InitialProcessInfo:
 
     is_stateful: bool = False
     outports_info: dict[str, OutportInfo] = field(default_factory=dict)
+
+
+# The name ``InitialProcessInfo`` inside ``class Api`` is the class attribute scripts use
+# (``api.InitialProcessInfo``), not a type: annotations there use this alias.
+_InitialProcessInfo = InitialProcessInfo
 
 
 class OperatorHost(Protocol):
@@ -203,7 +210,7 @@ class Outport:
         return normalize_header(header), (callback or self._registrations.active_response_callback
                                           or self._registrations.response_callbacks.get(self._name))
 
-    def _typed_table(self, rows: Table | list) -> Table:
+    def _typed_table(self, rows: Table | list[Any]) -> Table:
         """The table to send, typed: as published, else with the port's type (the one set on a
         dynamic port), else with a dynamic type inferred from its first row, as Gen2 does. An
         untyped ``api.Table`` is typed in place, since messages pass by reference within a group."""
@@ -214,7 +221,7 @@ class Outport:
                               else self._inferred_type(table.body))
         return table
 
-    def _inferred_type(self, rows: list) -> DataTypeReference:
+    def _inferred_type(self, rows: list[Any]) -> DataTypeReference:
         """The dynamic type of untyped rows on this ``*`` port: columns ``col0..`` typed after the
         first row's values (an empty table has no columns). Tables whose first rows hold values of
         the same Python types share one type, so publishing many tables creates one type."""
@@ -383,7 +390,7 @@ class Api:
         self._host.propagate_exception(exc)
 
     # -- state management -------------------------------------------------------
-    def set_initial_snapshot_info(self, info: InitialProcessInfo) -> None:
+    def set_initial_snapshot_info(self, info: _InitialProcessInfo) -> None:
         if not self._loading:
             raise RuntimeError(
                 f"operator {self._process!r}: api.set_initial_snapshot_info must be called at script "

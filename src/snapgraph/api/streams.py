@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from snapgraph.api.data import Table
+from snapgraph.api.table import Record, Table
 from snapgraph.model.types import BINARY_TEMPLATES, CORE_SCALAR_TEMPLATES, NONE, TABLE, PortType
 
 
@@ -149,8 +149,6 @@ class InputBody:
             return self._port_type.category
         if isinstance(self._value, Table) or (self._stream is not None and self._is_table()):
             return TABLE
-        from snapgraph.api.data import Record
-
         return "structure" if isinstance(self._value, Record) else "scalar"
 
     def _is_table(self) -> bool:

@@ -168,9 +168,6 @@ class Instruments:
         self._lock = threading.Lock()
         self._hooks: dict[str, tuple[Instrument, ...]] = {}
         self._installed: list[Instrument] = []
-        self._attempt_key: object = None
-        self._attempt_count = 0
-        self.previous_failure: OperatorFailure | None = None  # the failure of the attempt before (for recovery)
         for instrument in instruments:
             self.add(instrument)
 
@@ -203,8 +200,6 @@ class Instruments:
                     self._hooks[name] = kept
                 else:
                     del self._hooks[name]
-            if not self._installed:
-                self._attempt_key, self._attempt_count, self.previous_failure = None, 0, None
 
     def call(self, hook: str, *args: Any) -> None:
         for instrument in self._hooks.get(hook, ()):
@@ -216,14 +211,6 @@ class Instruments:
                 self.remove(instrument)
                 logger.warning("instrument %r raised in %s and was removed: %s: %s",
                                instrument, hook, type(exc).__name__, exc, exc_info=True)
-
-    def next_attempt(self, key: object) -> int:
-        """The number of the attempt that starts now: attempts with the same ``key`` (one run) count on."""
-        with self._lock:
-            if key != self._attempt_key:
-                self._attempt_key, self._attempt_count = key, 0
-            self._attempt_count += 1
-            return self._attempt_count
 
 
 NO_INSTRUMENTS = Instruments()  # the shared empty registry: never add to it

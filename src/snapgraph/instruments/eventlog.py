@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -43,6 +43,10 @@ class EventLog(Instrument):
         return f"EventLog({getattr(self._out, 'name', self._out)!r})"
 
     def write(self, event: str, operator: str | None = None, epoch: str | None = None, **fields: Any) -> None:
+        self.record(event, operator, epoch, fields)
+
+    def record(self, event: str, operator: str | None, epoch: str | None, fields: Mapping[str, object]) -> None:
+        """Write one line; ``fields`` is taken as it is (its keys may be any names, ``operator`` too)."""
         attempt = self._attempt
         record: dict[str, Any] = {"event": event, "time": round(self._clock(), 6),
                                   "run": attempt.run if attempt else None,
@@ -51,7 +55,7 @@ class EventLog(Instrument):
             record["operator"] = operator
         if epoch is not None:
             record["epoch"] = epoch
-        record["fields"] = fields
+        record["fields"] = dict(fields)
         line = json.dumps(record, default=str) + "\n"
         with self._lock:
             if not self._out.closed:
@@ -78,7 +82,7 @@ class EventLog(Instrument):
         for name, stats in outcome.stats.items():
             data = stats.as_dict()
             del data["operator"]
-            self.write("operator_stats", operator=name, **data)
+            self.record("operator_stats", name, None, data)
         self.write("attempt_ended", status=outcome.status, reason=outcome.reason,
                    seconds=round(outcome.seconds, 6), epochs=sum(1 for e in outcome.epochs if e.seconds is not None))
 
@@ -115,7 +119,7 @@ class EventLog(Instrument):
     def epoch_completed(self, epoch: EpochStats) -> None:
         data = epoch.as_dict()
         del data["epoch"]
-        self.write("epoch_completed", epoch=epoch.epoch, **data)
+        self.record("epoch_completed", None, epoch.epoch, data)
 
     def drain_started(self, status: str, reason: str) -> None:
         self.write("drain_started", status=status, reason=reason)

@@ -77,7 +77,8 @@ class OperatorStats:
     instances: int = 1
 
     @classmethod
-    def for_ports(cls, operator: str, inports: Iterable[str], outports: Iterable[str], group: str = "") -> OperatorStats:
+    def for_ports(cls, operator: str, inports: Iterable[str], outports: Iterable[str],
+                  group: str = "") -> OperatorStats:
         return cls(operator, group, {p: PortStats() for p in inports}, {p: PortStats() for p in outports})
 
     # -- totals over the ports -------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from snapgraph.model.problems import Problem
-from snapgraph.model.yaml_format import MarkedDict, load_marked_yaml, yaml_error_location
+from snapgraph.model.yaml_lines import MarkedDict, load_marked_yaml, plain, yaml_error_location, yaml_error_reason
 
 
 @dataclass
@@ -70,7 +70,7 @@ def load_connections(path: Path, problems: list[Problem]) -> ConnectionStore:
     try:
         data = load_marked_yaml(text)
     except yaml.YAMLError as exc:
-        problems.append(Problem(yaml_error_location(path, exc), f"invalid connections file: {_yaml_reason(exc)}"))
+        problems.append(Problem(yaml_error_location(path, exc), f"invalid connections file: {yaml_error_reason(exc)}"))
         return store
     if data is None:
         return store
@@ -110,7 +110,7 @@ def load_connections(path: Path, problems: list[Problem]) -> ConnectionStore:
             continue
         store.connections[str(conn_id)] = {
             "connectionType": conn_type,
-            "connectionProperties": _plain(props),
+            "connectionProperties": plain(props),
         }
     return store
 
@@ -124,20 +124,6 @@ def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
     return type(value).__name__
-
-
-def _yaml_reason(exc: yaml.YAMLError) -> str:
-    problem = getattr(exc, "problem", None)
-    return str(problem) if problem else str(exc).splitlines()[0]
-
-
-def _plain(value: Any) -> Any:
-    """Plain dicts and lists (no line-number subclasses) for the runtime."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def resolve_connections(

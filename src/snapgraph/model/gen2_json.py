@@ -12,50 +12,24 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
 
-from snapgraph.model.graph import Endpoint, Graph, Group, Location, Port, Process
-from snapgraph.model.operators_repo import OperatorsRepo, assemble_process, parse_ports
-from snapgraph.model.params import GraphParameter, ParamResolver
+from snapgraph.model.graph import Endpoint, Graph, Location, Port
+from snapgraph.model.graph_builder import (
+    GraphBuilder,
+    LoadContext,
+    declared_parameter,
+    parameter_with_default,
+    read_graph_text,
+)
+from snapgraph.model.operators_repo import parse_ports
+from snapgraph.model.params import GraphParameter
 from snapgraph.model.problems import Problem
-from snapgraph.model.validate import LocatedConnection
+
+__all__ = ["GENERATION", "LoadContext", "load_gen2_json", "parse_parameters"]
 
 GENERATION = 2
-
-
-@dataclass
-class LoadContext:
-    """What a format loader needs besides the file: params, operators and a problem list.
-
-    ``broken`` collects processes that could not be built (unknown component,
-    unreadable operator); validation skips their connections to avoid noise.
-    """
-
-    params: Mapping[str, str]
-    repo: OperatorsRepo
-    problems: list[Problem]
-    broken: set[str] = field(default_factory=set)
-
-
-def graph_name_from_path(path: Path) -> str:
-    """A graph's name from where it lives.
-
-    ``vflow/graphs/extract/usage/graph.json`` is ``extract.usage`` (the DI graph
-    id); another ``graph.json`` is named after its folder, any other file by
-    its stem.
-    """
-    path = path.resolve()
-    parts = path.parts
-    if path.stem == "graph":
-        for index in range(len(parts) - 2, -1, -1):
-            if parts[index] == "graphs" and index < len(parts) - 2:
-                return ".".join(parts[index + 1:-1])
-        if path.parent.name:
-            return path.parent.name
-    return path.stem
 
 
 def parse_parameters(value: Any, where: str, problems: list[Problem]) -> dict[str, GraphParameter]:
@@ -76,17 +50,7 @@ def parse_parameters(value: Any, where: str, problems: list[Problem]) -> dict[st
         problems.append(Problem(where, "parameters must be an object"))
         return params
     for name, spec in items:
-        if isinstance(spec, dict):
-            ptype = spec.get("type", "")
-            params[name] = GraphParameter(
-                name=name,
-                default=spec.get("default"),
-                has_default="default" in spec and spec.get("default") is not None,
-                type=ptype if isinstance(ptype, str) else "",
-                description=str(spec.get("description", "") or ""),
-            )
-        else:
-            params[name] = GraphParameter(name=name, default=spec, has_default=spec is not None)
+        params[name] = declared_parameter(name, spec) if isinstance(spec, dict) else parameter_with_default(name, spec)
     return params
 
 
@@ -109,8 +73,12 @@ def _apply_parameter_mapping(data: dict[str, Any], where: str, problems: list[Pr
     if not isinstance(mapping, dict):
         problems.append(Problem(where, "parameterMapping must be an object"))
         return
-    processes = data.get("processes") if isinstance(data.get("processes"), dict) else {}
-    groups = data.get("groups") if isinstance(data.get("groups"), list) else []
+    processes = data.get("processes")
+    if not isinstance(processes, dict):
+        processes = {}
+    groups = data.get("groups")
+    if not isinstance(groups, list):
+        groups = []
     for target, value in mapping.items():
         parts = str(target).split(".")
         if (len(parts) >= 4 and parts[0] == "processes"
@@ -170,10 +138,8 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
     """
     problems = ctx.problems
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(file, f"cannot read graph file: {getattr(exc, 'strerror', None) or exc}"))
+    text = read_graph_text(path, problems)
+    if text is None:
         return None
     try:
         data = json.loads(text)
@@ -195,14 +161,11 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
     _apply_parameter_mapping(data, file, problems)
 
     declared = parse_parameters(data.get("parameters"), file, problems)
-    resolver = ParamResolver(declared, ctx.params, source=file)
     name = data.get("name") if isinstance(data.get("name"), str) and data.get("name") else None
     description = data.get("description", "")
-    graph = Graph(
-        name=name or graph_name_from_path(path),
-        path=path,
-        description=description if isinstance(description, str) else "",
-    )
+    builder = GraphBuilder(path, ctx, declared, name=name,
+                           description=description if isinstance(description, str) else "")
+    resolver = builder.resolver
 
     processes = data.get("processes", {})
     if not isinstance(processes, dict):
@@ -236,7 +199,7 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
         outports = _ports_of(spec, meta, "outports", where, problems)
         extra_in = _ports_of(spec, meta, "additionalinports", where, problems)
         extra_out = _ports_of(spec, meta, "additionaloutports", where, problems)
-        process = assemble_process(
+        builder.add_process(
             proc_name,
             component,
             location,
@@ -245,23 +208,9 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
             outports=outports,
             extra_inports=extra_in,
             extra_outports=extra_out,
-            script_dir=path.parent,
             script_name=f"{file}::processes.{proc_name}.config.script",
-            repo=ctx.repo,
-            problems=problems,
+            not_kept_if_broken=("script", "codelanguage"),
         )
-        if process is None:
-            ctx.broken.add(proc_name)
-            process = Process(
-                name=proc_name,
-                component=component,
-                config={k: v for k, v in config.items() if k not in ("script", "codelanguage")},
-                inports={**(inports or {}), **(extra_in or {})},
-                outports={**(outports or {}), **(extra_out or {})},
-                location=location,
-            )
-        process.config = resolver.apply(process.config, where, "")
-        graph.processes[proc_name] = process
 
     groups = data.get("groups") or []
     if not isinstance(groups, list):
@@ -273,7 +222,7 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
             continue
         group_name = spec.get("name") or f"group{index + 1}"
         where = f"{file}: group '{group_name}'"
-        if group_name in graph.groups:
+        if group_name in builder.graph.groups:
             problems.append(Problem(where, f"group name '{group_name}' is used twice"))
             continue
         nodes = spec.get("nodes") or []
@@ -287,17 +236,8 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
         if not isinstance(tags, dict):
             problems.append(Problem(where, "tags must be an object"))
             tags = {}
-        graph.groups[group_name] = Group(
-            name=group_name,
-            nodes=list(nodes),
-            multiplicity=multiplicity,
-            restart_policy=str(policy) if policy is not None else "never",
-            tags={str(k): str(v) for k, v in tags.items()},
-        )
-        for node in nodes:
-            process = graph.processes.get(node)
-            if process is not None and process.group == "default":
-                process.group = group_name
+        builder.add_group(group_name, list(nodes), multiplicity=multiplicity,
+                          restart_policy=str(policy) if policy is not None else "never", tags=tags)
 
     connections = data.get("connections") or []
     if not isinstance(connections, list):
@@ -317,7 +257,6 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
         else:
             problems.append(Problem(where, "a connection must be an object with src and tgt"))
         if len(ends) == 2:
-            graph.connections.append(LocatedConnection(ends[0], ends[1], location=file))
+            builder.add_connection(ends[0], ends[1], location=file)
 
-    problems.extend(resolver.problems())
-    return graph
+    return builder.finish()

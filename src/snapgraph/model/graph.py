@@ -7,21 +7,21 @@ see this model. It knows nothing of the runtime or the CLI.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-import json
 from typing import TYPE_CHECKING, Any
 
+from snapgraph.model.builtins import BUILTIN_COMPONENTS as BUILTIN_COMPONENTS  # the built-ins' ids, re-exported
+from snapgraph.model.builtins import GRAPH_TERMINATOR_V2 as GRAPH_TERMINATOR_V2
+from snapgraph.model.builtins import TERMINAL_V2 as TERMINAL_V2
+from snapgraph.model.builtins import WIRETAP_V2 as WIRETAP_V2
 from snapgraph.model.types import PortType
 
 if TYPE_CHECKING:
     from snapgraph.model.vtypes import VTypeRegistry
 
 PYTHON3_V2 = "com.sap.system.python3Operator.v2"
-GRAPH_TERMINATOR_V2 = "com.sap.util.graphTerminator.v2"
-TERMINAL_V2 = "com.sap.util.terminal.v2"
-WIRETAP_V2 = "com.sap.util.wiretap.v2"
-BUILTIN_COMPONENTS = (GRAPH_TERMINATOR_V2, TERMINAL_V2, WIRETAP_V2)
 
 TERMINATE_ON_ERROR = "terminate on error"
 LOG_AND_IGNORE = "log and ignore"

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from snapgraph.model.connections import ConnectionStore, load_connections, resolve_connections
-from snapgraph.model.gen2_json import LoadContext, load_gen2_json
+from snapgraph.model.gen2_json import load_gen2_json
 from snapgraph.model.graph import Graph
+from snapgraph.model.graph_builder import LoadContext
 from snapgraph.model.operators_repo import OperatorsRepo
 from snapgraph.model.problems import GraphError, Problem
 from snapgraph.model.validate import validate_graph

@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snapgraph.model.builtins import BUILTIN_COMPONENTS, BUILTINS
 from snapgraph.model.graph import (
-    BUILTIN_COMPONENTS,
-    GRAPH_TERMINATOR_V2,
     PYTHON3_V2,
-    TERMINAL_V2,
-    WIRETAP_V2,
     Location,
     Port,
     Process,
@@ -41,12 +38,12 @@ _COMPONENT_ID = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
 
 def builtin_ports(component: str) -> tuple[dict[str, Port], dict[str, Port]]:
-    """Default (inports, outports) of a built-in component; all are *any* ports."""
-    if component == GRAPH_TERMINATOR_V2:
-        return {"in": Port("in", ANY_PORT)}, {}
-    if component in (TERMINAL_V2, WIRETAP_V2):
-        return {"in": Port("in", ANY_PORT)}, {"out": Port("out", ANY_PORT)}
-    return {}, {}
+    """Default (inports, outports) of a built-in component (its descriptor's); all are *any* ports."""
+    builtin = BUILTINS.get(component)
+    if builtin is None:
+        return {}, {}
+    return ({name: Port(name, ANY_PORT) for name in builtin.inports},
+            {name: Port(name, ANY_PORT) for name in builtin.outports})
 
 
 def parse_ports(specs: Any, where: str, direction: str, problems: list[Problem]) -> dict[str, Port]:
@@ -300,9 +297,9 @@ def assemble_process(
     """
     where = str(location)
     config = dict(config)
-    if component in BUILTIN_COMPONENTS:
+    if component in BUILTINS:
         default_in, default_out = builtin_ports(component)
-        if component == GRAPH_TERMINATOR_V2 and inports:
+        if BUILTINS[component].declared_inports_replace_defaults and inports:
             default_in = {}
         for key in HIDDEN_CONFIG_KEYS:
             config.pop(key, None)

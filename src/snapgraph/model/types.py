@@ -9,6 +9,7 @@ Terminal or Wiretap have *any* ports, modelled here as the category ``any``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 SCALAR = "scalar"
 STRUCTURE = "structure"
 TABLE = "table"
@@ -41,6 +42,17 @@ CORE_SCALAR_TEMPLATES: dict[str, str] = {
     "com.sap.core.uint64": "uint64",
 }
 BINARY_TEMPLATES = frozenset({"binary", "geometry", "geometryewkb"})
+FLOAT_TEMPLATES = frozenset({"float32", "float64"})
+DECIMAL_TEMPLATES = frozenset({"decimal", "decfloat16", "decfloat34"})
+# Integer template -> the (lowest, highest) value it holds.
+INT_TEMPLATE_RANGES: dict[str, tuple[int, int]] = {
+    "int8": (-(2**7), 2**7 - 1),
+    "int16": (-(2**15), 2**15 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint8": (0, 2**8 - 1),
+    "uint64": (0, 2**64 - 1),
+}
 
 
 @dataclass(frozen=True)

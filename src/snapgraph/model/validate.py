@@ -11,10 +11,11 @@ Graph Terminator).
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from snapgraph.model.builtins import BUILTINS
 from snapgraph.model.graph import (
-    GRAPH_TERMINATOR_V2,
     PROPAGATE_TO_ERROR_PORT,
     SNAPSHOT_WHILE_BUSY,
     Connection,
@@ -55,7 +56,7 @@ def _connection_where(graph: Graph, conn: Connection) -> str:
     return f"{location}: connection '{conn}'"
 
 
-def _port_list(ports: dict[str, object]) -> str:
+def _port_list(ports: Mapping[str, object]) -> str:
     return ", ".join(sorted(ports)) if ports else "none"
 
 
@@ -83,7 +84,7 @@ def validate_graph(graph: Graph, *, snapshots: bool = False,
         problems += _check_error_handling(graph, process)
         problems += _check_snapshot_while_busy(graph, process)
         problems += _check_script(process)
-    problems += _check_terminators(graph, skip)
+    problems += _check_builtin_inputs(graph, skip)
     problems += _check_groups(graph, snapshots)
     if snapshots:
         cycle = find_cycle(graph)
@@ -255,7 +256,7 @@ TIMER_WITH_PERIOD = (
 )
 
 
-def multi_port_callback(ports: list[object]) -> str:
+def multi_port_callback(ports: Sequence[object]) -> str:
     """The message for ``api.set_port_callback([...], cb)``, the Gen1 form that waits for every port."""
     return (f"api.set_port_callback takes one port name in Gen2 (got the Gen1 list form {ports!r}); "
             "register one callback per port")
@@ -294,18 +295,16 @@ def _is_api(node: ast.AST) -> bool:
     return isinstance(node, ast.Name) and node.id == "api"
 
 
-def _check_terminators(graph: Graph, skip: frozenset[str] | set[str]) -> list[Problem]:
+def _check_builtin_inputs(graph: Graph, skip: frozenset[str] | set[str]) -> list[Problem]:
+    """Unconnected inputs of built-ins that need every input (the Graph Terminator)."""
     problems: list[Problem] = []
     for process in graph.processes.values():
-        if process.component != GRAPH_TERMINATOR_V2 or process.name in skip:
+        builtin = BUILTINS.get(process.component)
+        if builtin is None or builtin.unconnected_input_problem is None or process.name in skip:
             continue
         for port in process.inports:
             if not graph.connections_to(process.name, port):
-                problems.append(
-                    Problem(f"{process.location}, input port '{port}'",
-                            "Graph Terminator input port is not connected, so the graph could "
-                            "never terminate (it stops only after every input port received a message)")
-                )
+                problems.append(Problem(f"{process.location}, input port '{port}'", builtin.unconnected_input_problem))
     return problems
 
 

@@ -12,9 +12,9 @@ returns at run time.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 from snapgraph.model.problems import Problem
 from snapgraph.model.types import (

@@ -13,211 +13,61 @@ A short example (docs/graph-formats.md has the full reference)::
     connections:
       - gen.output -> stop.in
 
-The file is loaded with a YAML loader that records line numbers, so every
+The file is loaded with the line-numbering YAML loader of ``yaml_lines.py``, so every
 problem names ``file:line``; duplicate keys (an easy way to lose an operator)
-are errors rather than silently overwritten.
+are errors rather than silently overwritten. Port types are spelled as
+``type_shorthand.py`` parses them. This module checks the YAML spelling and
+reports its problems; ``graph_builder.py`` builds the graph, as for graph.json.
 """
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
-from snapgraph.model.gen2_json import LoadContext, graph_name_from_path
+from snapgraph.model.builtins import BUILTIN_ALIASES
 from snapgraph.model.graph import (
-    GRAPH_TERMINATOR_V2,
-    PYTHON3_V2,
-    TERMINAL_V2,
-    WIRETAP_V2,
     BUILTIN_COMPONENTS,
+    PYTHON3_V2,
     Endpoint,
     Graph,
-    Group,
     Location,
     Port,
-    Process,
     SnapshotSettings,
     period_problem,
 )
-from snapgraph.model.operators_repo import FILE_PREFIX, assemble_process
+from snapgraph.model.graph_builder import (
+    GraphBuilder,
+    LoadContext,
+    declared_parameter,
+    parameter_with_default,
+    read_graph_text,
+)
+from snapgraph.model.operators_repo import FILE_PREFIX
 from snapgraph.model.params import GraphParameter, ParamResolver
 from snapgraph.model.problems import Problem
-from snapgraph.model.types import (
-    ANY,
-    CORE_SCALAR_TEMPLATES,
-    DYNAMIC,
-    NONE,
-    SCALAR,
-    STRUCTURE,
-    TABLE,
-    PortType,
+from snapgraph.model.type_shorthand import parse_type_shorthand
+from snapgraph.model.types import ANY, PortType
+from snapgraph.model.yaml_lines import (
+    MarkedDict,
+    MarkedList,
+    load_marked_yaml,
+    plain,
+    yaml_error_location,
+    yaml_error_reason,
 )
-from snapgraph.model.validate import LocatedConnection
 
-# --- a YAML loader that remembers line numbers ---------------------------------
+__all__ = ["COMPONENT_ALIASES", "load_yaml_graph"]
 
-
-class MarkedDict(dict):
-    """A dict from YAML that knows its line and the line of each key (1-based)."""
-
-    line: int = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.key_lines: dict[Any, int] = {}
-
-
-class MarkedList(list):
-    """A list from YAML that knows its line and the line of each item (1-based)."""
-
-    line: int = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.item_lines: list[int] = []
-
-
-class _MarkedLoader(yaml.SafeLoader):
-    """SafeLoader that builds MarkedDict/MarkedList and rejects duplicate keys."""
-
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedDict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == _MERGE_TAG:
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                "found an unhashable key", key_node.start_mark) from None
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark)
-        seen[key] = key_node.start_mark.line + 1
-    loader.flatten_mapping(node)
-    result = MarkedDict()
-    result.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _MarkedLoader, node: yaml.SequenceNode) -> MarkedList:
-    result = MarkedList()
-    result.line = node.start_mark.line + 1
-    for child in node.value:
-        result.append(loader.construct_object(child, deep=True))
-        result.item_lines.append(child.start_mark.line + 1)
-    return result
-
-
-_MarkedLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-_MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
-
-
-def load_marked_yaml(text: str) -> Any:
-    """Parse YAML text into MarkedDict/MarkedList values; raises yaml.YAMLError."""
-    return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - SafeLoader subclass
-
-
-def yaml_error_location(path: Path | str, exc: yaml.YAMLError) -> str:
-    """``file:line`` for a YAML error (the problem mark, else the context mark)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    return f"{path}:{mark.line + 1}" if mark is not None else str(path)
-
-
-def plain(value: Any) -> Any:
-    """The same data as plain dicts and lists (no line-number attributes)."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
-# --- type shorthands ----------------------------------------------------------
-
-CORE_SHORT_NAMES = {vid.rsplit(".", 1)[1]: vid for vid in CORE_SCALAR_TEMPLATES}
+# Component short names accepted in ``component:``.
 COMPONENT_ALIASES = {
     "python": PYTHON3_V2,
     "python3": PYTHON3_V2,
-    "graphTerminator": GRAPH_TERMINATOR_V2,
-    "terminator": GRAPH_TERMINATOR_V2,
-    "terminal": TERMINAL_V2,
-    "wiretap": WIRETAP_V2,
+    **BUILTIN_ALIASES,  # graphTerminator, terminator, terminal, wiretap (model/builtins.py)
 }
-
-
-def parse_type_shorthand(value: Any) -> PortType:
-    """A PortType from the YAML port-type spelling; raises ValueError.
-
-    ``table``/``structure``/``scalar`` (dynamic), ``none``, ``any`` (or ``*`` or
-    null), ``table:<vtype>``, ``structure:<vtype>``, ``scalar:<vtype>``, core
-    scalar short names (``string``, ``int64``, ...), a full ``com.sap.core.*``
-    id, or the long form ``{type: table, vtype: demo.users}``.
-    """
-    if value is None:
-        return PortType(ANY)
-    if isinstance(value, dict):
-        unknown = set(map(str, value)) - {"type", "vtype", "vtype-ID"}
-        if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} in port type "
-                             "(expected type and vtype)")
-        category = value.get("type", ANY)
-        vtype_id = value.get("vtype", value.get("vtype-ID", DYNAMIC))
-        if category in ("*", ANY):
-            return PortType(ANY)
-        if category == NONE:
-            return PortType(NONE)
-        if category not in (SCALAR, STRUCTURE, TABLE):
-            raise ValueError(f"unknown port type {category!r} (expected scalar, structure, table, "
-                             "none or any)")
-        if not isinstance(vtype_id, str) or not vtype_id:
-            raise ValueError(f"vtype must be a type id, got {vtype_id!r}")
-        return PortType(category, vtype_id)
-    if not isinstance(value, str):
-        raise ValueError(f"a port type must be a string such as 'table' or 'string', got {value!r}")
-    text = value.strip()
-    if text in ("*", ANY):
-        return PortType(ANY)
-    if text == NONE:
-        return PortType(NONE)
-    if text in (SCALAR, STRUCTURE, TABLE):
-        return PortType(text, DYNAMIC)
-    category, sep, vtype_id = text.partition(":")
-    if sep:
-        category, vtype_id = category.strip(), vtype_id.strip()
-        if category not in (SCALAR, STRUCTURE, TABLE):
-            raise ValueError(f"unknown port type {category!r} in {text!r} (expected scalar:, "
-                             "structure: or table: before the vtype id)")
-        if not vtype_id:
-            raise ValueError(f"missing vtype id after '{category}:'")
-        if category == SCALAR and vtype_id in CORE_SHORT_NAMES:
-            vtype_id = CORE_SHORT_NAMES[vtype_id]
-        return PortType(category, vtype_id)
-    if text in CORE_SHORT_NAMES:
-        return PortType(SCALAR, CORE_SHORT_NAMES[text])
-    if text in CORE_SCALAR_TEMPLATES:
-        return PortType(SCALAR, text)
-    words = ["table", "structure", "scalar", "none", "any", *CORE_SHORT_NAMES]
-    close = difflib.get_close_matches(text, words, n=1, cutoff=0.7)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise ValueError(
-        f"unknown port type {text!r} ({hint}use table, structure, none, any, a core scalar such as "
-        f"string or int64, or table:<vtype id> / structure:<vtype id> / scalar:<vtype id>)"
-    )
 
 
 # --- the format ---------------------------------------------------------------
@@ -285,15 +135,9 @@ def _parse_parameters(value: Any, c: _Ctx) -> dict[str, GraphParameter]:
         name = str(name)
         if (isinstance(spec, dict) and spec
                 and set(map(str, spec)) <= {"default", "description", "type"}):
-            default = plain(spec.get("default"))
-            ptype = spec.get("type", "")
-            params[name] = GraphParameter(
-                name=name, default=default, has_default=default is not None,
-                type=ptype if isinstance(ptype, str) else "",
-                description=str(spec.get("description") or ""),
-            )
+            params[name] = declared_parameter(name, plain(spec))
         else:
-            params[name] = GraphParameter(name=name, default=plain(spec), has_default=spec is not None)
+            params[name] = parameter_with_default(name, plain(spec))
     return params
 
 
@@ -351,6 +195,16 @@ def _parse_connection(item: Any) -> list[tuple[Endpoint, Endpoint, str]]:
         targets = item["to"] if isinstance(item["to"], list) else [item["to"]]
         return [(src, _endpoint(str(t)), f"{src} -> {str(t).strip()}") for t in targets]
     raise ValueError("a connection is 'a.out -> b.in' or {from: a.out, to: b.in}")
+
+
+@overload
+def _number(value: Any, c: _Ctx, line: int | None, what: str, *, integer: Literal[True],
+            allow_zero: bool = False) -> int | None: ...
+
+
+@overload
+def _number(value: Any, c: _Ctx, line: int | None, what: str, *, integer: Literal[False] = False,
+            allow_zero: bool = False) -> float | int | None: ...
 
 
 def _number(value: Any, c: _Ctx, line: int | None, what: str, *, integer: bool = False,
@@ -421,16 +275,13 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
     """
     problems = ctx.problems
     c = _Ctx(path, problems)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        c.add(None, f"cannot read graph file: {getattr(exc, 'strerror', None) or exc}")
+    text = read_graph_text(path, problems)
+    if text is None:
         return None
     try:
         data = load_marked_yaml(text)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        problems.append(Problem(yaml_error_location(path, exc), f"invalid YAML: {problem}"))
+        problems.append(Problem(yaml_error_location(path, exc), f"invalid YAML: {yaml_error_reason(exc)}"))
         return None
     if not isinstance(data, dict):
         c.add(None, "a YAML graph must be a mapping with 'operators' and 'connections'")
@@ -438,15 +289,11 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
     c.check_keys(data, TOP_KEYS, "the graph")
 
     declared = _parse_parameters(data.get("parameters"), c)
-    resolver = ParamResolver(declared, ctx.params, source=c.file)
     name = data.get("name")
     description = data.get("description") or ""
-    graph = Graph(
-        name=str(name) if name else graph_name_from_path(path),
-        path=path,
-        description=str(description),
-    )
-    graph.settings = _parse_settings(data, c, resolver)
+    builder = GraphBuilder(path, ctx, declared, name=str(name) if name else None, description=str(description))
+    resolver = builder.resolver
+    builder.graph.settings = _parse_settings(data, c, resolver)
 
     operators = data.get("operators")
     if operators is None:
@@ -509,7 +356,7 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
         outputs = _parse_ports(spec.get("outputs"), c, f"operator '{proc_name}' outputs",
                                c.line_of(spec, "outputs"))
         custom = component not in BUILTIN_COMPONENTS and component != PYTHON3_V2
-        process = assemble_process(
+        builder.add_process(
             proc_name,
             component,
             location,
@@ -518,24 +365,15 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
             outports=None if custom else outputs,
             extra_inports=inputs if custom else None,
             extra_outports=outputs if custom else None,
-            script_dir=path.parent,
             script_name=f"{c.file}::operators.{proc_name}.code",
-            repo=ctx.repo,
-            problems=problems,
+            not_kept_if_broken=("script",),
         )
-        if process is None:
-            ctx.broken.add(proc_name)
-            process = Process(name=proc_name, component=component,
-                              config={k: v for k, v in config.items() if k != "script"},
-                              inports=inputs or {}, outports=outputs or {}, location=location)
-        process.config = resolver.apply(process.config, where, "")
         group = spec.get("group")
         if group is not None:
             if not isinstance(group, str) or not group:
                 c.add(c.line_of(spec, "group"), f"operator '{proc_name}': group must be a group name")
             else:
                 group_members.setdefault(group, []).append(proc_name)
-        graph.processes[proc_name] = process
 
     groups = data.get("groups") or {}
     if not isinstance(groups, dict):
@@ -575,17 +413,7 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
         if not isinstance(tags, dict):
             c.add(c.line_of(spec, "tags"), f"group '{group_name}': tags must be a mapping")
             tags = {}
-        graph.groups[group_name] = Group(
-            name=group_name,
-            nodes=members,
-            multiplicity=multiplicity,
-            restart_policy=str(policy),
-            tags={str(k): str(v) for k, v in tags.items()},
-        )
-        for node in members:
-            process = graph.processes.get(node)
-            if process is not None and process.group == "default":
-                process.group = group_name
+        builder.add_group(group_name, members, multiplicity=multiplicity, restart_policy=str(policy), tags=tags)
 
     connections = data.get("connections") or []
     if not isinstance(connections, list):
@@ -600,7 +428,6 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
             c.add(line, f"connection {shown!r}: {exc}")
             continue
         for src, tgt, _text in parsed:
-            graph.connections.append(LocatedConnection(src, tgt, location=c.at(line)))
+            builder.add_connection(src, tgt, location=c.at(line))
 
-    problems.extend(resolver.problems())
-    return graph
+    return builder.finish()

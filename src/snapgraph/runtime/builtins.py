@@ -1,36 +1,35 @@
-"""Built-in Gen2 operators: Graph Terminator V2, Terminal V2 and Wiretap V2.
+"""What the built-in Gen2 operators do: Graph Terminator V2, Terminal V2 and Wiretap V2.
 
-They are written against the same ``api`` object as user scripts and run on
-the same dispatcher machinery; only the terminator reaches into the engine
-(to end the run).
+Each built-in is described once, in :mod:`snapgraph.model.builtins` (id, YAML
+names, ports, checks); this module holds its behaviour, under the same id. They
+are written against the same ``api`` object as user scripts and run on the same
+dispatcher machinery; they reach beyond it only through a :class:`BuiltinHost`
+(the terminal's output, the terminator ending the run).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from snapgraph.api.data import describe
 from snapgraph.api.operator_api import Api
+from snapgraph.api.printing import describe
 from snapgraph.api.streams import whole_value
-from snapgraph.model.graph import GRAPH_TERMINATOR_V2, TERMINAL_V2, WIRETAP_V2, Process
+from snapgraph.model.builtins import BUILTINS, GRAPH_TERMINATOR, TERMINAL, WIRETAP
+from snapgraph.model.graph import Process
 from snapgraph.model.types import DataTypeReference
-
-if TYPE_CHECKING:
-    from snapgraph.runtime.group import GroupHost
+from snapgraph.runtime.host import BuiltinHost
 
 BATCH_HEADER = "com.sap.headers.batch"
 
+Setup = Callable[[Process, Api, BuiltinHost], None]
 
-def setup_builtin(process: Process, api: Api, host: GroupHost) -> None:
+
+def setup_builtin(process: Process, api: Api, host: BuiltinHost) -> None:
     """Register the callbacks of the built-in operator ``process.component`` on ``api``."""
-    setups = {
-        GRAPH_TERMINATOR_V2: _graph_terminator,
-        TERMINAL_V2: _terminal,
-        WIRETAP_V2: _wiretap,
-    }
-    setups[process.component](process, api, host)
+    BEHAVIOURS[process.component](process, api, host)
 
 
 def _truthy(value: Any) -> bool:
@@ -39,7 +38,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _graph_terminator(process: Process, api: Api, host: GroupHost) -> None:
+def _graph_terminator(process: Process, api: Api, host: BuiltinHost) -> None:
     """Ends the run once every input port has received a terminating message.
 
     A port terminates on any message when ``onLastBatch`` is false, on a message
@@ -77,7 +76,7 @@ def _render(api: Api, layout: str, header: Any, value: Any, started: float, prin
     )
 
 
-def _terminal(process: Process, api: Api, host: GroupHost) -> None:
+def _terminal(process: Process, api: Api, host: BuiltinHost) -> None:
     """Prints each message on ``in`` to standard output (layout ``%m`` by default)."""
     layout = str(api.config.layout) if "layout" in api.config else "%m"
     started = time.monotonic()
@@ -91,7 +90,7 @@ def _terminal(process: Process, api: Api, host: GroupHost) -> None:
     api.set_port_callback("in", on_input)
 
 
-def _wiretap(process: Process, api: Api, host: GroupHost) -> None:
+def _wiretap(process: Process, api: Api, host: BuiltinHost) -> None:
     """Prints each message on ``in`` (with its headers) and forwards it on ``out``."""
     layout = str(api.config.layout) if "layout" in api.config else f"[{process.name}] %m"
     started = time.monotonic()
@@ -107,3 +106,13 @@ def _wiretap(process: Process, api: Api, host: GroupHost) -> None:
             api.outputs.out.publish(value, header)
 
     api.set_port_callback("in", on_input)
+
+
+#: component id (model/builtins.py) -> what registers the built-in's callbacks.
+BEHAVIOURS: dict[str, Setup] = {
+    GRAPH_TERMINATOR.component: _graph_terminator,
+    TERMINAL.component: _terminal,
+    WIRETAP.component: _wiretap,
+}
+if set(BEHAVIOURS) != set(BUILTINS):  # pragma: no cover - a descriptor without a behaviour, or the reverse
+    raise ImportError(f"built-ins without behaviour or descriptor: {sorted(set(BEHAVIOURS) ^ set(BUILTINS))}")

@@ -13,9 +13,10 @@ not know is a bug of the engine, and must never be ignored silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from snapgraph.instruments.stats import OperatorStats
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.snapshot.faults import Fault
 
@@ -58,9 +59,11 @@ class DropTimers:
 
 @dataclass(frozen=True)
 class Probe:
-    """Report pending work (a wave of the completion probe, number ``seq``)."""
+    """Report pending work (a wave of the completion probe, number ``seq``); ``with_stats``: and the
+    operators' counters (asked only while an instrument listens)."""
 
     seq: int
+    with_stats: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,17 @@ class State:
 
 
 @dataclass(frozen=True)
+class StateSaved:
+    """The group wrote the state of ``process`` for ``epoch`` into the shared store itself
+    (``size`` bytes, in ``seconds``): only this handle travels to the driver."""
+
+    process: str
+    epoch: str
+    size: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Ack:
     """Operator ``process`` finished its part of epoch ``epoch``."""
 
@@ -140,6 +154,7 @@ class ProbeAnswer:
     seq: int
     counts: tuple[int, int, int, int]
     script_threads: bool
+    stats: list[OperatorStats] | None = None  # the operators' counters, if the probe asked for them
 
 
 @dataclass(frozen=True)
@@ -165,17 +180,18 @@ class KillEngine:
 
 @dataclass(frozen=True)
 class Done:
-    """The group stopped; the operators that did not stop in time."""
+    """The group stopped; the operators that did not stop in time, and the operators' final counters."""
 
     stuck: list[str]
+    stats: list[OperatorStats] = field(default_factory=list)
 
 
 ToGroup = Go | TakeSnapshot | EpochComplete | DropTimers | Probe | ResolveReply | Stop
-ToDriver = (Loaded | Failed | ShutdownFailed | Terminate | State | Ack | ReplyFrom | ProbeAnswer | Stdout
-            | FaultFired | KillEngine | Done)
+ToDriver = (Loaded | Failed | ShutdownFailed | Terminate | State | StateSaved | Ack | ReplyFrom | ProbeAnswer
+            | Stdout | FaultFired | KillEngine | Done)
 
 __all__ = [
     "Ack", "Done", "DropTimers", "EpochComplete", "Failed", "FaultFired", "Go", "KillEngine", "Loaded",
-    "Probe", "ProbeAnswer", "ReplyFrom", "ResolveReply", "ShutdownFailed", "State", "Stdout", "Stop",
+    "Probe", "ProbeAnswer", "ReplyFrom", "ResolveReply", "ShutdownFailed", "State", "StateSaved", "Stdout", "Stop",
     "TakeSnapshot", "Terminate", "ToDriver", "ToGroup", "UnknownControlMessage",
 ]

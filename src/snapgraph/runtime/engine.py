@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapgraph.instruments.base import Attempt, Instruments, Outcome, current as current_instruments
+from snapgraph.instruments.base import Attempt, Instruments, Outcome
+from snapgraph.instruments.base import current as current_instruments
 from snapgraph.instruments.stats import EpochStats, OperatorStats, merge_into
 from snapgraph.model.graph import Graph
 from snapgraph.runtime.group import GroupHost, Restore, current_cpu
@@ -39,10 +40,7 @@ from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
 from snapgraph.snapshot.faults import FaultPlan, set_active_plan
 from snapgraph.snapshot.protocol import Coordinator, SnapshotConfig
-
-COMPLETED = "completed"
-STOPPED = "stopped"
-FAILED = "failed"
+from snapgraph.snapshot.store import COMPLETED, FAILED, STOPPED, RunStatus
 
 TICK = 0.05  # seconds between checks of the watch loop when nothing wakes it
 MAX_FINAL_EPOCHS = 3  # a drain ends after this many final epochs even if epoch_complete keeps publishing
@@ -50,7 +48,7 @@ MAX_FINAL_EPOCHS = 3  # a drain ends after this many final epochs even if epoch_
 
 @dataclass
 class RunResult:
-    status: str
+    status: RunStatus  # COMPLETED, STOPPED or FAILED (the store records the same value)
     reason: str
     failure: OperatorFailure | None = None
     stuck: list[str] = field(default_factory=list)  # operators that did not stop in time
@@ -69,7 +67,8 @@ class GraphDriver(ABC):
 
     def __init__(self, graph: Graph, options: RunOptions | None = None,
                  snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None, *,
-                 instruments: Instruments | None = None, attempt: int | None = None,
+                 instruments: Instruments | None = None, attempt: int = 1,
+                 previous_failure: OperatorFailure | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         self.graph = graph
         self.options = options or RunOptions()
@@ -78,7 +77,8 @@ class GraphDriver(ABC):
         self.handle = uuid.uuid4().hex
         # Observers (snapgraph.instruments): those given, else those installed in this process.
         self.instruments = instruments if instruments is not None else current_instruments()
-        self._attempt_number = attempt  # None: counted by the instruments registry (one run: one FaultPlan)
+        self._attempt_number = attempt  # 1, 2, ... within the run (the supervisor counts)
+        self._previous_failure = previous_failure  # what failed the attempt before this one
         self._clock = clock  # monotonic: durations (attempt, persist, epochs)
         self.attempt: Attempt | None = None  # what the hooks see of this attempt, once it runs
         self._reported: dict[str, list[OperatorStats]] = {}  # stats reported by group instances (remote)
@@ -89,10 +89,10 @@ class GraphDriver(ABC):
         self.wake = threading.Event()
         self._stopping = threading.Event()
         self._end_lock = threading.Lock()
-        self._status: str | None = None
+        self._status: RunStatus | None = None
         self._reason = ""
         self._failure: OperatorFailure | None = None
-        self._draining: tuple[str, str] | None = None  # (status, reason) once a drain began
+        self._draining: tuple[RunStatus, str] | None = None  # (status, reason) once a drain began
         self._drain_deadline = 0.0
         self._final_epoch: tuple[str, int] | None = None  # (epoch, messages published when it started)
         self._final_epochs = 0  # final epochs started so far (a drain takes at most MAX_FINAL_EPOCHS)
@@ -156,12 +156,17 @@ class GraphDriver(ABC):
         self._finish_gracefully(COMPLETED, f"graph terminator {by!r} fired")
 
     def persist_state(self, process: str, epoch: str, data: bytes) -> None:
-        assert self.snapshots is not None and self.coordinator is not None
+        assert self.snapshots is not None
         started = self._clock()
         self.snapshots.store.save_state(self.snapshots.run_id, epoch, process, data)
-        self.coordinator.persisted(process, epoch, len(data))
+        self.state_saved(process, epoch, len(data), self._clock() - started)
+
+    def state_saved(self, process: str, epoch: str, size: int, seconds: float) -> None:
+        """The state of ``process`` for ``epoch`` is in the store (written here, or by its group)."""
+        assert self.coordinator is not None
+        self.coordinator.persisted(process, epoch, size)
         if "state_persisted" in self.instruments:
-            self.instruments.call("state_persisted", process, epoch, len(data), self._clock() - started)
+            self.instruments.call("state_persisted", process, epoch, size, seconds)
 
     def epoch_acked(self, process: str, epoch: str, stateful: bool) -> None:
         assert self.coordinator is not None
@@ -222,7 +227,7 @@ class GraphDriver(ABC):
             return
         self._finish_gracefully(STOPPED, reason)
 
-    def _finish_gracefully(self, status: str, reason: str) -> None:
+    def _finish_gracefully(self, status: RunStatus, reason: str) -> None:
         """Drain: timers stop, what was already sent is processed, then (snapshots on) a final epoch.
 
         Without snapshots a stop on request ends at once (nothing is saved, so nothing is gained by
@@ -238,7 +243,7 @@ class GraphDriver(ABC):
             self._drain_deadline = time.monotonic() + self.options.drain_timeout
         self.wake.set()
 
-    def _end(self, status: str, reason: str, failure: OperatorFailure | None = None) -> None:
+    def _end(self, status: RunStatus, reason: str, failure: OperatorFailure | None = None) -> None:
         with self._end_lock:
             if self._status is None:
                 self._status, self._reason, self._failure = status, reason, failure
@@ -280,13 +285,11 @@ class GraphDriver(ABC):
             return
         run_id = self.snapshots.run_id if self.snapshots is not None else None
         number = self._attempt_number
-        if number is None:
-            number = instruments.next_attempt((run_id, id(self.faults)))
         self.attempt = Attempt(run_id, number, self.graph.name, self.handle,
                                self.restore.epoch if self.restore is not None else None, type(self).__name__,
                                self.stats, self.epochs)
         if number > 1 and "recovery" in instruments:
-            instruments.call("recovery", self.attempt, instruments.previous_failure)
+            instruments.call("recovery", self.attempt, self._previous_failure)
         if "attempt_started" in instruments:
             instruments.call("attempt_started", self.attempt)
 
@@ -294,7 +297,6 @@ class GraphDriver(ABC):
         instruments = self.instruments
         if self.attempt is None or not instruments:
             return
-        instruments.previous_failure = result.failure if result.status == FAILED else None
         if result.status == FAILED and "attempt_failed" in instruments:
             instruments.call("attempt_failed", self.attempt, result.failure)
         if "attempt_ended" in instruments:
@@ -396,10 +398,10 @@ class Engine(GraphDriver):
                               cpu=current_cpu() if self.options.pin_cpus else None)
         self.host.activity.changed = self.wake  # an idle group wakes the watch loop at once
         for runtime in self.host.operators.values():
-            runtime.instruments = self.instruments  # operator-level protocol events (barrier_aligned, ...)
+            runtime.aligner.instruments = self.instruments  # operator-level protocol events (barrier_aligned, ...)
 
     def _local_stats(self) -> list[OperatorStats]:
-        return [runtime.stats.copy() for runtime in self.host.operators.values()]
+        return self.host.stats()
 
     def _load(self) -> list[OperatorFailure]:
         return self.host.load()

@@ -11,21 +11,24 @@ failures, the terminator, snapshot acknowledgements — goes up to a
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from snapgraph.api.data import TypeContext, set_default_type_context
 from snapgraph.api.operator_api import RuntimeInfo
+from snapgraph.api.type_context import TypeContext, set_default_type_context
+from snapgraph.instruments.stats import OperatorStats
 from snapgraph.model.graph import RETRY, Connection, Graph, Process
 from snapgraph.model.vtypes import VTypeRegistry
 from snapgraph.runtime.channels import Channel, Inbox, RemoteInput
+from snapgraph.runtime.links import Sender
 from snapgraph.runtime.logs import operator_logger
 from snapgraph.runtime.operator import OperatorFailure, OperatorRuntime, Target
 from snapgraph.runtime.options import RunOptions
@@ -162,6 +165,8 @@ class GroupHost:
             inbox = Inbox(self.is_stopping, self.activity.note_received)
             self.operators[name] = OperatorRuntime(process, self, inbox, operator_logger(name, options.log_level))
         self.inbound: dict[Connection, Channel] = {}
+        self._remote_out: list[tuple[Connection, Sender]] = []  # connections to other groups
+        self._remote_in: list[tuple[Connection, RemoteInput]] = []  # connections from other groups
         for connection in graph.connections:
             receiver = self.operators.get(connection.tgt.process)
             if receiver is not None:
@@ -172,7 +177,7 @@ class GroupHost:
                 receiver = self.operators[connection.tgt.process]
                 sender.targets[connection.src.port].append(Target(channel, receiver.error_mode == RETRY))
 
-    def connect_remote(self, connection: Connection, channel: Any, receiver_retries: bool) -> None:
+    def connect_remote(self, connection: Connection, channel: Sender, receiver_retries: bool) -> None:
         """Attach an outgoing connection to another group (``channel`` has ``put(item)``).
 
         It goes before the port's local targets: publishing encodes for other groups first, so
@@ -180,10 +185,12 @@ class GroupHost:
         """
         self.operators[connection.src.process].targets[connection.src.port].insert(
             0, Target(channel, receiver_retries, local=False))
+        self._remote_out.append((connection, channel))
 
     def connect_inbound(self, connection: Connection, source: RemoteInput) -> None:
         """Attach a pipe from another group that delivers ``connection``'s items (its receiver reads it)."""
         self.operators[connection.tgt.process].inbox.add_remote(self.inbound[connection], source)
+        self._remote_in.append((connection, source))
 
     @property
     def sources(self) -> list[str]:
@@ -284,11 +291,21 @@ class GroupHost:
         """Run ``epoch_complete(epoch)`` on every operator; ``sealed``: the run's last final epoch,
         whose ``epoch_complete`` output is discarded (the graph ends after it)."""
         for runtime in self.operators.values():
-            runtime.post(lambda r=runtime: r.epoch_complete(epoch, sealed))
+            runtime.post(functools.partial(runtime.epoch_complete, epoch, sealed))
 
     def drop_timers(self) -> None:
         for runtime in self.operators.values():
             runtime.post(runtime.drop_timers)
+
+    def stats(self) -> list[OperatorStats]:
+        """A copy of every operator's counters (each is written only by its own dispatcher), with the
+        bytes its connections to other groups carried."""
+        copies = {name: runtime.stats.copy() for name, runtime in self.operators.items()}
+        for connection, sender in self._remote_out:
+            copies[connection.src.process].outputs[connection.src.port].bytes += sender.bytes_sent
+        for connection, receiver in self._remote_in:
+            copies[connection.tgt.process].inputs[connection.tgt.port].bytes += receiver.bytes_received
+        return list(copies.values())
 
     def script_threads_alive(self) -> bool:
         main = threading.main_thread()

@@ -39,6 +39,10 @@ ReportReply = Callable[[str, int, BaseException | None], None]
 class Sender(Protocol):
     """The sending side of a link."""
 
+    @property
+    def bytes_sent(self) -> int:
+        """Encoded bytes this side put on the link so far (0 where messages pass by reference)."""
+
     def put(self, item: Any) -> None:
         """Send a message or barrier; blocks while the link is full, GraphStopping once the receiver is gone."""
 
@@ -47,6 +51,10 @@ class Receiver(Protocol):
     """The receiving side of a link, read by the receiving operator's dispatcher only."""
 
     closed: bool  # the sender is gone and everything it sent was pulled
+
+    @property
+    def bytes_received(self) -> int:
+        """Encoded bytes that arrived so far (0 where messages pass by reference)."""
 
     def pull(self) -> list[Any] | None:
         """The items that have arrived, without blocking ([] if none); None once the sender is gone."""
@@ -114,6 +122,10 @@ class RoundRobinLink:
     def __init__(self, links: list[Sender]) -> None:
         self._links = links
         self._next = itertools.cycle(links)
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(link.bytes_sent for link in self._links)
 
     def put(self, item: Any) -> None:
         if isinstance(item, Barrier):

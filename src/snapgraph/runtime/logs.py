@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 
 class _StderrHandler(logging.Handler):
@@ -20,8 +21,8 @@ class _StderrHandler(logging.Handler):
 class OperatorLogger(logging.Logger):
     """A standard logger that also answers to ``warn`` (used by Gen2 scripts) without a deprecation warning."""
 
-    def warn(self, msg: object, *args: object, **kwargs: object) -> None:  # type: ignore[override]
-        self.warning(msg, *args, **kwargs)  # type: ignore[arg-type]
+    def warn(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.warning(msg, *args, **kwargs)
 
 
 _HANDLER = _StderrHandler()

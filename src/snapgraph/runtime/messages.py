@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
-from collections.abc import Callable
 
 from snapgraph.model.types import PortType
 
@@ -186,4 +186,4 @@ class Barrier:
 class ControlEvent:
     """Work posted to an operator's dispatcher from elsewhere (a reply, an exception)."""
 
-    run: Callable[[], None]
+    run: Callable[[], object]

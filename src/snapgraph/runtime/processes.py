@@ -47,9 +47,9 @@ class ProcessEngine(RemoteEngine):
     :mod:`snapgraph.runtime.backends`)."""
 
     def __init__(self, graph: Graph, options: RunOptions | None = None,
-                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
+                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None, **driver: Any) -> None:
         options = options or RunOptions()
-        super().__init__(graph, ProcessTransport(options.pin_cpus), options, snapshots, faults)
+        super().__init__(graph, ProcessTransport(options.pin_cpus), options, snapshots, faults, **driver)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ class ProcessTransport(Transport):
         return cpu
 
 
-def _start_context() -> multiprocessing.context.BaseContext:
+def _start_context() -> multiprocessing.context.SpawnContext | multiprocessing.context.ForkServerContext:
     """How group processes start: forked from a fork server that has imported snapgraph already.
 
     A fresh interpreter that imports snapgraph takes about 0.1 s, which every recovery and every

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 from snapgraph.model.graph import RETRY, Connection, Graph, error_handling_mode
 from snapgraph.runtime import control as msg
@@ -31,7 +32,7 @@ from snapgraph.runtime.engine import GraphDriver, Quiet
 from snapgraph.runtime.group import JOIN_TIMEOUT, Restore
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
-from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, Transport, Where
+from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, SharedStore, Transport, Where
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
@@ -78,8 +79,8 @@ class RemoteEngine(GraphDriver):
     """Runs each group of the graph as instances a :class:`Transport` hosts."""
 
     def __init__(self, graph: Graph, transport: Transport, options: RunOptions | None = None,
-                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
-        super().__init__(graph, options, snapshots, faults)
+                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None, **driver: Any) -> None:
+        super().__init__(graph, options, snapshots, faults, **driver)
         self.transport = transport
         self.instances: dict[str, list[_Instance]] = {}
         for group, members in groups_of(graph).items():
@@ -133,7 +134,7 @@ class RemoteEngine(GraphDriver):
             spec = GroupSpec(self.graph, child.group, child.members, options, self.snapshots is not None,
                              restore, self.faults.remaining(), self.handle, instance=child.name,
                              index=child.index, multiplicity=child.multiplicity, outbound=outbound, inbound=inbound,
-                             where=where)
+                             where=where, shared_store=self._shared_store())
             try:
                 child.handle = self.transport.start(spec)
             except GroupStartFailed as failed:
@@ -172,6 +173,17 @@ class RemoteEngine(GraphDriver):
             child.loaded.set()
             child.done.set()
 
+    def _shared_store(self) -> SharedStore | None:
+        """Where group instances write their states themselves: a store every process reaches, under
+        this engine's lease (else their states come to the driver, which writes them)."""
+        if self.snapshots is None:
+            return None
+        store = self.snapshots.store
+        location, fence = store.shared_location(), store.fence
+        if location is None or fence is None:
+            return None
+        return SharedStore(location, self.snapshots.run_id, fence)
+
     def _handle(self, child: _Instance, report: ToDriver) -> None:
         """Act on one report of ``child``; :class:`UnknownControlMessage` for anything unknown."""
         match report:
@@ -190,11 +202,15 @@ class RemoteEngine(GraphDriver):
                 except Exception as exc:  # noqa: BLE001 - the store failing fails the attempt
                     self.operator_failed(OperatorFailure(process, "persisting state",
                                                          f"{type(exc).__name__}: {exc}", ""))
+            case msg.StateSaved(process, epoch, size, seconds):
+                self.state_saved(process, epoch, size, seconds)
             case msg.Ack(process, epoch, stateful):
                 self.epoch_acked(process, epoch, stateful)
             case msg.ReplyFrom(origin, token, exc):
                 self.children[origin].send(msg.ResolveReply(token, exc))
             case msg.ProbeAnswer():
+                if report.stats is not None:
+                    self.stats_reported(child.name, report.stats)
                 child.probe = report
                 self._probe_event.set()
             case msg.Stdout(text):
@@ -203,7 +219,8 @@ class RemoteEngine(GraphDriver):
                 self.faults.mark_fired(fault)
             case msg.KillEngine(message):
                 self.kill_engine(message)
-            case msg.Done(stuck):
+            case msg.Done(stuck, stats):
+                self.stats_reported(child.name, stats)
                 child.stuck = stuck
                 child.done.set()
             case _:
@@ -244,8 +261,9 @@ class RemoteEngine(GraphDriver):
         self._probe_seq += 1
         seq = self._probe_seq
         self._probe_event.clear()
+        with_stats = bool(self.instruments)
         for child in self.children.values():
-            child.send(msg.Probe(seq))
+            child.send(msg.Probe(seq, with_stats))
         deadline = time.monotonic() + PROBE_TIMEOUT
         while not all(c.probe is not None and c.probe.seq == seq for c in self.children.values()):
             if self.is_stopping() or time.monotonic() > deadline:

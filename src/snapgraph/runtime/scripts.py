@@ -54,7 +54,7 @@ def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
     paths = [str(Path(d).resolve()) for d in operator_dirs]
     if package is None or not hasattr(package, "__path__"):
         package = types.ModuleType("operators")
-        package.__path__ = []  # type: ignore[attr-defined]
+        package.__path__ = []
         sys.modules["operators"] = package
     for path in paths:
         if path not in package.__path__:

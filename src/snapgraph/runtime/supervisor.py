@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from snapgraph.model.graph import Graph
 from snapgraph.runtime.backends import backend_name, get_backend
-from snapgraph.runtime.engine import COMPLETED, FAILED, STOPPED, GraphDriver, RunOptions, RunResult
+from snapgraph.runtime.engine import FAILED, STOPPED, GraphDriver, RunOptions, RunResult
 from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
@@ -38,13 +38,10 @@ from snapgraph.snapshot.store import (
     LeaseLost,
     RestorePoint,
     RunRecord,
-    RunStatus,
     SnapshotStore,
     StoreDamage,
     StoreError,
 )
-
-_RUN_STATUS = {COMPLETED: RunStatus.COMPLETED, STOPPED: RunStatus.STOPPED, FAILED: RunStatus.FAILED}
 
 
 @dataclass
@@ -146,6 +143,7 @@ class Supervisor:
             self.say(note)
         counter = 0
         attempt = 0
+        previous_failure: OperatorFailure | None = None
         restored_from: list[str | None] = []
         while True:
             attempt += 1
@@ -162,7 +160,8 @@ class Supervisor:
                 restored_from.append(restore.epoch.epoch if restore else None)
             else:
                 restored_from.append(None)
-            engine = self.backend.engine(self.graph, self.options, snapshots=snapshots, faults=self.faults)
+            engine = self.backend.engine(self.graph, self.options, snapshots=snapshots, faults=self.faults,
+                                         attempt=attempt, previous_failure=previous_failure)
             with self._engine_lock:
                 self._engine = engine
                 stop_reason = self._stop_reason
@@ -191,6 +190,7 @@ class Supervisor:
             if final:
                 return self._finish(run, result, attempt, restored_from)
             assert result.failure is not None
+            previous_failure = result.failure
             if self._stopped.is_set():
                 stopped = RunResult(STOPPED, f"{self._stop_reason}; the attempt failed while stopping "
                                              f"({result.reason}); resume continues from the last complete epoch")
@@ -225,7 +225,7 @@ class Supervisor:
         with self.ending:
             if self.store is not None and run_id is not None:
                 try:
-                    self.store.finish_run(run_id, _RUN_STATUS[result.status])
+                    self.store.finish_run(run_id, result.status)
                 except StoreError as err:
                     # The run stays 'running' in the store: still resumable, and a plain run still refuses.
                     self.say(f"could not record the end of run {run_id}: {err}")

@@ -94,6 +94,8 @@ class QueueLink:
 class QueueSender:
     """The sending end of a :class:`QueueLink` (a :class:`~snapgraph.runtime.links.Sender`)."""
 
+    bytes_sent = 0  # messages pass by reference
+
     def __init__(self, link: QueueLink, on_sent: Callable[[], None], stopping: Callable[[], bool]) -> None:
         self._link = link
         self._on_sent = on_sent
@@ -109,6 +111,8 @@ class QueueSender:
 
 class QueueReceiver:
     """The receiving end of a :class:`QueueLink` (a :class:`~snapgraph.runtime.links.Receiver`)."""
+
+    bytes_received = 0  # messages pass by reference
 
     def __init__(self, link: QueueLink) -> None:
         self._link = link
@@ -268,9 +272,9 @@ class ThreadEngine(RemoteEngine):
     """Runs each group instance on threads of this process through in-memory links (the ``thread`` backend)."""
 
     def __init__(self, graph: Graph, options: RunOptions | None = None,
-                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None) -> None:
+                 snapshots: SnapshotConfig | None = None, faults: FaultPlan | None = None, **driver: Any) -> None:
         options = options or RunOptions()
-        super().__init__(graph, ThreadTransport(options.channel_capacity), options, snapshots, faults)
+        super().__init__(graph, ThreadTransport(options.channel_capacity), options, snapshots, faults, **driver)
 
 
 __all__ = ["QueueEnd", "QueueLink", "ThreadEngine", "ThreadHandle", "ThreadTransport"]

@@ -30,6 +30,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX, prepare_imports
 from snapgraph.snapshot.faults import Fault, FaultPlan, set_active_plan
+from snapgraph.snapshot.store import Fence, SnapshotStore, StoreError, open_store
 
 
 @dataclass
@@ -91,6 +93,17 @@ class GroupSpec:
     inbound: list[tuple[Connection, str]] = field(default_factory=list)
     # The driver's working directory, environment and import path when it planned this instance.
     where: Where | None = None
+    # Where the group writes its operators' states itself (a store every process reaches), else None.
+    shared_store: SharedStore | None = None
+
+
+@dataclass(frozen=True)
+class SharedStore:
+    """A snapshot store the group opens itself, the run it writes for, and the engine's lease."""
+
+    location: str
+    run_id: str
+    fence: Fence
 
 
 class GroupHandle(ABC):
@@ -159,10 +172,14 @@ class Colocated:
 class _ReportingDriver:
     """The Driver of a group that runs away from its driver: every report becomes a message."""
 
-    def __init__(self, control: ControlEnd, driver_gone: Callable[[], NoReturn]) -> None:
+    def __init__(self, control: ControlEnd, driver_gone: Callable[[], NoReturn],
+                 shared: SharedStore | None = None) -> None:
         self._control = control
         self._driver_gone = driver_gone
         self._lock = threading.Lock()
+        self._shared = shared
+        self._store: SnapshotStore | None = None  # opened at the first state
+        self._store_lock = threading.Lock()
 
     def send(self, message: ToDriver) -> None:
         with self._lock:
@@ -181,7 +198,32 @@ class _ReportingDriver:
         self.send(msg.Terminate(by))
 
     def persist_state(self, process: str, epoch: str, data: bytes) -> None:
-        self.send(msg.State(process, epoch, data))
+        """To the shared store directly, sending the driver only a handle; else the bytes to the driver."""
+        if self._shared is None:
+            self.send(msg.State(process, epoch, data))
+            return
+        started = time.monotonic()
+        self._shared_store().save_state(self._shared.run_id, epoch, process, data)
+        self.send(msg.StateSaved(process, epoch, len(data), time.monotonic() - started))
+
+    def open_shared_store(self) -> None:
+        """Connect to the shared store now (at start), not at the first epoch's state."""
+        if self._shared is not None:
+            self._shared_store()
+
+    def _shared_store(self) -> SnapshotStore:
+        assert self._shared is not None
+        with self._store_lock:
+            if self._store is None:
+                self._store = open_store(self._shared.location, create=False)
+                self._store.write_under(self._shared.fence)
+            return self._store
+
+    def close(self) -> None:
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     def epoch_acked(self, process: str, epoch: str, stateful: bool) -> None:
         self.send(msg.Ack(process, epoch, stateful))
@@ -201,7 +243,7 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
     if spec.where is not None:
         spec.where.apply()
     prepare_imports(spec.graph.path.parent, spec.options.operator_dirs)
-    driver = _ReportingDriver(control, driver_gone)
+    driver = _ReportingDriver(control, driver_gone, spec.shared_store)
     faults = FaultPlan(spec.faults, on_fire=lambda fault: driver.send(msg.FaultFired(fault)),
                        kill_engine=lambda message: driver.send(msg.KillEngine(message)))
     if colocated is None:
@@ -223,6 +265,11 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
     for (connection, _), end in zip(spec.inbound, inbound, strict=True):
         host.connect_inbound(connection, end.receiving(report_reply, host.is_stopping, host.register_engine_thread))
     try:
+        try:
+            driver.open_shared_store()
+        except StoreError as err:
+            driver.operator_failed(OperatorFailure(", ".join(spec.members), "opening the snapshot store",
+                                                   str(err), ""))
         driver.send(msg.Loaded(host.load()))
         while True:
             try:
@@ -244,9 +291,11 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
         # The driver is gone (driver_gone unwinds where it cannot end the process: a group on threads
         # of another process) or this loop broke: nothing of the group may keep running.
         host.stop()
+        driver.close()
         raise
     stuck = host.join()
-    driver.send(msg.Done(stuck))
+    driver.close()
+    driver.send(msg.Done(stuck, host.stats()))
     return stuck
 
 
@@ -264,8 +313,9 @@ def obey(host: GroupHost, tokens: ReplyTokens, driver: _ReportingDriver, command
             host.epoch_complete(epoch, sealed)
         case msg.DropTimers():
             host.drop_timers()
-        case msg.Probe(seq):
-            driver.send(msg.ProbeAnswer(seq, host.activity.snapshot(), host.script_threads_alive()))
+        case msg.Probe(seq, with_stats):
+            driver.send(msg.ProbeAnswer(seq, host.activity.snapshot(), host.script_threads_alive(),
+                                        host.stats() if with_stats else None))
         case msg.ResolveReply(token, exc):
             tokens.resolve(token, exc)
         case msg.Stop():

@@ -1,14 +1,10 @@
-"""Connections between group processes: framing, encoding, sending and receiving items.
+"""Connections between group processes: frames on OS pipes, sending and receiving items.
+
+Items become frames with the codec of :mod:`snapgraph.runtime.codec`; this module carries them.
 
 Inside a group, messages pass by reference. Between groups every item of a
 connection (a message, a snapshot barrier, the chunks of a stream) becomes one
-length-prefixed frame on an OS pipe. Table bodies are the hot path: their
-rows go as msgpack (encoded by ormsgpack) when every value is of a type
-msgpack restores exactly (plain int, float, str, bytes, bool, None, list,
-dict with str keys), which encodes a 1000-row table about 3.5x and decodes it
-about 1.3x faster than pickle (``docs/benchmarks.md``); anything else
-(tuples, dates, Decimal, subclasses) falls back to pickle protocol 5, so
-every Gen2 value arrives intact — binary values as ``bytes``.
+length-prefixed frame on an OS pipe.
 
 Each connection between two group processes has two pipes:
 
@@ -42,8 +38,7 @@ Replies (for response callbacks) do not travel on the pipes: the receiver
 reports ``(token, exception)`` to the parent, which routes it to the sender.
 
 :class:`PipeEnds`, :class:`OutboundLink` and :class:`InboundLink` are the pipe
-implementation of the link-end protocols of :mod:`snapgraph.runtime.links`
-(whose :class:`ReplyTokens` and :class:`RoundRobinLink` are re-exported here).
+implementation of the link-end protocols of :mod:`snapgraph.runtime.links`.
 """
 
 from __future__ import annotations
@@ -56,11 +51,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import ormsgpack
-
-from snapgraph.api.data import Table, get_default_type_context
+from snapgraph.api.table import Table
+from snapgraph.api.type_context import get_default_type_context
 from snapgraph.model.types import VType
-from snapgraph.runtime.links import RemoteReply, ReplyTokens, ReportReply, RoundRobinLink
+from snapgraph.runtime.codec import (
+    BARRIER,
+    CHUNK,
+    CLOSE,
+    MESSAGE,
+    PROTOCOL,
+    TYPES,
+    decode_fields,
+    encode_message,
+)
+from snapgraph.runtime.links import RemoteReply, ReplyTokens, ReportReply
 from snapgraph.runtime.messages import (
     STREAM_CAPACITY,
     Barrier,
@@ -70,7 +74,6 @@ from snapgraph.runtime.messages import (
     StreamBuffer,
 )
 
-PROTOCOL = 5
 MSGPACK_RETRY_AFTER = 100  # tables sent with pickle before msgpack is tried again on a connection
 READ_SIZE = 1 << 18  # bytes asked for per read
 # What a data pipe holds (Linux; 64 KiB by default): up to about 80 tables of 1000 short rows. A sender
@@ -84,59 +87,8 @@ PIPE_BUDGET = 32 << 20
 DEFAULT_PIPE_BYTES = 1 << 16
 
 _LENGTH = 8  # bytes of a frame's length prefix
-# Item kinds: the first byte of each frame, then the pickled item. A table frame is b"T", the
-# 4-byte length of the pickled envelope, the envelope, then the msgpack rows. A types frame (b"V")
-# holds the definitions of run-time vtypes that the message after it is the first on its link to use.
-_MESSAGE, _TABLE, _STREAM, _BARRIER, _CHUNK, _CLOSE, _TYPES = b"M", b"T", b"S", b"B", b"C", b"E", b"V"
-# ormsgpack encodes a 1000-row table 3.4x faster than msgpack-python (docs/benchmarks.md). Told to
-# "pass through" the types it would otherwise convert (tuples, subclasses, dates, UUIDs, enums,
-# dataclasses, ints beyond 64 bits), it refuses them instead, and pickle carries those tables. Left:
-# binary values of any buffer type (bytearray, memoryview) arrive as bytes, the Gen2 binary type.
-_EXACT_TYPES_ONLY = (
-    ormsgpack.OPT_PASSTHROUGH_SUBCLASS | ormsgpack.OPT_PASSTHROUGH_TUPLE | ormsgpack.OPT_PASSTHROUGH_DATACLASS
-    | ormsgpack.OPT_PASSTHROUGH_DATETIME | ormsgpack.OPT_PASSTHROUGH_BIG_INT | ormsgpack.OPT_PASSTHROUGH_ENUM
-    | ormsgpack.OPT_PASSTHROUGH_UUID
-)
 
 
-def pack_rows(rows: list[Any]) -> bytes | None:
-    """msgpack of table rows, or None when a value would not come back as the same type."""
-    try:
-        return ormsgpack.packb(rows, option=_EXACT_TYPES_ONLY)
-    except TypeError:
-        return None
-
-
-def unpack_rows(data: bytes | memoryview) -> list[Any]:
-    """The rows of :func:`pack_rows`, as lists again."""
-    return ormsgpack.unpackb(data, ext_hook=ormsgpack.Ext)
-
-
-def encode_message(item: Message, token: int | None, group: str, stream: int | None,
-                   try_msgpack: bool = True) -> list[bytes]:
-    """One message as the parts of a frame (a table's rows as msgpack when ``try_msgpack`` and possible)."""
-    body = item.body
-    if try_msgpack and stream is None and type(body) is Table:
-        rows = pack_rows(body.body)
-        if rows is not None:
-            table_type = body.type_ref.type_id if body.type_ref is not None else ""
-            envelope = pickle.dumps((item.msg_id, item.header, table_type, item.port_type, item.type_id,
-                                     token, group), protocol=PROTOCOL)
-            return [_TABLE, len(envelope).to_bytes(4, "big"), envelope, rows]
-    return [_STREAM if stream is not None else _MESSAGE,
-            pickle.dumps((item.msg_id, item.header, None if stream is not None else body,
-                          item.port_type, item.type_id, token, group, stream), protocol=PROTOCOL)]
-
-
-def decode_fields(data: bytes) -> tuple[Any, ...]:
-    """The fields of a b"M", b"S" or b"T" frame: (msg_id, header, body, port_type, type_id, token, group, stream)."""
-    if data[:1] != _TABLE:
-        return pickle.loads(memoryview(data)[1:])
-    size = int.from_bytes(data[1:5], "big")
-    view = memoryview(data)
-    msg_id, header, table_type, port_type, type_id, token, group = pickle.loads(view[5:5 + size])
-    rows = unpack_rows(view[5 + size:])
-    return msg_id, header, Table(rows, table_type), port_type, type_id, token, group, None
 
 
 def pipe_bytes(pipes: int) -> int:
@@ -161,17 +113,19 @@ def enlarge_pipe(fd: int, size: int) -> None:
 
 
 # -- framing -----------------------------------------------------------------------------------
-def write_frame(fd: int, parts: list[bytes]) -> None:
+def write_frame(fd: int, parts: list[bytes]) -> int:
     """Write one frame (8-byte length, then ``parts``) to the blocking ``fd``, in one system call
-    when the pipe has room. Raises OSError (BrokenPipeError) when the reader is gone."""
+    when the pipe has room; returns the bytes written. Raises OSError (BrokenPipeError) when the
+    reader is gone."""
     size = sum(len(p) for p in parts)
     vector = [size.to_bytes(_LENGTH, "big"), *parts]
     written = os.writev(fd, vector)
     if written == size + _LENGTH:
-        return
+        return written
     rest = memoryview(b"".join(vector))[written:]  # interrupted mid-frame: rare, finish it plainly
     while rest:
         rest = rest[os.write(fd, rest):]
+    return size + _LENGTH
 
 
 class FrameReader:
@@ -180,6 +134,7 @@ class FrameReader:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._buffer = bytearray()
+        self.bytes_read = 0
 
     def read(self) -> list[bytes] | None:
         """The frames complete after one read ([] when nothing was waiting); None at end of file."""
@@ -191,6 +146,7 @@ class FrameReader:
             return None
         if not data:
             return None
+        self.bytes_read += len(data)
         if self._buffer:
             self._buffer += data
             frames, used = _split(self._buffer)
@@ -234,11 +190,12 @@ class OutboundLink:
         # alike: skip the attempt for a while instead of paying for a failed encoding each time.
         self._skip_msgpack = 0
         self._types_sent: set[str] = set()  # run-time vtypes whose definitions went on this link
+        self.bytes_sent = 0
 
     def put(self, item: Any) -> None:
         if isinstance(item, Barrier):
             self._on_sent()
-            self._write(self._data_fd, self._lock, [_BARRIER, pickle.dumps(item.epoch, protocol=PROTOCOL)])
+            self._write(self._data_fd, self._lock, [BARRIER, pickle.dumps(item.epoch, protocol=PROTOCOL)])
             return
         assert isinstance(item, Message)
         token = self._tokens.register(item.reply) if item.reply is not None else None
@@ -250,15 +207,15 @@ class OutboundLink:
         self._on_sent()  # counted only once it is certain to go: the driver waits for sent == received
         if self._skip_msgpack:
             self._skip_msgpack -= 1
-        elif parts[0] == _MESSAGE and type(item.body) is Table:
+        elif parts[0] == MESSAGE and type(item.body) is Table:
             self._skip_msgpack = MSGPACK_RETRY_AFTER
         if stream is not None:
             # The writer's chunks go straight onto the stream pipe, encoded on the writer's own
             # thread: a chunk that cannot be sent fails its write() call, where the script sees it.
             item.body.forward(lambda chunk: self._write(self._stream_fd, self._stream_lock, [
-                                  _CHUNK, pickle.dumps((stream, chunk), protocol=PROTOCOL)]),
+                                  CHUNK, pickle.dumps((stream, chunk), protocol=PROTOCOL)]),
                               lambda: self._write(self._stream_fd, self._stream_lock, [
-                                  _CLOSE, pickle.dumps(stream, protocol=PROTOCOL)]))
+                                  CLOSE, pickle.dumps(stream, protocol=PROTOCOL)]))
         self._write(self._data_fd, self._lock, parts, item)
 
     def _write(self, fd: int, lock: threading.Lock, parts: list[bytes], message: Message | None = None) -> None:
@@ -270,9 +227,9 @@ class OutboundLink:
             definitions = self._definitions_to_send(message) if message is not None else []
             try:
                 if definitions:
-                    write_frame(fd, [_TYPES, pickle.dumps(definitions, protocol=PROTOCOL)])
+                    self.bytes_sent += write_frame(fd, [TYPES, pickle.dumps(definitions, protocol=PROTOCOL)])
                     self._types_sent.update(vtype.name for vtype in definitions)
-                write_frame(fd, parts)
+                self.bytes_sent += write_frame(fd, parts)
             except OSError:
                 raise GraphStopping() from None  # the receiving group is gone
 
@@ -337,6 +294,11 @@ class InboundLink:
     def fileno(self) -> int:
         return self._reader.fd
 
+    @property
+    def bytes_received(self) -> int:
+        """Bytes of the data pipe read so far (stream chunks travel on the stream pipe)."""
+        return self._reader.bytes_read
+
     def wakeup(self, notify: Callable[[], None]) -> int:
         """The data pipe: the receiving dispatcher polls it (no thread hands the bytes over)."""
         return self._reader.fd
@@ -354,10 +316,10 @@ class InboundLink:
         items: list[Any] = []
         for frame in frames:
             kind = frame[:1]
-            if kind == _TYPES:
+            if kind == TYPES:
                 # Registered at once: the messages after it are decoded (and their callbacks run) later.
                 get_default_type_context().register_received(pickle.loads(memoryview(frame)[1:]))
-            elif kind == _BARRIER:
+            elif kind == BARRIER:
                 items.append(Barrier(pickle.loads(memoryview(frame)[1:])))
             else:
                 items.append(Encoded(frame, self._decode))
@@ -380,7 +342,7 @@ class InboundLink:
                 if frames is None:
                     return
                 for frame in frames:
-                    if frame[:1] == _CHUNK:
+                    if frame[:1] == CHUNK:
                         stream, chunk = pickle.loads(memoryview(frame)[1:])
                         self._streams.buffer(stream).put(chunk)
                     else:
@@ -408,7 +370,8 @@ class _StreamTable:
             entry = self._open.setdefault(stream, [None, 0])
             if entry[0] is None:
                 entry[0] = StreamBuffer(STREAM_CAPACITY, self._stopping)
-            return entry[0]
+            buffer: StreamBuffer = entry[0]
+            return buffer
 
     def opened(self, stream: int) -> StreamBuffer:
         buffer = self.buffer(stream)
@@ -427,5 +390,4 @@ class _StreamTable:
                 del self._open[stream]
 
 
-__all__ = ["FrameReader", "InboundLink", "OutboundLink", "PipeEnds", "RemoteReply", "ReplyTokens", "RoundRobinLink",
-           "decode_fields", "encode_message", "enlarge_pipe", "pack_rows", "pipe_bytes", "unpack_rows", "write_frame"]
+__all__ = ["FrameReader", "InboundLink", "OutboundLink", "PipeEnds", "enlarge_pipe", "pipe_bytes", "write_frame"]

@@ -25,8 +25,8 @@ import os
 import posix
 import sys
 import threading
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 FAULT_POINTS = (
     "port_callback",       # before a port callback runs (a crash inside the callback)

@@ -1,5 +1,7 @@
-"""The aligned-barrier snapshot protocol (Chandy-Lamport as Flink does it).
+"""The aligned-barrier snapshot protocol (Chandy-Lamport as Flink does it): the coordinator's side.
 
+docs/snapshots.md, "One epoch, step by step", draws epoch E; each operator's part of it
+(alignment, snapshot, epoch_complete, restore) is :mod:`snapgraph.snapshot.aligner`.
 Epoch E, step by step:
 
 1. The coordinator starts E on every *source* (an operator with no connected
@@ -24,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 from snapgraph.instruments.stats import EpochStats
 from snapgraph.snapshot.faults import FaultPlan
@@ -72,8 +74,8 @@ class _Epoch:
     started: float  # wall clock (the completion record's start time)
     started_mono: float  # monotonic clock (the epoch's duration)
     pending: set[str]
+    stats: EpochStats
     stateful: list[str] = field(default_factory=list)
-    stats: EpochStats | None = None
 
 
 class Coordinator:
@@ -97,7 +99,7 @@ class Coordinator:
         self._clock = EpochClock(after=restored, now=wall)
         self._lock = threading.Lock()
         self._current: _Epoch | None = None
-        self._ready: list[_Epoch] = []
+        self._ready: _Epoch | None = None  # the epoch in flight, once every operator acknowledged it
         self.last_completed: str | None = restored
         self.epochs: list[EpochStats] = []  # this attempt's epochs, oldest first (the last may be in flight)
         self._next_due = monotonic() + (config.period or 0)
@@ -116,7 +118,7 @@ class Coordinator:
         stats = EpochStats(epoch, started, final=final, sealed=sealed)
         with self._lock:
             assert self._current is None, "one epoch at a time"
-            self._current = _Epoch(epoch, started, self._monotonic(), set(self._operators), stats=stats)
+            self._current = _Epoch(epoch, started, self._monotonic(), set(self._operators), stats)
             self.epochs.append(stats)
         if self.config.period is not None:
             self._next_due = self._monotonic() + self.config.period
@@ -129,7 +131,7 @@ class Coordinator:
         """``process`` persisted ``nbytes`` of state for ``epoch`` (counted in the epoch's stats)."""
         with self._lock:
             current = self._current
-            if current is not None and current.epoch == epoch and current.stats is not None:
+            if current is not None and current.epoch == epoch:
                 current.stats.state_bytes += nbytes
 
     def ack(self, process: str, epoch: str, stateful: bool) -> None:
@@ -138,26 +140,26 @@ class Coordinator:
             current = self._current
             if current is None or current.epoch != epoch:
                 return
-            if process in current.pending and current.stats is not None:
+            if process in current.pending:
                 current.stats.acks += 1
                 current.stats.stateful += stateful
             current.pending.discard(process)
             if stateful:
                 current.stateful.append(process)
             if not current.pending:
-                self._ready.append(current)
+                self._ready = current
 
     def complete_ready(self) -> EpochStats | None:
         """Write the completion record of a fully acknowledged epoch; returns its stats, or None."""
         with self._lock:
-            if not self._ready:
+            done = self._ready
+            if done is None:
                 return None
-            done = self._ready.pop()
+            self._ready = None
         self._faults.hit("before_complete", "*")
         self.config.store.complete_epoch(self.config.run_id, done.epoch, done.started, done.stateful)
         with self._lock:
             self._current = None
             self.last_completed = done.epoch
-            assert done.stats is not None
             done.stats.seconds = self._monotonic() - done.started_mono
         return done.stats

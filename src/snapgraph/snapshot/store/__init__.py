@@ -24,6 +24,7 @@ from snapgraph.snapshot.store.base import (
     RUNNING,
     STOPPED,
     EpochRecord,
+    Fence,
     Lease,
     LeaseHeld,
     LeaseHolder,
@@ -66,9 +67,9 @@ def open_store(location: str | Path, *, keep: int = DEFAULT_KEEP, create: bool =
 
 __all__ = [
     "ABANDONED", "APPLICATION_ID", "COMPLETED", "COPIES", "DEFAULT_KEEP", "EPOCH_TABLES", "FAILED", "FORMAT",
-    "HEARTBEAT", "LEASE_TTL", "NEEDS_DECISION", "RUNNING", "RUN_TABLES", "STATE_TABLES", "STOPPED", "EpochRecord",
-    "Lease", "LeaseHeld", "LeaseHolder", "LeaseLost", "MemorySpace", "MemoryStore", "PostgresStore",
-    "RestorePoint", "RunRecord", "RunStatus", "SQLiteStore", "SnapshotStore", "StoreDamage", "StoreError",
-    "StoreMissing",
-    "StoreUnusable", "checksum", "epoch_digest", "holder_alive", "open_store", "process_start", "this_host_id",
+    "HEARTBEAT", "LEASE_TTL", "NEEDS_DECISION", "RUNNING", "RUN_TABLES", "STATE_TABLES", "STOPPED",
+    "EpochRecord", "Fence", "Lease", "LeaseHeld", "LeaseHolder", "LeaseLost", "MemorySpace", "MemoryStore",
+    "PostgresStore", "RestorePoint", "RunRecord", "RunStatus", "SQLiteStore", "SnapshotStore", "StoreDamage",
+    "StoreError", "StoreMissing", "StoreUnusable", "checksum", "epoch_digest", "holder_alive", "open_store",
+    "process_start", "this_host_id",
 ]

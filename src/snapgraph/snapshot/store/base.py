@@ -299,11 +299,17 @@ def this_host_id() -> str:
 
 
 def process_start(pid: int) -> str:
-    """The start time of process ``pid`` (clock ticks since boot), or '' if there is none."""
+    """The start time of process ``pid`` (clock ticks since boot), or '' if there is none.
+
+    A zombie (exited, not yet reaped by its parent) counts as none: it will never write again.
+    """
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return ""
+    if len(fields) < 20 or fields[0] == "Z":
+        return ""
+    return fields[19]
 
 
 def holder_alive(holder: LeaseHolder, now: float) -> bool:
@@ -314,6 +320,8 @@ def holder_alive(holder: LeaseHolder, now: float) -> bool:
         start = process_start(holder.pid)
         if start:
             return start == holder.proc_start
+        if Path("/proc/self/stat").exists():
+            return False  # /proc shows no such process (or only its zombie)
         try:
             os.kill(holder.pid, 0)
         except ProcessLookupError:
@@ -367,6 +375,22 @@ class SnapshotStore(ABC):
         self.keep = keep
         self.clock = clock
         self._fence: Fence | None = None
+
+    # -- sharing with group processes ------------------------------------------------------------
+    def shared_location(self) -> str | None:
+        """Where another process can open this same store to write states itself (None: it cannot,
+        and states go through the engine)."""
+        return None
+
+    @property
+    def fence(self) -> Fence | None:
+        """The lease this store object writes under (None: no lease taken)."""
+        return self._fence
+
+    def write_under(self, fence: Fence) -> None:
+        """Write under a lease another store object took (a group process writing its states):
+        every fenced write checks that lease, as the engine's own writes do."""
+        self._fence = fence
 
     # -- the lease -------------------------------------------------------------------------------
     def acquire_lease(self, graph_key: str) -> Lease:

@@ -124,6 +124,7 @@ class PostgresStore(SnapshotStore):
             raise StoreUnusable(f"snapshot store {url}: a PostgreSQL store needs psycopg; install it with "
                                 "pip install 'snapgraph[postgres]'") from None
         self._psycopg = psycopg
+        self._url = url
         self._conninfo, self.schema, shown = split_url(url)
         super().__init__(shown, keep=keep, clock=clock or time.time)
         self.read_only = read_only
@@ -136,6 +137,10 @@ class PostgresStore(SnapshotStore):
             raise
         if clock is None:
             self.clock = self._server_clock()
+
+    def shared_location(self) -> str:
+        """Every process that reaches the server can open it: group processes write their states."""
+        return self._url
 
     # -- opening -------------------------------------------------------------------------------
     def _connect(self) -> Any:

@@ -1,4 +1,5 @@
-"""The end of a run is bounded and loses nothing that was already sent."""
+"""The engine (runtime/engine.py) ends a run: the end is bounded, a drain ends, and nothing already
+sent is lost."""
 
 from __future__ import annotations
 
