@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,13 @@ def test_an_explicit_registry_and_injected_clocks(tmp_path: Path) -> None:
     assert result.status == COMPLETED, result.reason
     assert seen[-1] == (7, COMPLETED, 2 * ROWS_PER_BATCH)
     assert len(seen) == 2 and seen[0].final and seen[0].seconds == float(int(seen[0].seconds)) > 0
+
+
+OBSERVING = Path(__file__).resolve().parents[2] / "docs" / "observing.md"
+
+
+def test_the_python_example_in_docs_observing_md_runs() -> None:
+    [block] = re.findall(r"```python\n(.*?)```", OBSERVING.read_text(), re.S)
+    namespace: dict[str, Any] = {"__name__": "docs_observing"}
+    exec(compile(block, "docs/observing.md", "exec"), namespace)  # noqa: S102
+    assert namespace["epochs"].completed, "the example's instrument heard completed epochs"
