@@ -56,11 +56,13 @@ from snapgraph.model.type_shorthand import parse_type_shorthand
 from snapgraph.model.types import PortType
 from snapgraph.model.validate import validate_graph
 from snapgraph.model.vtypes import VTypeRegistry, load_vtype_files
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.group import GroupHost, Restore
 from snapgraph.runtime.messages import STREAM_CAPACITY, Barrier, Message, MessageIds, Reply, StreamBuffer
-from snapgraph.runtime.operator import OperatorFailure, OperatorRuntime, unpack_state
+from snapgraph.runtime.operator import OperatorRuntime
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
+from snapgraph.snapshot.state import unpack_state
 
 __all__ = [
     "ABORT", "EOF", "BATCH_HEADER", "CapturedMessage", "CapturedPort", "GraphRun", "ManualClock",

@@ -17,7 +17,7 @@ from snapgraph.model.loader import load_graph
 from snapgraph.runtime import control
 from snapgraph.runtime.control import UnknownControlMessage
 from snapgraph.runtime.engine import FAILED
-from snapgraph.runtime.operator import OperatorFailure
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.remote import RemoteEngine, _Instance
 from snapgraph.runtime.transport import GroupSpec, Where, obey, serve_group

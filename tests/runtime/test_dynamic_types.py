@@ -24,8 +24,8 @@ from snapgraph.model.types import DataTypeReference, PortType
 from snapgraph.model.vtypes import VTypeRegistry
 from snapgraph.runtime.links import ReplyTokens
 from snapgraph.runtime.messages import Encoded, Message
-from snapgraph.runtime.operator import pack_state, unpack_state
 from snapgraph.runtime.wire import FrameReader, InboundLink, OutboundLink, write_frame
+from snapgraph.snapshot.state import pack_state, unpack_state
 
 MODES = [pytest.param([], id="groups-as-processes"), pytest.param(["--in-process"], id="in-process")]
 

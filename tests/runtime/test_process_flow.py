@@ -88,34 +88,6 @@ def test_table_and_binary_streams_cross_processes_read_in_the_callback_and_from_
     assert got["after"] == "sent after the streams"
 
 
-def test_response_callbacks_and_retry_errors_come_back_across_processes(tmp_path: Path) -> None:
-    sender = """
-    responses = {}
-    sent = []
-    def on_response(msg_id, ex):
-        responses[msg_id.hex()] = None if ex is None else f"{type(ex).__name__}: {ex}"
-    def start():
-        for i in range(30):
-            sent.append((api.outputs.out.publish(i, response_callback=on_response).hex(), i))
-    api.set_prestart(start)
-    api.set_shutdown(lambda: report(responses=responses, sent=sent))
-    """
-    receiver = """
-    def on_input(msg_id, header, body):
-        if body.get() % 3 == 0:
-            raise ValueError(f"no multiples of three: {body.get()}")
-    api.set_port_callback("in", on_input)
-    """
-    reports = run_in_groups(tmp_path, {
-        "sender": {"code": sender, "outputs": {"out": "int64"}},
-        "receiver": {"code": receiver, "inputs": {"in": "int64"}, "config": {"errorHandling": "retry"}},
-    }, ["sender.out -> receiver.in"])
-    sender_report = reports["sender"]
-    expected = {mid: (f"ValueError: no multiples of three: {i}" if i % 3 == 0 else None)
-                for mid, i in sender_report["sent"]}
-    assert sender_report["responses"] == expected
-
-
 def test_fan_in_from_two_processes_delivers_every_table_in_order_per_sender(tmp_path: Path) -> None:
     gen = """
     def start():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from snapgraph.runtime.channels import DEFAULT_CAPACITY
-from snapgraph.runtime.operator import STREAM_CAPACITY
+from snapgraph.runtime.messages import STREAM_CAPACITY
 from snapgraph.snapshot.store import COMPLETED
 from snapgraph.testing import Recorder
 

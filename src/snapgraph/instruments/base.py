@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from snapgraph.instruments.stats import EpochStats, OperatorStats
 
 if TYPE_CHECKING:
-    from snapgraph.runtime.operator import OperatorFailure
+    from snapgraph.runtime.failures import OperatorFailure
 
 logger = logging.getLogger("snapgraph.instruments")
 

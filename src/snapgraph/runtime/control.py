@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapgraph.instruments.stats import OperatorStats
-from snapgraph.runtime.operator import OperatorFailure
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.snapshot.faults import Fault
 
 

@@ -34,8 +34,8 @@ from snapgraph.instruments.base import Attempt, Instruments, Outcome
 from snapgraph.instruments.base import current as current_instruments
 from snapgraph.instruments.stats import EpochStats, OperatorStats, merge_into
 from snapgraph.model.graph import Graph
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.group import GroupHost, Restore, current_cpu
-from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
 from snapgraph.snapshot.faults import FaultPlan, set_active_plan

@@ -28,9 +28,10 @@ from snapgraph.instruments.stats import OperatorStats
 from snapgraph.model.graph import RETRY, Connection, Graph, Process
 from snapgraph.model.vtypes import VTypeRegistry
 from snapgraph.runtime.channels import Channel, Inbox, RemoteInput
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.links import Sender
 from snapgraph.runtime.logs import operator_logger
-from snapgraph.runtime.operator import OperatorFailure, OperatorRuntime, Target
+from snapgraph.runtime.operator import OperatorRuntime, Target
 from snapgraph.runtime.options import RunOptions
 from snapgraph.snapshot.faults import FaultPlan
 

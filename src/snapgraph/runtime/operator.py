@@ -68,14 +68,9 @@ from snapgraph.runtime.messages import (
 )
 from snapgraph.runtime.scripts import format_script_error
 from snapgraph.runtime.timers import BadInterval, TimerWheel
-from snapgraph.snapshot.aligner import BUSY_POLL, Aligner
-from snapgraph.snapshot.state import pack_state, unpack_state
+from snapgraph.snapshot.aligner import Aligner
 
-# Kept importable from here (tests, snapgraph.testing and the transports import them from this module).
-__all__ = [
-    "BUSY_POLL", "STREAM_CAPACITY", "OperatorFailure", "OperatorRuntime", "Phase", "Target",
-    "UndeliverableMessage", "pack_state", "unpack_state",
-]
+__all__ = ["OperatorRuntime", "Phase", "Target"]
 
 
 class Phase(enum.Enum):

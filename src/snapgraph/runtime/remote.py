@@ -29,8 +29,8 @@ from snapgraph.model.graph import RETRY, Connection, Graph, error_handling_mode
 from snapgraph.runtime import control as msg
 from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
 from snapgraph.runtime.engine import GraphDriver, Quiet
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.group import JOIN_TIMEOUT, Restore
-from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, SharedStore, Transport, Where
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, FaultPlan

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from snapgraph.model.graph import Graph
 from snapgraph.runtime.backends import backend_name, get_backend
 from snapgraph.runtime.engine import FAILED, STOPPED, GraphDriver, RunOptions, RunResult
-from snapgraph.runtime.operator import OperatorFailure
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 from snapgraph.snapshot.runs import RunPlan, plan_run

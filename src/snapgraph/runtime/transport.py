@@ -39,9 +39,9 @@ from typing import NoReturn, Protocol
 from snapgraph.model.graph import Connection, Graph
 from snapgraph.runtime import control as msg
 from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
+from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.group import GroupHost, Restore
 from snapgraph.runtime.links import LinkEnd, ReplyTokens, RoundRobinLink
-from snapgraph.runtime.operator import OperatorFailure
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX, prepare_imports
 from snapgraph.snapshot.faults import Fault, FaultPlan, set_active_plan

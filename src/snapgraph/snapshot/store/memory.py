@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from snapgraph.snapshot.store.base import (
     COPIES,
@@ -90,8 +90,7 @@ class MemoryStore(SnapshotStore):
             case RenewLease(graph_key, token, heartbeat):
                 current = space.leases.get(graph_key)
                 if current is not None and current.token == token:
-                    space.leases[graph_key] = LeaseHolder(current.token, current.pid, current.host, current.host_id,
-                                                          current.proc_start, current.started, heartbeat)
+                    space.leases[graph_key] = replace(current, heartbeat=heartbeat)
             case DropLease(graph_key, token):
                 current = space.leases.get(graph_key)
                 if current is not None and current.token == token:

@@ -192,7 +192,7 @@ class PostgresStore(SnapshotStore):
 
     def _server_clock(self) -> Callable[[], float]:
         before = time.time()
-        (server,) = self._read_one("SELECT extract(epoch FROM clock_timestamp())::float8")
+        [(server,)] = self._read("SELECT extract(epoch FROM clock_timestamp())::float8")
         offset = float(server) - (before + time.time()) / 2
         return lambda: time.time() + offset
 
@@ -303,9 +303,6 @@ class PostgresStore(SnapshotStore):
                     return list(cursor.execute(sql, args).fetchall())
             except self._psycopg.Error as exc:
                 raise StoreError(f"snapshot store {self.location}: read failed: {exc}".strip()) from None
-
-    def _read_one(self, sql: str, args: tuple[object, ...] = ()) -> tuple[Any, ...]:
-        return self._read(sql, args)[0]
 
     def _lease(self, graph_key: str) -> LeaseHolder | None:
         rows = self._read(f"SELECT {_LEASE_COLUMNS} FROM {self.schema}.leases WHERE graph_key = %s", (graph_key,))
