@@ -1,12 +1,18 @@
 """A seeded crash / stop / damage campaign against the real ``snapgraph`` command line.
 
     .venv/bin/python bench/campaign.py --schedules 40 --seed 1 --db both --mode both --graph both
-    .venv/bin/python bench/campaign.py --replay 10007 --db sqlite --mode processes --graph wal   # one schedule
+    .venv/bin/python bench/campaign.py --replay 10007 --db sqlite --mode processes --graph wal \
+        --store-kind sqlite   # one schedule
 
 One *schedule* is a seed turned into a list of steps, run on one of the seed's example graphs
 (examples/seed_wal.yaml, examples/seed_upsert.yaml), one database (SQLite, or PostgreSQL in a
 schema of its own) and one engine mode (groups as OS processes, or ``--in-process``), in a
-temporary folder with its own ``--store``. The first step starts a run, every later one continues
+temporary folder with its own ``--store``: an SQLite file in that folder, or (``--store-kind
+postgres``) a PostgreSQL store ``postgresql://postgres@127.0.0.1:5432/test?schema=sgcs_...`` in a
+schema of its own, dropped when the schedule ends (kept only for inspection by ``--keep`` /
+``--replay`` when something went wrong). ``--store-kind auto`` (the default) gives a schedule the
+store of its target's kind, so a mixed ``--db both`` run covers both stores; ``both`` runs every
+combination with each. The first step starts a run, every later one continues
 it with ``--resume``. Step kinds:
 
 * ``fault``: SNAPGRAPH_FAULTS set to one or two random faults (``point:process:nth:action``) and
@@ -22,7 +28,14 @@ it with ``--resume``. Step kinds:
 * ``damage``: between two runs, one copy of a state blob flipped, the store file truncated, or
   its ``-wal`` file deleted or garbled; then a plain ``--resume`` must either work exactly once, or
   refuse with exit 2 and change nothing (target table and the store's contents). After a refusal
-  the store is put back as it was before the damage, and the schedule goes on.
+  the store is put back as it was before the damage, and the schedule goes on. A PostgreSQL store
+  gets row damage instead (:data:`PG_DAMAGES`; the rules of snapshot/store/base.py are the same for
+  every backend): one copy damaged or lost (``flip-state`` a bit of a ``bytea`` state chunk,
+  ``drop-chunk``, ``drop-completion``, ``drop-run-copy``, ``garble-record`` a field of a run or
+  completion record behind its checksum) must be healed from the mirror or not be needed, never
+  refused; the newest complete epoch damaged in both copies (``flip-both`` the same state chunk,
+  ``drop-completion-both``) must be refused with exit 2 and nothing changed (the store's rows and
+  their row versions, the target).
 
 When the previous run completed and more steps follow, new rows are appended to the source first
 (a savepoint resume then has work to do). After the last step the run is resumed until it
@@ -128,14 +141,15 @@ class Schedule:
     grow: int  # rows appended before a step when the previous run had completed
     steps: list[Step]
     scale: float = 1.0
+    store: str = "sqlite"  # the snapshot store: an SQLite file, or a PostgreSQL schema of its own
 
     def label(self) -> str:
-        return f"{self.db}/{self.mode}/{self.graph}"
+        return f"{self.db}/{self.mode}/{self.graph}/{self.store}-store"
 
     def replay(self) -> str:
         scale = f" --scale {self.scale:g}" if self.scale != 1.0 else ""
         return (f"python bench/campaign.py --replay {self.seed} --db {self.db} --mode {self.mode} "
-                f"--graph {self.graph}{scale}")
+                f"--graph {self.graph} --store-kind {self.store}{scale}")
 
 
 def _when(p: dict[str, Any]) -> str:
@@ -173,8 +187,14 @@ def random_fault(rng: random.Random, graph: str, first: bool) -> str:
     return f"{point}:{process}:{nth}:{action}"
 
 
-def make_schedule(seed: int, db: str, mode: str, graph: str, scale: float = 1.0) -> Schedule:
-    """The plan of one schedule: a pure function of its arguments."""
+def make_schedule(seed: int, db: str, mode: str, graph: str, scale: float = 1.0,
+                  store: str = "sqlite") -> Schedule:
+    """The plan of one schedule: a pure function of its arguments.
+
+    ``store`` only changes the damage steps (and what follows them): an SQLite store file gets the
+    file kinds (flip-state, truncate-store, delete-wal, garble-wal), a PostgreSQL store the row kinds
+    of :data:`PG_DAMAGES`.
+    """
     rng = random.Random(f"snapgraph-campaign:{seed}:{db}:{mode}:{graph}")
     low, high = ROWS[(graph, db)]
     rows = max(200, int(rng.randint(low, high) * scale) // 100 * 100)  # whole WAL messages of 100 rows
@@ -209,6 +229,26 @@ def make_schedule(seed: int, db: str, mode: str, graph: str, scale: float = 1.0)
                                      "timing": "progress"}))
         elif kind == "kill-group":
             steps.append(Step(kind, {"which": rng.randint(0, 5), "delay": delay, "timing": "progress"}))
+        elif store == "postgres":
+            damage = rng.choices(list(PG_DAMAGES), weights=list(PG_DAMAGES.values()))[0]
+            how = {"flip-state": lambda: rng.choice(["newest-epoch", "any-row"]),
+                   "drop-chunk": lambda: rng.choice(["newest-epoch", "any-row"]),
+                   "drop-completion": lambda: rng.choice(["newest-epoch", "any-row"]),
+                   "drop-run-copy": lambda: rng.choice(["primary", "mirror"]),
+                   "garble-record": lambda: rng.choice(["runs.status", "runs.attempts", "runs.last_epoch",
+                                                        "runs.updated", "runs.run_id", "epochs.checksums",
+                                                        "epochs.digest", "epochs.completed", "epochs.epoch"]),
+                   "flip-both": lambda: "newest-epoch",
+                   "drop-completion-both": lambda: "newest-epoch"}[damage]()
+            if how == "any-row" and rng.random() < 0.4:
+                # states of an epoch that never completed are left only by an engine that died between
+                # saving them and completing the epoch: kill one there, so any-row may hit them
+                point = rng.choice(["after_persist:generator", f"after_persist:{rng.choice(STATEFUL[graph])}",
+                                    "before_complete:*"])
+                steps.append(Step("fault", {"faults": f"{point}:1:kill"}))
+            steps.append(Step("damage", {"damage": damage, "how": how, "bytes": rng.randint(1, 4),
+                                         "fallback": rng.choice(["newest-epoch", "any-row"]),
+                                         "salt": rng.randint(0, 2**31)}))
         else:
             damage = rng.choices(["flip-state", "truncate-store", "delete-wal", "garble-wal"],
                                  weights=[35, 25, 20, 20])[0]
@@ -225,7 +265,7 @@ def make_schedule(seed: int, db: str, mode: str, graph: str, scale: float = 1.0)
             steps.append(Step("damage", {"damage": damage, "how": how, "bytes": rng.randint(1, 4),
                                          "fallback": rng.choice(["newest-epoch", "any-row"]),
                                          "salt": rng.randint(0, 2**31)}))
-    return Schedule(seed, db, mode, graph, rows, grow, steps, scale)
+    return Schedule(seed, db, mode, graph, rows, grow, steps, scale, store)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +505,276 @@ def apply_damage(store: Path, params: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# the PostgreSQL store (--store postgresql://...?schema=NAME), read and damaged through psycopg
+
+PG_STORE_TABLES = ("meta", "leases", "runs", "runs_mirror", "states", "states_mirror", "epochs", "epochs_mirror")
+# Damage of the PG store and what a plain --resume must do after it (base.py's rules, the same for
+# every backend): one damaged or lost copy is healed from its mirror (or not needed): never refused;
+# the newest complete epoch's state or completion record damaged in both copies: refused (exit 2).
+PG_DAMAGES = {"flip-state": 26, "drop-chunk": 10, "drop-completion": 14, "drop-run-copy": 10,
+              "garble-record": 14, "flip-both": 14, "drop-completion-both": 12}
+RECOVERABLE = {"flip-state", "delete-wal", "garble-wal", "drop-chunk", "drop-completion", "drop-run-copy",
+               "garble-record"}
+MUST_REFUSE = {"flip-both", "drop-completion-both"}
+ALL_DAMAGES = {"truncate-store", *RECOVERABLE, *MUST_REFUSE}
+
+
+def damage_kind(what: str) -> str:
+    """The kind of damage really done, from apply_damage's description (it may have fallen back)."""
+    for token in re.findall(r"([a-z][a-z-]*):", what):
+        if token in ALL_DAMAGES:
+            return token
+    return what.split(":")[0]
+
+
+def _pg_connect() -> Any:
+    import psycopg
+
+    return psycopg.connect(**PG, autocommit=True, connect_timeout=10)
+
+
+def _pg_store_exists(conn: Any, schema: str) -> bool:
+    return conn.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                        (schema,)).fetchone() is not None
+
+
+def _pg_table_rows(conn: Any, schema: str, table: str, *, versions: bool = False) -> list[tuple]:  # type: ignore[type-arg]
+    extra = "xmin::text AS xmin_, " if versions else ""
+    return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+            for row in conn.execute(f"SELECT {extra}* FROM {schema}.{table}").fetchall()]
+
+
+def pg_store_runs(schema: str) -> list[dict[str, Any]] | None:
+    """The run records (main table) of a PG store, newest last; None if it cannot be read."""
+    try:
+        with _pg_connect() as conn:
+            if not _pg_store_exists(conn, schema):
+                return None
+            rows = conn.execute(f"SELECT run_id, status, last_epoch, attempts, created FROM {schema}.runs "
+                                "ORDER BY created, run_id").fetchall()
+    except Exception:  # noqa: BLE001 - a table dropped or garbled: unreadable, as for SQLite
+        return None
+    return [dict(zip(("run_id", "status", "last_epoch", "attempts", "created"), r)) for r in rows]
+
+
+def pg_store_digest(schema: str, *, versions: bool) -> str | None:
+    """A digest of the PG store: ``versions=False`` everything except the leases (its contents),
+    ``versions=True`` every table with each row's xmin (any write, even of equal values, changes it:
+    the PG equivalent of the SQLite file's bytes). "absent" without the schema, None if unreadable."""
+    try:
+        with _pg_connect() as conn:
+            if not _pg_store_exists(conn, schema):
+                return "absent"
+            digest = hashlib.sha256()
+            for table in PG_STORE_TABLES:
+                if table == "leases" and not versions:
+                    continue
+                for row in sorted(_pg_table_rows(conn, schema, table, versions=versions), key=repr):
+                    digest.update(repr(row).encode())
+                digest.update(b"|")
+            return digest.hexdigest()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _pg_newest(conn: Any, schema: str) -> tuple[str, str | None] | None:
+    return conn.execute(f"SELECT run_id, last_epoch FROM {schema}.runs ORDER BY created DESC, run_id DESC "
+                        "LIMIT 1").fetchone()
+
+
+def apply_pg_damage(schema: str, params: dict[str, Any]) -> str:
+    """Damage the PG store as planned (the engine is not running); a description of what was done.
+
+    Falls back to a one-copy flip-state when what is planned has nothing to hit (no complete epoch
+    for the both-copies kinds); the description then names what was really done.
+    """
+    rng = random.Random(params["salt"])
+    damage, how = params["damage"], params["how"]
+    with _pg_connect() as conn:
+        newest = _pg_newest(conn, schema)
+        prefix = ""
+        if damage in MUST_REFUSE and (newest is None or newest[1] is None):
+            damage, how, prefix = "flip-state", params["fallback"], "no complete epoch to damage in both copies: "
+
+        def pick_epoch(rows: list[tuple], epoch_at: int, how_: str) -> list[tuple]:  # type: ignore[type-arg]
+            if how_ == "newest-epoch" and newest is not None:
+                chosen = [r for r in rows if r[0] == newest[0] and r[epoch_at] == newest[1]]
+                return chosen or rows
+            return rows
+
+        if damage in ("flip-state", "drop-chunk", "flip-both"):
+            tables = ["states", "states_mirror"] if damage == "flip-both" else [rng.choice(["states", "states_mirror"])]
+            rows = conn.execute(f"SELECT run_id, epoch, process, chunk, length(data) FROM {schema}.{tables[0]} "
+                                "ORDER BY run_id, epoch, process, chunk").fetchall()
+            rows = pick_epoch(rows, 1, "newest-epoch" if damage == "flip-both" else how)
+            if damage == "flip-both":
+                rows = [r for r in rows if newest is not None and r[0] == newest[0] and r[1] == newest[1]]
+            rows = [r for r in rows if r[4] > 0]
+            if not rows:
+                return prefix + f"{damage}: no state chunk in {tables[0]} (nothing damaged)"
+            run_id, epoch, process, chunk, size = rng.choice(rows)
+            key = "run_id = %s AND epoch = %s AND process = %s AND chunk = %s"
+            if damage == "drop-chunk":
+                conn.execute(f"DELETE FROM {schema}.{tables[0]} WHERE {key}", (run_id, epoch, process, chunk))
+                return prefix + f"drop-chunk: {tables[0]} {epoch} {process} chunk {chunk} ({size} bytes) deleted"
+            positions = sorted(rng.sample(range(size), min(size, params["bytes"])))
+            bits = [1 << rng.randrange(8) for _ in positions]
+            done = []
+            with conn.transaction():
+                for table in tables:
+                    found = conn.execute(f"SELECT data FROM {schema}.{table} WHERE {key}",
+                                         (run_id, epoch, process, chunk)).fetchone()
+                    if found is None:
+                        continue
+                    data = bytearray(found[0])
+                    for pos, bit in zip(positions, bits):
+                        if pos < len(data):
+                            data[pos] ^= bit
+                    conn.execute(f"UPDATE {schema}.{table} SET data = %s WHERE {key}",
+                                 (bytes(data), run_id, epoch, process, chunk))
+                    done.append(table)
+            return prefix + f"{damage}: {'+'.join(done)} {epoch} {process} chunk {chunk} bytes {positions} of {size}"
+        if damage in ("drop-completion", "drop-completion-both"):
+            tables = (["epochs", "epochs_mirror"] if damage == "drop-completion-both"
+                      else [rng.choice(["epochs", "epochs_mirror"])])
+            rows = conn.execute(f"SELECT run_id, epoch FROM {schema}.{tables[0]} ORDER BY run_id, epoch").fetchall()
+            rows = pick_epoch(rows, 1, "newest-epoch" if damage == "drop-completion-both" else how)
+            if damage == "drop-completion-both":
+                rows = [r for r in rows if newest is not None and tuple(r) == tuple(newest)]
+            if not rows:
+                return prefix + f"{damage}: no completion record in {tables[0]} (nothing damaged)"
+            run_id, epoch = rng.choice(rows)
+            with conn.transaction():
+                for table in tables:
+                    conn.execute(f"DELETE FROM {schema}.{table} WHERE run_id = %s AND epoch = %s", (run_id, epoch))
+            return prefix + f"{damage}: {'+'.join(tables)} record of epoch {epoch} deleted"
+        if damage == "drop-run-copy":
+            table = "runs" if how == "primary" else "runs_mirror"
+            if newest is None:
+                return prefix + "drop-run-copy: no run record (nothing damaged)"
+            conn.execute(f"DELETE FROM {schema}.{table} WHERE run_id = %s", (newest[0],))
+            return prefix + f"drop-run-copy: {table} record of run {newest[0]} deleted"
+        # garble-record: one field of one copy of the newest run record or of a completion record
+        # changed behind its checksum (the key too: "its key may be garbled", base.py)
+        target, column = how.split(".")
+        table = rng.choice([target, f"{target}_mirror"])
+        key_columns = "run_id" if target == "runs" else "run_id, epoch"
+        rows = conn.execute(f"SELECT {key_columns} FROM {schema}.{table} ORDER BY {key_columns}").fetchall()
+        if target == "epochs":
+            rows = pick_epoch(rows, 1, params["fallback"])
+        elif newest is not None:
+            rows = [r for r in rows if r[0] == newest[0]] or rows
+        if not rows:
+            return prefix + f"garble-record: no row in {table} (nothing damaged)"
+        key = rng.choice(rows)
+        where = " AND ".join(f"{c.strip()} = %s" for c in key_columns.split(","))
+        value = conn.execute(f"SELECT {column} FROM {schema}.{table} WHERE {where}", key).fetchone()[0]
+        if isinstance(value, str) and value:
+            chars = list(value)
+            pos = rng.randrange(len(chars))
+            chars[pos] = chr(ord(chars[pos]) ^ 1)
+            new: Any = "".join(chars)
+        elif isinstance(value, (int, float)):
+            new = value + 1
+        else:
+            new = "garbled"
+        conn.execute(f"UPDATE {schema}.{table} SET {column} = %s WHERE {where}", (new, *key))
+        return prefix + f"garble-record: {table}.{column} of {'/'.join(map(str, key))}: {value!r} -> {new!r}"
+
+
+class SQLiteStoreFile:
+    """The schedule's store as the default SQLite file."""
+
+    kind = "sqlite"
+    what = "the store file"
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "store.db"
+        self.location = str(self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def runs(self) -> list[dict[str, Any]] | None:
+        return store_runs(self.path)
+
+    def contents(self) -> str | None:
+        return store_contents(self.path)
+
+    def raw_digest(self) -> str:
+        return file_digest(self.path)
+
+    def backup(self, where: Path) -> None:
+        backup_store(self.path, where)
+
+    def restore(self, where: Path) -> None:
+        restore_store(self.path, where)
+
+    def damage(self, params: dict[str, Any]) -> str:
+        return apply_damage(self.path, params)
+
+    def drop(self) -> None:
+        pass
+
+
+class PostgresStoreSchema:
+    """The schedule's store in a PostgreSQL schema of its own (snapgraph creates it on first use)."""
+
+    kind = "postgres"
+    what = "the store schema (row versions)"
+
+    def __init__(self) -> None:
+        self.schema = f"sgcs_{uuid.uuid4().hex[:10]}"
+        self.location = (f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{PG['dbname']}"
+                         f"?schema={self.schema}")
+        self._backup: dict[str, tuple[list[str], list[tuple]]] | None = None  # type: ignore[type-arg]
+
+    def exists(self) -> bool:
+        with _pg_connect() as conn:
+            return _pg_store_exists(conn, self.schema)
+
+    def runs(self) -> list[dict[str, Any]] | None:
+        return pg_store_runs(self.schema)
+
+    def contents(self) -> str | None:
+        return pg_store_digest(self.schema, versions=False)
+
+    def raw_digest(self) -> str:
+        return str(pg_store_digest(self.schema, versions=True))
+
+    def backup(self, where: Path) -> None:  # noqa: ARG002 - kept in memory
+        with _pg_connect() as conn:
+            saved = {}
+            for table in PG_STORE_TABLES:
+                cur = conn.execute(f"SELECT * FROM {self.schema}.{table}")
+                columns = [d.name for d in cur.description]
+                saved[table] = (columns, [tuple(r) for r in cur.fetchall()])
+        self._backup = saved
+
+    def restore(self, where: Path) -> None:  # noqa: ARG002
+        assert self._backup is not None
+        with _pg_connect() as conn, conn.transaction():
+            for table, (columns, rows) in self._backup.items():
+                conn.execute(f"DELETE FROM {self.schema}.{table}")
+                if rows:
+                    marks = ", ".join(["%s"] * len(columns))
+                    with conn.cursor() as cur:
+                        cur.executemany(f"INSERT INTO {self.schema}.{table} ({', '.join(columns)}) "
+                                        f"VALUES ({marks})", rows)
+
+    def damage(self, params: dict[str, Any]) -> str:
+        return apply_pg_damage(self.schema, params)
+
+    def drop(self) -> None:
+        with _pg_connect() as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+def make_store(kind: str, folder: Path) -> SQLiteStoreFile | PostgresStoreSchema:
+    return PostgresStoreSchema() if kind == "postgres" else SQLiteStoreFile(folder)
+
+
+# ---------------------------------------------------------------------------------------------
 # processes
 
 
@@ -549,6 +859,7 @@ class ScheduleResult:
     folder: str = ""
     comparison: dict[str, int] | None = None
     busy_at_exit: int = 0  # runs that ended with "operators still busy after stop"
+    kept_store: str = ""  # a PostgreSQL store kept for inspection (--keep / --replay with anomalies)
 
     @property
     def fired(self) -> int:
@@ -563,7 +874,7 @@ class Runner:
         self.keep = keep
         self.log = log or (lambda text: None)
         self.folder = Path(tempfile.mkdtemp(prefix=f"sgcamp-{schedule.seed}-"))
-        self.store = self.folder / "store.db"
+        self.store = make_store(schedule.store, self.folder)
         self.result = ScheduleResult(schedule, folder=str(self.folder))
         self.sessions: set[int] = set()
         self.source_rows = schedule.rows
@@ -584,7 +895,7 @@ class Runner:
     def args(self, *, resume: bool, retries: bool | None) -> list[str]:
         """``retries``: True 5 retries, False none, None the graph file's (3 in both examples)."""
         args = [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / GRAPHS[self.s.graph]),
-                "--connections", str(self.db.connections_file), "--store", str(self.store),  # type: ignore[union-attr]
+                "--connections", str(self.db.connections_file), "--store", self.store.location,  # type: ignore[union-attr]
                 "--snapshot-period", "1"]
         if self.s.mode == "in-process":
             args.append("--in-process")
@@ -678,11 +989,11 @@ class Runner:
         return proc.poll() is None
 
     def status(self) -> str | None:
-        runs = store_runs(self.store)
+        runs = self.store.runs()
         return runs[-1]["status"] if runs else None
 
     def run_count(self) -> int:
-        runs = store_runs(self.store)
+        runs = self.store.runs()
         return len(runs) if runs else 0
 
     # -- steps --------------------------------------------------------------------------------
@@ -875,20 +1186,26 @@ class Runner:
 
     def run_damage(self, index: int, step: Step) -> dict[str, Any]:
         backup = self.folder / "before-damage"
-        backup_store(self.store, backup)
+        self.store.backup(backup)
         before_rows = self.db.rows(self.target)  # type: ignore[union-attr]
-        before_contents = store_contents(self.store)
-        what = apply_damage(self.store, step.params)
+        before_contents = self.store.contents()
+        what = self.store.damage(step.params)
         self.log(f"    damage: {what}")
-        damaged_contents = store_contents(self.store)
-        damaged_bytes = file_digest(self.store)
+        damaged_contents = self.store.contents()
+        damaged_bytes = self.store.raw_digest()
         started = time.monotonic()
         proc, args, err = self.start(index, resume=True)
         rec = self.wait(index, proc, err, args, None, "damage", started, {"damage": what})
         info: dict[str, Any] = {"kind": "damage", "spec": what, "rc": rec.returncode, "fired": True}
-        kind = "flip-state" if what.startswith("no -wal") else what.split(":")[0]  # what was really done
+        kind = damage_kind(what)  # what was really done
+        nothing = what.endswith("(nothing damaged)")
+        info["damage"] = kind
         if rec.returncode == 0 and "completed after" in rec.stderr:
             info["result"] = "healed" if "healed" in rec.stderr else "worked"
+            if kind in MUST_REFUSE and not nothing:
+                self.anomaly(index, f"after {what}, --resume completed although the newest complete epoch is "
+                                    f"damaged in both copies (base.py rule 2: refuse with exit 2, never guess): "
+                                    f"{tail(rec.stderr)}")
             self.expect_status(index, "completed", rec)
             cmp = compare(self.db.rows(self.target), expected_rows(self.s.graph, self.source_rows))  # type: ignore[union-attr]
             if cmp["duplicated"] or cmp["missing"] or cmp["wrong"]:
@@ -899,27 +1216,27 @@ class Runner:
             if after_rows != before_rows:
                 self.anomaly(index, f"after {what}, --resume refused (exit 2) but the target table changed "
                                     f"({len(before_rows)} -> {len(after_rows)} rows)")
-            after_contents = store_contents(self.store)
-            after_bytes = file_digest(self.store)
+            after_contents = self.store.contents()
+            after_bytes = self.store.raw_digest()
             if after_contents != damaged_contents or (after_contents is None and after_bytes != damaged_bytes):
                 self.anomaly(index, f"after {what}, --resume refused (exit 2) but changed the store's contents")
             elif after_bytes != damaged_bytes:
                 info["bytes_changed_on_refusal"] = True
-                self.anomaly(index, f"after {what}, --resume refused (exit 2) but wrote into the store file "
-                                    f"(its bytes changed, its contents as SQLite reads them did not): "
-                                    f"{tail(rec.stderr)}")
-            if kind in ("flip-state", "delete-wal", "garble-wal") and not what.endswith("(nothing damaged)"):
+                self.anomaly(index, f"after {what}, --resume refused (exit 2) but wrote into {self.store.what} "
+                                    f"(it changed, its contents as read did not): {tail(rec.stderr)}")
+            if kind in RECOVERABLE and not nothing:
                 self.anomaly(index, f"after {what}, --resume refused although the damage is recoverable "
                                     f"(docs: one damaged copy is healed from its mirror / a lost -wal only loses "
                                     f"an incomplete epoch): {tail(rec.stderr)}")
             if before_contents is None:
                 info["note"] = "the store could not be read before the damage"
-            restore_store(self.store, backup)
+            self.store.restore(backup)
             info["restored_backup"] = True
         else:
-            self.anomaly(index, f"after {what}, --resume exit {rec.returncode} (expected 0 completed or 2 "
-                                f"refused): {tail(rec.stderr)}")
-            restore_store(self.store, backup)
+            expected = "2 refused" if kind in MUST_REFUSE and not nothing else "0 completed or 2 refused"
+            self.anomaly(index, f"after {what}, --resume exit {rec.returncode} (expected {expected}): "
+                                f"{tail(rec.stderr)}")
+            self.store.restore(backup)
             info["restored_backup"] = True
         return info
 
@@ -961,6 +1278,14 @@ class Runner:
         finally:
             self.result.seconds = time.monotonic() - began
             self.check_leftovers("end")
+            if self.result.anomalies and self.keep and self.store.kind == "postgres":
+                self.result.kept_store = self.store.location
+                self.log(f"    store kept for inspection: {self.store.location}")
+            else:  # a PG store schema goes in every other case, failures of the harness included
+                try:
+                    self.store.drop()
+                except Exception as exc:  # noqa: BLE001
+                    self.anomaly("cleanup", f"could not drop the store {self.store.location}: {exc}")
             if self.result.anomalies:
                 self.result.outcome = "ANOMALY"
             if self.db is not None and (not self.result.anomalies or not self.keep):
@@ -1008,11 +1333,22 @@ def run_schedule(schedule: Schedule, *, keep: bool = False, log: Any = None) -> 
     return Runner(schedule, keep=keep, log=log).run()
 
 
+def resolve_store(kind: str, db: str) -> str:
+    """``auto``: the store of the target's kind (a PostgreSQL target gets a PostgreSQL store)."""
+    return db if kind == "auto" else kind
+
+
 def schedules_for(count: int, seed: int, dbs: list[str], modes: list[str], graphs: list[str],
-                  scale: float = 1.0) -> list[Schedule]:
-    """``count`` schedules cycling through every (db, mode, graph) combination."""
-    combos = list(itertools.product(dbs, modes, graphs))
-    return [make_schedule(seed * 10000 + i, *combos[i % len(combos)], scale=scale) for i in range(count)]
+                  scale: float = 1.0, stores: list[str] | None = None) -> list[Schedule]:
+    """``count`` schedules cycling through every (db, mode, graph, store) combination (``stores``:
+    kinds of snapshot store, ``auto`` the target's kind; default ``["auto"]``)."""
+    combos = list(itertools.product(dbs, modes, graphs, stores or ["auto"]))
+    result = []
+    for i in range(count):
+        db, mode, graph, store = combos[i % len(combos)]
+        result.append(make_schedule(seed * 10000 + i, db, mode, graph, scale=scale,
+                                    store=resolve_store(store, db)))
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1063,7 +1399,8 @@ def summarize(results: list[ScheduleResult]) -> tuple[str, int]:
         for a in r.anomalies:
             lines.append(f"  ANOMALY seed {r.schedule.seed} {r.schedule.label()}: {a.splitlines()[0][:700]}")
             lines.append(f"    plan: rows {r.schedule.rows}; " + " -> ".join(s.label() for s in r.schedule.steps))
-            lines.append(f"    reproduce: {r.schedule.replay()}   (kept in {r.folder})")
+            kept = f"; store {r.kept_store}" if r.kept_store else ""
+            lines.append(f"    reproduce: {r.schedule.replay()}   (kept in {r.folder}{kept})")
     return "\n".join(lines), anomalies
 
 
@@ -1076,7 +1413,7 @@ def schedule_line(i: int, n: int, r: ScheduleResult) -> str:
     cmp = r.comparison or {}
     result = (f"rows {cmp.get('rows')}/{cmp.get('expected')} dup {cmp.get('duplicated')} "
               f"miss {cmp.get('missing')} wrong {cmp.get('wrong')}") if cmp else "no comparison"
-    return (f"[{i:>3}/{n}] seed {s.seed} {s.label():28} rows {s.rows:>6} | {steps} | "
+    return (f"[{i:>3}/{n}] seed {s.seed} {s.label():42} rows {s.rows:>6} | {steps} | "
             f"{r.outcome} fired {fired}/{total} finished-first {before} runs {r.runs} {result} {r.seconds:.1f}s")
 
 
@@ -1088,6 +1425,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["processes", "in-process", "both"], default="both")
     parser.add_argument("--graph", choices=["wal", "upsert", "both"], default="both")
     parser.add_argument("--scale", type=float, default=1.0, help="source rows relative to the 1-3 s default")
+    parser.add_argument("--store-kind", choices=["auto", "sqlite", "postgres", "both"], default="auto",
+                        help="the snapshot store: an SQLite file, or a PostgreSQL schema of its own per schedule "
+                             "(dropped afterwards) at the --db postgres server; auto (default): the kind of the "
+                             "target --db, so a mixed run covers both; both: every combination with each")
     parser.add_argument("--replay", type=int, metavar="SCHEDULE_SEED",
                         help="run the one schedule with this seed (needs single --db, --mode, --graph)")
     parser.add_argument("--plan", action="store_true", help="print the plans only")
@@ -1099,12 +1440,14 @@ def main(argv: list[str] | None = None) -> int:
     dbs = pick(args.db, ["sqlite", "postgres"])
     modes = pick(args.mode, ["processes", "in-process"])
     graphs = pick(args.graph, ["wal", "upsert"])
+    stores = pick(args.store_kind, ["sqlite", "postgres"])
     if args.replay is not None:
-        if len(dbs) * len(modes) * len(graphs) != 1:
-            parser.error("--replay needs one --db, one --mode and one --graph")
-        plan = [make_schedule(args.replay, dbs[0], modes[0], graphs[0], args.scale)]
+        if len(dbs) * len(modes) * len(graphs) * len(stores) != 1:
+            parser.error("--replay needs one --db, one --mode, one --graph and one --store-kind")
+        plan = [make_schedule(args.replay, dbs[0], modes[0], graphs[0], args.scale,
+                              store=resolve_store(stores[0], dbs[0]))]
     else:
-        plan = schedules_for(args.schedules, args.seed, dbs, modes, graphs, args.scale)
+        plan = schedules_for(args.schedules, args.seed, dbs, modes, graphs, args.scale, stores)
     if args.plan:
         for s in plan:
             print(f"seed {s.seed} {s.label()} rows {s.rows}: " + " -> ".join(st.label() for st in s.steps))

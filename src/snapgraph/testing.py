@@ -57,12 +57,13 @@ from snapgraph.model.types import PortType
 from snapgraph.model.validate import validate_graph
 from snapgraph.model.vtypes import VTypeRegistry, load_vtype_files
 from snapgraph.runtime.failures import OperatorFailure
-from snapgraph.runtime.group import GroupHost, Restore
+from snapgraph.runtime.group import GroupHost
 from snapgraph.runtime.messages import STREAM_CAPACITY, Barrier, Message, MessageIds, Reply, StreamBuffer
 from snapgraph.runtime.operator import OperatorRuntime
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
 from snapgraph.snapshot.state import unpack_state
+from snapgraph.snapshot.store import RestorePoint
 
 __all__ = [
     "ABORT", "EOF", "BATCH_HEADER", "CapturedMessage", "CapturedPort", "GraphRun", "ManualClock",
@@ -439,7 +440,7 @@ class OperatorTest:
             raise GraphError(problems)
         self.graph = graph
         self._driver = _Driver()
-        packed = None if restore is None else Restore(restore[0], {name: restore[1]})
+        packed = None if restore is None else RestorePoint(restore[0], {name: restore[1]})
         if packed is not None and not snapshots:
             raise ValueError("restore= needs snapshots=True (the state API is off without snapshots)")
         self._host = GroupHost(graph, [name], RunOptions(log_level=log_level), self._driver,

@@ -35,7 +35,7 @@ def test_plans_are_a_function_of_the_seed() -> None:
     b = campaign.schedules_for(12, 5, ["sqlite", "postgres"], ["processes", "in-process"], ["wal", "upsert"])
     assert [(s.seed, s.label(), s.rows, [st.label() for st in s.steps]) for s in a] == \
            [(s.seed, s.label(), s.rows, [st.label() for st in s.steps]) for s in b]
-    assert {s.label() for s in a} == {f"{d}/{m}/{g}" for d in ("sqlite", "postgres")
+    assert {s.label() for s in a} == {f"{d}/{m}/{g}/{d}-store" for d in ("sqlite", "postgres")
                                       for m in ("processes", "in-process") for g in ("wal", "upsert")}
     assert all(st.kind != "kill-group" for s in a if s.mode == "in-process" for st in s.steps)
     assert all(s.steps[0].kind != "damage" for s in a)
@@ -150,6 +150,74 @@ def test_fixed_schedules_are_exactly_once_and_every_step_fires(schedule: object)
     struck = [st for st in result.steps if st["kind"] != "grow"]
     assert len(struck) == len(schedule.steps)  # type: ignore[attr-defined]
     assert all(st.get("fired") for st in struck), f"a step did not strike: {result.steps}"
+
+
+def _damage(damage: str, how: str, salt: int, fallback: str = "newest-epoch") -> object:
+    return _step("damage", damage=damage, how=how, bytes=2, fallback=fallback, salt=salt)
+
+
+# The PostgreSQL snapshot store (a schema of its own per schedule): its damage kinds, healed from the
+# mirror copy (one copy damaged or lost) or refused with exit 2 and nothing changed (the newest complete
+# epoch damaged in both copies), on a PostgreSQL and an SQLite target.
+FIXED_PG_STORE = [
+    campaign.Schedule(9101, "postgres", "processes", "wal", 8000, 3000, [
+        _step("kill-group", **_progress(0.3, which=1)),
+        _damage("flip-state", "newest-epoch", 1),
+        _damage("flip-both", "newest-epoch", 2),
+        _step("fault", faults="before_complete:*:1:kill"),  # the engine dies: a run left running
+        _damage("drop-chunk", "any-row", 3),
+        _damage("drop-completion-both", "newest-epoch", 4),
+        _damage("drop-run-copy", "primary", 5),
+    ], store="postgres"),
+    campaign.Schedule(9102, "sqlite", "in-process", "upsert", 6000, 2000, [
+        _step("sigkill-engine", **_progress(0.4, target="engine")),
+        # A graceful stop drains and completes a final epoch, so the damage after it has a completion
+        # record to drop whatever the kill before it left.
+        _step("signal", **_progress(0.3, signal="SIGINT", target="engine")),
+        _damage("drop-completion", "newest-epoch", 6),
+        _damage("garble-record", "epochs.checksums", 7),
+        _damage("garble-record", "runs.last_epoch", 8),
+        _step("fault", faults="port_callback:writer:5:raise"),
+        _damage("flip-both", "newest-epoch", 9),
+        _damage("drop-run-copy", "mirror", 10),
+    ], store="postgres"),
+]
+
+
+def _store_schemas(schema: str) -> int:
+    import psycopg
+
+    with psycopg.connect(**campaign.PG, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s",
+                            (schema,)).fetchone()[0]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("schedule", FIXED_PG_STORE, ids=lambda s: f"{s.seed}-{s.label()}")
+def test_fixed_schedules_with_the_postgres_store(schedule: object) -> None:
+    runner = campaign.Runner(schedule)  # type: ignore[arg-type]
+    assert runner.store.location.startswith("postgresql://")
+    result = runner.run()
+    text, anomalies = campaign.summarize([result])
+    assert anomalies == 0, text
+    struck = [st for st in result.steps if st["kind"] != "grow"]
+    assert len(struck) == len(schedule.steps)  # type: ignore[attr-defined]
+    assert all(st.get("fired") for st in struck), f"a step did not strike: {result.steps}"
+    for st in struck:
+        if st["kind"] == "damage":
+            assert not st["spec"].endswith("(nothing damaged)"), st
+            want = {"refused"} if st["damage"] in campaign.MUST_REFUSE else {"healed", "worked"}
+            assert st["result"] in want, st
+    assert _store_schemas(runner.store.schema) == 0  # the schedule's store schema is dropped
+
+
+def test_postgres_store_plans_get_row_damage_and_replay_names_the_store() -> None:
+    plans = campaign.schedules_for(200, 3, ["postgres"], ["processes"], ["wal"], stores=["postgres"])
+    kinds = {st.params["damage"] for s in plans for st in s.steps if st.kind == "damage"}
+    assert kinds <= set(campaign.PG_DAMAGES) and len(kinds) >= 5, kinds
+    assert all(s.store == "postgres" and "--store-kind postgres" in s.replay() for s in plans)
+    auto = campaign.schedules_for(4, 3, ["sqlite", "postgres"], ["processes"], ["wal"])
+    assert [s.store for s in auto] == ["sqlite", "postgres", "sqlite", "postgres"]
 
 
 @pytest.mark.skipif(not os.environ.get("SNAPGRAPH_CAMPAIGN"), reason="the long campaign: set SNAPGRAPH_CAMPAIGN=N")

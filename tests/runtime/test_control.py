@@ -15,6 +15,7 @@ import yaml
 
 from snapgraph.model.loader import load_graph
 from snapgraph.runtime import control
+from snapgraph.runtime.completion import WorkCounts
 from snapgraph.runtime.control import UnknownControlMessage
 from snapgraph.runtime.engine import FAILED
 from snapgraph.runtime.failures import OperatorFailure
@@ -26,11 +27,10 @@ from snapgraph.snapshot.faults import Fault
 FAILURE = OperatorFailure("op", "a callback", "ValueError: no", "Traceback ...")
 EVERY_MESSAGE = [
     control.Go(), control.TakeSnapshot("src", "e1"), control.EpochComplete("e1", True), control.DropTimers(),
-    control.Probe(3), control.ResolveReply(7, ValueError("no")), control.Stop(),
+    control.Probe(3), control.Stop(),
     control.Loaded([FAILURE]), control.Failed(FAILURE), control.ShutdownFailed(FAILURE), control.Terminate("t"),
     control.State("op", "e1", b"state"), control.StateSaved("op", "e1", 5, 0.01), control.Ack("op", "e1", True),
-    control.ReplyFrom("g#1", 7, None),
-    control.ProbeAnswer(3, (0, 1, 2, 2), False), control.Stdout("text\n"),
+    control.ProbeAnswer(3, WorkCounts(0, 1, 2, 2)), control.Stdout("text\n"),
     control.FaultFired(Fault("after_persist", "op", 1, "raise")), control.KillEngine("killed"), control.Done([]),
 ]
 
@@ -67,12 +67,12 @@ class _Host:
 def test_an_unknown_command_fails_loudly_in_the_group() -> None:
     host = _Host()
     with pytest.raises(UnknownControlMessage, match=r"a group received an unknown control message: \('go',\)"):
-        obey(host, None, None, ("go",))  # type: ignore[arg-type]  # the old untyped form
+        obey(host, None, ("go",))  # type: ignore[arg-type]  # the old untyped form
     with pytest.raises(UnknownControlMessage, match="Loaded"):
-        obey(host, None, None, control.Loaded([]))  # type: ignore[arg-type]  # the wrong direction
+        obey(host, None, control.Loaded([]))  # type: ignore[arg-type]  # the wrong direction
     assert host.calls == []
-    assert obey(host, None, None, control.Go()) is True  # type: ignore[arg-type]
-    assert obey(host, None, None, control.Stop()) is False  # type: ignore[arg-type]
+    assert obey(host, None, control.Go()) is True  # type: ignore[arg-type]
+    assert obey(host, None, control.Stop()) is False  # type: ignore[arg-type]
     assert host.calls == ["go", "stop"]
 
 

@@ -22,7 +22,6 @@ from snapgraph.api.table import Table
 from snapgraph.api.type_context import TypeContext, get_default_type_context, set_default_type_context
 from snapgraph.model.types import DataTypeReference, PortType
 from snapgraph.model.vtypes import VTypeRegistry
-from snapgraph.runtime.links import ReplyTokens
 from snapgraph.runtime.messages import Encoded, Message
 from snapgraph.runtime.wire import FrameReader, InboundLink, OutboundLink, write_frame
 from snapgraph.snapshot.state import pack_state, unpack_state
@@ -412,7 +411,7 @@ def send_on_two_links(sender: TypeContext) -> tuple[list[bytes], DataTypeReferen
     data_r, data_w = os.pipe()
     stream_r, stream_w = os.pipe()
     try:
-        first, second = (OutboundLink(data_w, stream_w, "a", ReplyTokens(), lambda: None, lambda: False)
+        first, second = (OutboundLink(data_w, stream_w, -1, lambda: None, lambda: False, lambda: None)
                          for _ in range(2))
         first.put(table_message(Table([[1]], "com.sap.error.details")))
         made = sender.create_new_table({"n": DataTypeReference("scalar", "com.sap.core.int64")})
@@ -439,7 +438,7 @@ def receive(frames: list[bytes], receiver: TypeContext) -> list[Message]:
     try:
         for frame in frames:
             write_frame(data_w, [frame])
-        inbound = InboundLink(data_r, stream_r, lambda *args: None, lambda: False, lambda: None)
+        inbound = InboundLink(data_r, stream_r, -1, lambda: False, lambda: None)
         items = inbound.pull() or []
         return [item.decode(item.data) for item in items if isinstance(item, Encoded)]
     finally:
@@ -464,7 +463,7 @@ def test_a_group_without_run_time_types_sends_no_definitions(two_groups) -> None
     data_r, data_w = os.pipe()
     stream_r, stream_w = os.pipe()
     try:
-        link = OutboundLink(data_w, stream_w, "a", ReplyTokens(), lambda: None, lambda: False)
+        link = OutboundLink(data_w, stream_w, -1, lambda: None, lambda: False, lambda: None)
         link.put(table_message(Table([[1]])))
         link.put(table_message(Table([[1]], "$DYNAMIC.table_0123456789ab_1")))  # unknown here: nothing to send
         os.set_blocking(data_r, False)

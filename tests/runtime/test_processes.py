@@ -1,4 +1,8 @@
-"""Groups as OS processes: isolation, recovery from a killed group, back-pressure, no orphans."""
+"""Unit tests for snapgraph.runtime.processes: groups as OS processes, and the transport contract on them.
+
+Isolation, recovery from a killed group, back-pressure, no orphans; the transport conformance suite
+(tests/runtime/transport_contract.py) on the process transport (OS processes, pipes).
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from transport_contract import TransportContract, contract_covers
 
 from conftest import session_descendants
 from snapgraph.model.loader import load_graph
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
-from snapgraph.runtime.processes import ProcessEngine
+from snapgraph.runtime.processes import ProcessEngine, _ProcessHandle
 from snapgraph.runtime.remote import groups_of
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
+from snapgraph.runtime.transport import GroupHandle
 
 GRAPH = {
     "name": "groups",
@@ -381,3 +387,18 @@ def test_a_group_that_cannot_be_started_is_a_failure_unless_a_stop_caused_it(
         assert result.status == FAILED
         assert "failed in starting group" in result.reason and "the fork server" in result.reason
     assert result.stuck == []
+
+
+# -- the transport conformance suite on the process transport (OS processes, pipes) ----------------
+class TestProcessTransport(TransportContract):
+    backend = "process"
+
+    def kill(self, handle: GroupHandle) -> None:
+        assert isinstance(handle, _ProcessHandle)
+        pid = handle._process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_the_process_backend_is_a_transport() -> None:
+    contract_covers("process")

@@ -1,5 +1,8 @@
-"""Connections between group processes: frames on real pipes, exact types on the fast and the slow
-path, streams beside the data, and a receiving dispatcher that reads its pipes itself."""
+"""Unit tests for snapgraph.runtime.wire: connections between group processes, frames on real pipes.
+
+Exact types on the fast and the slow path (what the codec does with them: tests/runtime/test_codec.py),
+streams beside the data, and a receiving dispatcher that reads its pipes itself.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +14,24 @@ import threading
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from snapgraph.api.table import Record, Table
 from snapgraph.model.graph import Connection, Endpoint
 from snapgraph.model.types import PortType
-from snapgraph.runtime.codec import encode_message, pack_rows, unpack_rows
-from snapgraph.runtime.links import ReplyTokens
-from snapgraph.runtime.messages import Barrier, Encoded, Message, StreamBuffer
+from snapgraph.runtime.codec import encode_message
+from snapgraph.runtime.messages import Barrier, Encoded, Message, Reply, StreamBuffer
 from snapgraph.runtime.wire import FrameReader, InboundLink, OutboundLink, write_frame
 
 CONNECTION = Connection(Endpoint("a", "out"), Endpoint("b", "in"))
 TABLE_PORT = PortType("table", "*")
 
 
-def links(fds: tuple[int, int, int, int]) -> tuple[OutboundLink, InboundLink]:
+def links(fds: tuple[int, int, int, int], reply: tuple[int, int] = (-1, -1)) -> tuple[OutboundLink, InboundLink]:
+    """Both ends of a link on ``fds`` (data and stream pipes) and ``reply`` (the reply pipe's read and
+    write ends; none by default: only a message that asks for a response uses it)."""
     data_r, data_w, stream_r, stream_w = fds
-    sender = OutboundLink(data_w, stream_w, "a", ReplyTokens(), lambda: None, lambda: False)
-    receiver = InboundLink(data_r, stream_r, lambda *a: None, lambda: False, lambda: None)
+    sender = OutboundLink(data_w, stream_w, reply[0], lambda: None, lambda: False, lambda: None)
+    receiver = InboundLink(data_r, stream_r, reply[1], lambda: False, lambda: None)
     return sender, receiver
 
 
@@ -96,12 +98,6 @@ def test_binary_values_of_any_buffer_type_arrive_as_bytes(pipes) -> None:
     assert [type(v) for v in got.body.body[0]] == [bytes, bytes, bytes]
 
 
-def test_plain_tables_take_the_msgpack_path_and_others_fall_back_to_pickle() -> None:
-    assert encode_message(message(Table(PLAIN_ROWS)), None, "a", None)[0] == b"T"
-    assert encode_message(message(Table(RICH_ROWS)), None, "a", None)[0] == b"M"
-    assert encode_message(message("text", PortType("scalar", "com.sap.core.string")), None, "a", None)[0] == b"M"
-
-
 def test_untyped_tables_stay_untyped_and_other_bodies_and_barriers_pass(pipes) -> None:
     got = roundtrip(pipes, message(Table([[1]])), Barrier("2026-11-30T12:00:00.000Z"),
                     message(Record([1, "a"]), PortType("structure", "*")))
@@ -114,50 +110,6 @@ def test_a_table_larger_than_the_pipe_arrives_whole_and_in_order(pipes) -> None:
     big = [[i, f"row{i}" * 20] for i in range(50_000)]  # several MB: many reads per frame
     got = roundtrip(pipes, message(Table([[0]])), message(Table(big)), message(Table([[1]])))
     assert [m.body.body for m in got] == [[[0]], big, [[1]]]
-
-
-# -- values: the fast path never changes a type ----------------------------------------------------
-class Count(int):
-    """A subclass, as enums, numpy scalars and ORM types are: it must not arrive as its base."""
-
-
-class Name(str):
-    pass
-
-
-leaves = (st.none() | st.booleans() | st.integers(min_value=-2**80, max_value=2**80)
-          | st.floats(allow_nan=True) | st.text() | st.binary() | st.binary().map(bytearray)
-          | st.integers(min_value=0, max_value=9).map(Count) | st.text(max_size=3).map(Name)
-          | st.decimals(allow_nan=False) | st.dates() | st.datetimes())
-values = st.recursive(
-    leaves,
-    lambda inner: (st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple)
-                   | st.dictionaries(st.text() | st.integers() | st.binary(), inner, max_size=3)),
-    max_leaves=20,
-)
-
-
-def _bytes_for_buffers(value: Any) -> Any:
-    """What the fast path promises to deliver: the same value, buffers as bytes."""
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, list):
-        return [_bytes_for_buffers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _bytes_for_buffers(v) for k, v in value.items()}
-    return value
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(values, max_size=4), max_size=4))
-def test_the_msgpack_path_restores_every_value_it_takes_exactly(rows: list[list[Any]]) -> None:
-    packed = pack_rows(rows)
-    if packed is None:
-        return  # pickle carries it (exact by construction)
-    back = unpack_rows(packed)
-    expected = _bytes_for_buffers(rows)
-    assert types_of(back) == types_of(expected)
-    assert repr(back) == repr(expected)  # repr: NaN != NaN, and -0.0 == 0.0 would hide a change
 
 
 # -- frames -------------------------------------------------------------------------------------------
@@ -199,6 +151,7 @@ def test_stream_chunks_travel_beside_the_data_and_may_arrive_first(pipes) -> Non
     while (chunk := got.body.take()) is not None:
         chunks.append(chunk)
     assert chunks == [[[1], [2]], [[3]]]
+    assert receiver.bytes_received == sender.bytes_sent > 0  # the stream pipe's bytes count on both sides
 
 
 def roundtrip_pull(receiver: InboundLink) -> list[Any]:
@@ -235,3 +188,49 @@ def test_data_pipes_share_a_budget_and_never_drop_below_the_default() -> None:
     sizes = [pipe_bytes(n) for n in range(1, 2000)]
     assert all(n * size <= PIPE_BUDGET or size == DEFAULT_PIPE_BYTES for n, size in enumerate(sizes, 1))
     assert min(sizes) == DEFAULT_PIPE_BYTES
+
+
+def test_an_answer_goes_straight_back_to_the_sender_on_the_reply_pipe(pipes: tuple[int, int, int, int]) -> None:
+    reply_r, reply_w = os.pipe()
+    try:
+        sender, receiver = links(pipes, (reply_r, reply_w))
+        answered = threading.Event()
+        delivered: list[tuple[bytes, BaseException | None]] = []
+
+        def deliver(msg_id: bytes, exc: BaseException | None) -> None:
+            delivered.append((msg_id, exc))
+            answered.set()
+
+        asking = message(Table([[1]]))
+        asking.reply = Reply(asking.msg_id, 1, deliver)
+        sender.put(asking)
+        assert len(sender.tokens) == 1
+        (encoded,) = receiver.pull() or []
+        assert isinstance(encoded, Encoded)
+        received = encoded.decode(encoded.data)
+        assert received.reply is not None and received.reply is not asking.reply
+        received.reply.done(ValueError("bad row"))
+        assert answered.wait(10)
+        ((msg_id, exc),) = delivered
+        assert msg_id == asking.msg_id and isinstance(exc, ValueError) and str(exc) == "bad row"
+        assert len(sender.tokens) == 0
+    finally:
+        for fd in (reply_r, reply_w):
+            os.close(fd)
+
+
+def test_an_answer_to_a_sender_that_is_gone_is_dropped_quietly(pipes: tuple[int, int, int, int]) -> None:
+    reply_r, reply_w = os.pipe()
+    os.close(reply_r)  # the sending process died
+    try:
+        sender, receiver = links(pipes, (-1, reply_w))
+        asking = message(Table([[1]]))
+        asking.reply = Reply(asking.msg_id, 1, lambda msg_id, exc: None)
+        sender.tokens.register(asking.reply)  # as put() would, without starting the reader of answers
+        write_frame(pipes[1], encode_message(asking, 1, None))
+        (encoded,) = receiver.pull() or []
+        assert isinstance(encoded, Encoded)
+        reply = encoded.decode(encoded.data).reply
+        assert reply is not None and reply.done(None) is True  # no BrokenPipeError
+    finally:
+        os.close(reply_w)

@@ -178,7 +178,7 @@ def test_resume_continues_the_newest_run_from_its_newest_epoch(store: SQLiteStor
     assert result.run.attempts == old.attempts + 1
     assert result.run.last_epoch == E2
     assert result.restore is not None
-    assert result.restore.epoch.epoch == E2 and result.restore.states == STATES[E2]
+    assert result.restore.epoch == E2 and result.restore.states == STATES[E2]
     assert result.notes == [f"resuming run {old.run_id} ({status}) from epoch {E2}"]
     assert store.newest_run(KEY) == result.run  # recorded, not only returned
     assert len(store.runs()) == 1
@@ -231,7 +231,7 @@ def test_resume_accepting_an_older_epoch(store: SQLiteStore) -> None:
     result = plan(store, resume=True, accept_older=True)
     assert result.resumed is True and result.run.run_id == old.run_id and result.run.attempts == old.attempts + 1
     assert result.restore is not None
-    assert result.restore.epoch.epoch == E1 and result.restore.states == STATES[E1]
+    assert result.restore.epoch == E1 and result.restore.states == STATES[E1]
     older, resuming = result.notes
     assert "at-least-once" in older and E1 in older
     assert resuming == f"resuming run {old.run_id} (failed) from epoch {E1}"

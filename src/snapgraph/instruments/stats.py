@@ -28,7 +28,8 @@ class PortStats:
     * ``bytes``: encoded bytes to or from other groups (the transport counts them; 0 within a group);
     * ``callback_seconds`` (input ports): time in this port's callback;
     * ``send_seconds`` (output ports): time spent handing messages to the receivers: waiting for room
-      in a full channel (back-pressure), plus, for receivers in other groups, encoding and writing.
+      in a full channel (back-pressure), plus, for receivers in other groups, encoding and writing;
+    * ``queued`` (input ports): items waiting in the port's channel when the copy was taken (a gauge).
     """
 
     messages: int = 0
@@ -36,13 +37,23 @@ class PortStats:
     bytes: int = 0
     callback_seconds: float = 0.0
     send_seconds: float = 0.0
+    queued: int = 0
 
     def copy(self) -> PortStats:
-        return PortStats(self.messages, self.rows, self.bytes, self.callback_seconds, self.send_seconds)
+        return PortStats(self.messages, self.rows, self.bytes, self.callback_seconds, self.send_seconds, self.queued)
 
     def merged(self, other: PortStats) -> PortStats:
         return PortStats(self.messages + other.messages, self.rows + other.rows, self.bytes + other.bytes,
-                         self.callback_seconds + other.callback_seconds, self.send_seconds + other.send_seconds)
+                         self.callback_seconds + other.callback_seconds, self.send_seconds + other.send_seconds,
+                         self.queued + other.queued)
+
+
+# What an operator can be doing, most telling first (merging instances keeps the first that any has):
+# its script body or restore runs (loading), it waits for barrier E on its other inputs (aligning), it
+# serializes and persists its state (snapshotting), it runs callbacks or waits for input (running), its
+# shutdown callback runs (shutdown), it ended (done).
+STATES = ("snapshotting", "aligning", "loading", "running", "shutdown", "done")
+_RANK = {state: rank for rank, state in enumerate(STATES)}
 
 
 @dataclass(slots=True)
@@ -55,7 +66,8 @@ class OperatorStats:
     newest persisted state (``last_epoch``'s; 0 for stateless operators), ``state_bytes_total``
     over all epochs, ``alignment_seconds`` / ``serialize_seconds`` / ``persist_seconds`` in total
     and ``last_…`` for ``last_epoch`` (alignment: first barrier of the epoch to the last).
-    ``instances``: how many records were merged into this one.
+    ``instances``: how many records were merged into this one. ``state``: what the operator is
+    doing, one of :data:`STATES` (set by its own thread at each change; merged: the most telling).
     """
 
     operator: str
@@ -75,6 +87,7 @@ class OperatorStats:
     last_serialize_seconds: float = 0.0
     last_persist_seconds: float = 0.0
     instances: int = 1
+    state: str = "loading"
 
     @classmethod
     def for_ports(cls, operator: str, inports: Iterable[str], outports: Iterable[str],
@@ -151,6 +164,7 @@ def merge(a: OperatorStats, b: OperatorStats) -> OperatorStats:
         serialize_seconds=a.serialize_seconds + b.serialize_seconds,
         persist_seconds=a.persist_seconds + b.persist_seconds,
         instances=a.instances + b.instances,
+        state=min(a.state, b.state, key=lambda state: _RANK.get(state, -1)),
     )
     newer_a, newer_b = (a.last_epoch or "") >= (b.last_epoch or ""), (b.last_epoch or "") >= (a.last_epoch or "")
     out.last_epoch = a.last_epoch if newer_a else b.last_epoch
@@ -190,4 +204,4 @@ class EpochStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-__all__ = ["EpochStats", "OperatorStats", "PortStats", "merge", "merge_into"]
+__all__ = ["STATES", "EpochStats", "OperatorStats", "PortStats", "merge", "merge_into"]

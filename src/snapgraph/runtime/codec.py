@@ -7,6 +7,8 @@ exactly (plain int, float, str, bytes, bool, None, list, dict with str keys), wh
 table about 3.5x and decodes it about 1.3x faster than pickle (``docs/benchmarks.md``); anything else
 (tuples, dates, Decimal, subclasses) falls back to pickle protocol 5, so every Gen2 value arrives intact
 — binary values as ``bytes``. How frames travel (length prefixes on pipes) is :mod:`snapgraph.runtime.wire`.
+A receiver's answer to a message that asked for a response (:func:`encode_answer`) travels back on the
+link itself, to the sending instance, never through the driver.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import ormsgpack
 
 from snapgraph.api.table import Table
 from snapgraph.runtime.messages import Message
+from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX
 
 PROTOCOL = 5  # pickle protocol of every pickled part
 
@@ -50,33 +53,61 @@ def unpack_rows(data: bytes | memoryview) -> list[Any]:
     return rows
 
 
-def encode_message(item: Message, token: int | None, group: str, stream: int | None,
-                   try_msgpack: bool = True) -> list[bytes]:
-    """One message as the parts of a frame (a table's rows as msgpack when ``try_msgpack`` and possible)."""
+def encode_message(item: Message, token: int | None, stream: int | None, try_msgpack: bool = True) -> list[bytes]:
+    """One message as the parts of a frame (a table's rows as msgpack when ``try_msgpack`` and possible);
+    ``token`` names its reply on the sending link, ``stream`` its stream."""
     body = item.body
     if try_msgpack and stream is None and type(body) is Table:
         rows = pack_rows(body.body)
         if rows is not None:
             table_type = body.type_ref.type_id if body.type_ref is not None else ""
             envelope = pickle.dumps((item.msg_id, item.header, table_type, item.port_type, item.type_id,
-                                     token, group), protocol=PROTOCOL)
+                                     token), protocol=PROTOCOL)
             return [TABLE, len(envelope).to_bytes(4, "big"), envelope, rows]
     return [STREAM if stream is not None else MESSAGE,
             pickle.dumps((item.msg_id, item.header, None if stream is not None else body,
-                          item.port_type, item.type_id, token, group, stream), protocol=PROTOCOL)]
+                          item.port_type, item.type_id, token, stream), protocol=PROTOCOL)]
 
 
 def decode_fields(data: bytes) -> tuple[Any, ...]:
-    """The fields of a b"M", b"S" or b"T" frame: (msg_id, header, body, port_type, type_id, token, group, stream)."""
+    """The fields of a b"M", b"S" or b"T" frame: (msg_id, header, body, port_type, type_id, token, stream)."""
     if data[:1] != TABLE:
         fields: tuple[Any, ...] = pickle.loads(memoryview(data)[1:])
         return fields
     size = int.from_bytes(data[1:5], "big")
     view = memoryview(data)
-    msg_id, header, table_type, port_type, type_id, token, group = pickle.loads(view[5:5 + size])
+    msg_id, header, table_type, port_type, type_id, token = pickle.loads(view[5:5 + size])
     rows = unpack_rows(view[5 + size:])
-    return msg_id, header, Table(rows, table_type), port_type, type_id, token, group, None
+    return msg_id, header, Table(rows, table_type), port_type, type_id, token, None
 
 
-__all__ = ["BARRIER", "CHUNK", "CLOSE", "MESSAGE", "PROTOCOL", "STREAM", "TABLE", "TYPES", "decode_fields",
-           "encode_message", "pack_rows", "unpack_rows"]
+def encode_answer(token: int, exc: BaseException | None) -> bytes:
+    """A receiver's answer to the message ``token`` of its link: the reply frame, sent back to the sender."""
+    return pickle.dumps((token, portable(exc)), protocol=PROTOCOL)
+
+
+def decode_answer(frame: bytes) -> tuple[int, BaseException | None]:
+    token, exc = pickle.loads(frame)
+    return token, exc
+
+
+def portable(exc: BaseException | None) -> BaseException | None:
+    """An exception that another process can rebuild, else a RuntimeError with its text.
+
+    Some exceptions carry unpicklable state; others are instances of a class defined in an
+    operator script, which only the receiving group's process has imported.
+    """
+    if exc is None:
+        return None
+    try:
+        data = pickle.dumps(exc)
+        if SCRIPT_MODULE_PREFIX.encode() not in data:
+            pickle.loads(data)
+            return exc
+    except Exception:  # noqa: BLE001 - whatever pickling raises, the text goes instead
+        pass
+    return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+__all__ = ["BARRIER", "CHUNK", "CLOSE", "MESSAGE", "PROTOCOL", "STREAM", "TABLE", "TYPES", "decode_answer",
+           "decode_fields", "encode_answer", "encode_message", "pack_rows", "portable", "unpack_rows"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapgraph.instruments.stats import OperatorStats
+from snapgraph.runtime.completion import WorkCounts
 from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.snapshot.faults import Fault
 
@@ -64,14 +65,6 @@ class Probe:
 
     seq: int
     with_stats: bool = False
-
-
-@dataclass(frozen=True)
-class ResolveReply:
-    """A receiver in another instance answered message ``token`` of this instance (``exc`` None: success)."""
-
-    token: int
-    exc: BaseException | None
 
 
 @dataclass(frozen=True)
@@ -138,22 +131,11 @@ class Ack:
 
 
 @dataclass(frozen=True)
-class ReplyFrom:
-    """A receiver here answered message ``token`` that instance ``origin`` sent (route it there)."""
-
-    origin: str
-    token: int
-    exc: BaseException | None
-
-
-@dataclass(frozen=True)
 class ProbeAnswer:
-    """The answer to :class:`Probe` ``seq``: (pending, published, sent, received), and whether a
-    script thread is alive."""
+    """The answer to :class:`Probe` ``seq``: the instance's pending work."""
 
     seq: int
-    counts: tuple[int, int, int, int]
-    script_threads: bool
+    work: WorkCounts
     stats: list[OperatorStats] | None = None  # the operators' counters, if the probe asked for them
 
 
@@ -186,12 +168,12 @@ class Done:
     stats: list[OperatorStats] = field(default_factory=list)
 
 
-ToGroup = Go | TakeSnapshot | EpochComplete | DropTimers | Probe | ResolveReply | Stop
-ToDriver = (Loaded | Failed | ShutdownFailed | Terminate | State | StateSaved | Ack | ReplyFrom | ProbeAnswer
+ToGroup = Go | TakeSnapshot | EpochComplete | DropTimers | Probe | Stop
+ToDriver = (Loaded | Failed | ShutdownFailed | Terminate | State | StateSaved | Ack | ProbeAnswer
             | Stdout | FaultFired | KillEngine | Done)
 
 __all__ = [
     "Ack", "Done", "DropTimers", "EpochComplete", "Failed", "FaultFired", "Go", "KillEngine", "Loaded",
-    "Probe", "ProbeAnswer", "ReplyFrom", "ResolveReply", "ShutdownFailed", "State", "StateSaved", "Stdout", "Stop",
+    "Probe", "ProbeAnswer", "ShutdownFailed", "State", "StateSaved", "Stdout", "Stop",
     "TakeSnapshot", "Terminate", "ToDriver", "ToGroup", "UnknownControlMessage",
 ]

@@ -34,8 +34,9 @@ from snapgraph.instruments.base import Attempt, Instruments, Outcome
 from snapgraph.instruments.base import current as current_instruments
 from snapgraph.instruments.stats import EpochStats, OperatorStats, merge_into
 from snapgraph.model.graph import Graph
+from snapgraph.runtime.completion import CompletionDetector, WorkCounts
 from snapgraph.runtime.failures import OperatorFailure
-from snapgraph.runtime.group import GroupHost, Restore, current_cpu
+from snapgraph.runtime.group import GroupHost, current_cpu
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
 from snapgraph.snapshot.faults import FaultPlan, set_active_plan
@@ -43,7 +44,6 @@ from snapgraph.snapshot.protocol import Coordinator, SnapshotConfig
 from snapgraph.snapshot.store import COMPLETED, FAILED, STOPPED, RunStatus
 
 TICK = 0.05  # seconds between checks of the watch loop when nothing wakes it
-MAX_FINAL_EPOCHS = 3  # a drain ends after this many final epochs even if epoch_complete keeps publishing
 
 
 @dataclass
@@ -52,14 +52,6 @@ class RunResult:
     reason: str
     failure: OperatorFailure | None = None
     stuck: list[str] = field(default_factory=list)  # operators that did not stop in time
-
-
-@dataclass
-class Quiet:
-    """What a driver knows about pending work: idle or not, and messages published so far."""
-
-    idle: bool
-    messages: int
 
 
 class GraphDriver(ABC):
@@ -83,8 +75,7 @@ class GraphDriver(ABC):
         self.attempt: Attempt | None = None  # what the hooks see of this attempt, once it runs
         self._reported: dict[str, list[OperatorStats]] = {}  # stats reported by group instances (remote)
         self._reported_lock = threading.Lock()
-        self.restore = Restore(snapshots.restore.epoch.epoch, snapshots.restore.states) \
-            if snapshots is not None and snapshots.restore is not None else None
+        self.restore = snapshots.restore if snapshots is not None else None
         self.coordinator: Coordinator | None = None
         self.wake = threading.Event()
         self._stopping = threading.Event()
@@ -94,16 +85,13 @@ class GraphDriver(ABC):
         self._failure: OperatorFailure | None = None
         self._draining: tuple[RunStatus, str] | None = None  # (status, reason) once a drain began
         self._drain_deadline = 0.0
-        self._final_epoch: tuple[str, int] | None = None  # (epoch, messages published when it started)
-        self._final_epochs = 0  # final epochs started so far (a drain takes at most MAX_FINAL_EPOCHS)
-        self._sealed_epoch: str | None = None  # the last final epoch: its epoch_complete output is discarded
         self._running = False  # the operators were let go (a stop now drains instead of ending at once)
         self._timers_dropped = False
         # Messages published as last seen, and when the latest epoch started. A periodic epoch starts
         # only if something was published since the previous one: when epochs take longer than the
         # period, one would otherwise always be in flight and the graph could never finish.
         self._published_seen = 0
-        self._published_at_epoch = -1
+        self._completion = CompletionDetector()
         if snapshots is not None:
             sources = [name for name in graph.processes if not graph.connections_to(name)]
             self.coordinator = Coordinator(snapshots, list(graph.processes), sources, self.faults,
@@ -129,8 +117,8 @@ class GraphDriver(ABC):
     def _drop_timers(self) -> None: ...
 
     @abstractmethod
-    def _quiet(self) -> Quiet:
-        """Whether nothing is pending anywhere (no message, callback, timer or script thread)."""
+    def _work(self) -> list[WorkCounts] | None:
+        """A wave of every group instance's pending work (None: not every instance answered)."""
 
     @abstractmethod
     def _stop_groups(self) -> None: ...
@@ -330,10 +318,13 @@ class GraphDriver(ABC):
                 self._end(STOPPED, f"{reason}; drain timed out after {self.options.drain_timeout:g}s "
                                    "before the final epoch (resume continues from the last complete epoch)")
                 return
-            quiet = self._quiet()
-            self._published_seen = max(self._published_seen, quiet.messages)
+            work = self._work()
+            quiet = self._completion.unanswered() if work is None else self._completion.wave(work)
+            if quiet.confirm:
+                self.wake.set()  # the confirming wave, right away
+            self._published_seen = max(self._published_seen, quiet.published)
             if quiet.idle:
-                self._on_quiescent(quiet.messages)
+                self._on_quiescent(quiet.published)
 
     def _drive_snapshots(self) -> None:
         coordinator = self.coordinator
@@ -343,27 +334,26 @@ class GraphDriver(ABC):
         if completed is not None:
             if "epoch_completed" in self.instruments:
                 self.instruments.call("epoch_completed", EpochStats(**completed.as_dict()))  # type: ignore[arg-type]
-            self._epoch_complete(completed.epoch, sealed=completed.epoch == self._sealed_epoch)
-        if coordinator.due() and self._draining is None and self._published_seen != self._published_at_epoch:
-            self._start_epoch()
+            self._epoch_complete(completed.epoch, sealed=completed.sealed)
+        if self._draining is None and coordinator.due(self._published_seen):
+            self._start_epoch(coordinator.start(self._published_seen))
 
-    def _start_epoch(self, final: bool = False, sealed: bool = False) -> str:
+    def _start_epoch(self, epoch: str) -> None:
+        """Inject the barrier of ``epoch``, which the coordinator just started, at every source."""
         assert self.coordinator is not None
-        epoch = self.coordinator.start(final=final, sealed=sealed)
-        self._published_at_epoch = self._published_seen
+        stats = self.coordinator.epochs[-1]
         instruments = self.instruments
         if "epoch_started" in instruments:
-            instruments.call("epoch_started", epoch, final)
-        if final and "final_epoch" in instruments:
-            instruments.call("final_epoch", epoch, self._final_epochs + 1, sealed)
+            instruments.call("epoch_started", epoch, stats.final)
+        if stats.final and "final_epoch" in instruments:
+            instruments.call("final_epoch", epoch, self.coordinator.final_epochs, stats.sealed)
         for source in self.coordinator.sources():
             if "barrier_injected" in instruments:
                 instruments.call("barrier_injected", source, epoch)
             self._take_snapshot(source, epoch)
-        return epoch
 
     def _on_quiescent(self, messages: int) -> None:
-        """Nothing is in flight: finish, after a final epoch when snapshots are on."""
+        """Nothing is in flight: finish, after the drain's final epochs when snapshots are on."""
         status, reason = self._draining or (COMPLETED, "nothing more to do (no messages in flight, no active timers)")
         coordinator = self.coordinator
         if coordinator is None:
@@ -371,19 +361,11 @@ class GraphDriver(ABC):
             return
         if coordinator.in_flight:
             return
-        if self._final_epoch is not None:
-            epoch, published = self._final_epoch
-            if coordinator.last_completed == epoch and messages == published:
-                self._end(status, f"{reason}; final epoch {epoch} complete")
-                return
-        # First final epoch, or epoch_complete published more data: take (another) final epoch. The
-        # last one allowed is sealed, so a graph whose epoch_complete always publishes still ends.
-        sealed = self._final_epochs + 1 >= MAX_FINAL_EPOCHS
-        epoch = self._start_epoch(final=True, sealed=sealed)
-        self._final_epochs += 1
-        if sealed:
-            self._sealed_epoch = epoch
-        self._final_epoch = (epoch, messages)
+        final = coordinator.drained(messages)
+        if final is not None:
+            self._end(status, f"{reason}; final epoch {final} complete")
+            return
+        self._start_epoch(coordinator.start_final(messages))
 
 
 class Engine(GraphDriver):
@@ -418,9 +400,8 @@ class Engine(GraphDriver):
     def _drop_timers(self) -> None:
         self.host.drop_timers()
 
-    def _quiet(self) -> Quiet:
-        count, messages, _, _ = self.host.activity.snapshot()
-        return Quiet(count == 0 and not self.host.script_threads_alive(), messages)
+    def _work(self) -> list[WorkCounts]:
+        return [self.host.work_counts()]
 
     def _stop_groups(self) -> None:
         self.host.stop()

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Protocol
 
 from snapgraph.api.operator_api import RuntimeInfo
@@ -28,12 +28,14 @@ from snapgraph.instruments.stats import OperatorStats
 from snapgraph.model.graph import RETRY, Connection, Graph, Process
 from snapgraph.model.vtypes import VTypeRegistry
 from snapgraph.runtime.channels import Channel, Inbox, RemoteInput
+from snapgraph.runtime.completion import WorkCounts
 from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.links import Sender
 from snapgraph.runtime.logs import operator_logger
 from snapgraph.runtime.operator import OperatorRuntime, Target
 from snapgraph.runtime.options import RunOptions
 from snapgraph.snapshot.faults import FaultPlan
+from snapgraph.snapshot.store import RestorePoint
 
 JOIN_TIMEOUT = 10.0  # seconds a dispatcher gets to finish its callback and shutdown
 LOAD_WARNING_AFTER = 5.0  # seconds of script body after which the operator is named as still loading
@@ -120,25 +122,17 @@ class Activity:
         with self._lock:
             return self._count
 
-    def snapshot(self) -> tuple[int, int, int, int]:
-        """(pending count, messages published, sent to other groups, received from them), atomically."""
+    def snapshot(self) -> WorkCounts:
+        """The counts, read atomically (without the script-thread check: see ``GroupHost.work_counts``)."""
         with self._lock:
-            return self._count, self.messages, self.sent, self.received
-
-
-@dataclass
-class Restore:
-    """What a group restores: the epoch and the state bytes of its stateful operators."""
-
-    epoch: str
-    states: dict[str, bytes] = field(default_factory=dict)
+            return WorkCounts(self._count, self.messages, self.sent, self.received)
 
 
 class GroupHost:
     """Runs the operators of one group on their own dispatcher threads."""
 
     def __init__(self, graph: Graph, members: Iterable[str], options: RunOptions, driver: Driver, *,
-                 snapshots_on: bool = False, restore: Restore | None = None,
+                 snapshots_on: bool = False, restore: RestorePoint | None = None,
                  faults: FaultPlan | None = None, handle: str | None = None, cpu: int | None = None,
                  multiplicity: tuple[int, int] = (1, 0), engine_threads: set[int] | None = None) -> None:
         self.graph = graph
@@ -300,13 +294,20 @@ class GroupHost:
 
     def stats(self) -> list[OperatorStats]:
         """A copy of every operator's counters (each is written only by its own dispatcher), with the
-        bytes its connections to other groups carried."""
+        bytes its connections to other groups carried and the items waiting in its input channels."""
         copies = {name: runtime.stats.copy() for name, runtime in self.operators.items()}
+        for name, runtime in self.operators.items():
+            for channel in list(runtime.inbox.channels):
+                copies[name].inputs[channel.port].queued += len(channel.items)
         for connection, sender in self._remote_out:
             copies[connection.src.process].outputs[connection.src.port].bytes += sender.bytes_sent
         for connection, receiver in self._remote_in:
             copies[connection.tgt.process].inputs[connection.tgt.port].bytes += receiver.bytes_received
         return list(copies.values())
+
+    def work_counts(self) -> WorkCounts:
+        """This group's pending work, for the driver's completion detection."""
+        return replace(self.activity.snapshot(), script_threads=self.script_threads_alive())
 
     def script_threads_alive(self) -> bool:
         main = threading.main_thread()

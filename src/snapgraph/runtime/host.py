@@ -16,21 +16,13 @@ from snapgraph.api.type_context import TypeContext
 from snapgraph.model.graph import Graph, Process
 from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.snapshot.faults import FaultPlan
+from snapgraph.snapshot.store import RestorePoint
 
 
 class PendingWork(Protocol):
     """The group's count of pending work (``GroupHost.activity``): zero means the group is idle."""
 
     def add(self, n: int, published: int = 0) -> None: ...
-
-
-class RestoreData(Protocol):
-    """The epoch a group restores and the stored state of its stateful operators."""
-
-    @property
-    def epoch(self) -> str: ...
-    @property
-    def states(self) -> dict[str, bytes]: ...
 
 
 class BuiltinHost(Protocol):
@@ -48,7 +40,7 @@ class OperatorHost(BuiltinHost, Protocol):
     @property
     def snapshots_on(self) -> bool: ...
     @property
-    def restore(self) -> RestoreData | None: ...
+    def restore(self) -> RestorePoint | None: ...
     @property
     def faults(self) -> FaultPlan: ...
     @property

@@ -18,22 +18,19 @@ Neither side needs a file descriptor. The pipe backend's ends are in
 :mod:`snapgraph.runtime.wire`, the in-memory ones in
 :mod:`snapgraph.runtime.threads`.
 
-Replies (for response callbacks) of a message that crossed a link are tracked by
-:class:`ReplyTokens` in the sending instance; a receiver that cannot call the
-sender's reply directly answers through :class:`RemoteReply`.
+Replies (for response callbacks) are the link's business too: a receiver
+answers on the link it got the message from, straight back to the sending
+instance (the in-memory links pass the sender's reply itself; the pipes have a
+reply pipe), never through the driver.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from snapgraph.runtime.messages import Barrier, Reply
-
-# How a receiving instance reports an answer to message ``token`` of instance ``origin``.
-ReportReply = Callable[[str, int, BaseException | None], None]
+from snapgraph.runtime.messages import Barrier
 
 
 class Sender(Protocol):
@@ -65,52 +62,16 @@ class Receiver(Protocol):
 
 
 class LinkEnd(Protocol):
-    """One end of a link as a transport hands it to a group; the group makes it a sender or receiver."""
+    """One end of a link as a transport hands it to a group; the group makes it a sender or receiver.
 
-    def sending(self, origin: str, tokens: ReplyTokens, on_sent: Callable[[], None],
-                stopping: Callable[[], bool]) -> Sender:
-        """The sending side, for messages published by instance ``origin``; ``on_sent`` counts each item."""
+    A thread an end starts (to read stream chunks, answers) calls ``on_thread_start`` first."""
 
-    def receiving(self, report_reply: ReportReply, stopping: Callable[[], bool],
-                  on_thread_start: Callable[[], None]) -> Receiver:
-        """The receiving side; a thread it starts calls ``on_thread_start`` first."""
+    def sending(self, on_sent: Callable[[], None], stopping: Callable[[], bool],
+                on_thread_start: Callable[[], None]) -> Sender:
+        """The sending side; ``on_sent`` counts each item."""
 
-
-class ReplyTokens:
-    """Replies of messages that left this instance, by token, until every receiver answered."""
-
-    def __init__(self) -> None:
-        self._next = itertools.count(1)
-        self._replies: dict[int, Reply] = {}
-        self._lock = threading.Lock()
-
-    def register(self, reply: Reply) -> int:
-        token = next(self._next)
-        with self._lock:
-            self._replies[token] = reply
-        return token
-
-    def resolve(self, token: int, exc: BaseException | None) -> None:
-        with self._lock:
-            reply = self._replies.get(token)
-        if reply is not None and reply.done(exc):
-            with self._lock:
-                self._replies.pop(token, None)
-
-
-class RemoteReply:
-    """Stands in for the sender's Reply in the receiving instance."""
-
-    __slots__ = ("token", "origin", "_report")
-
-    def __init__(self, token: int, origin: str, report: ReportReply) -> None:
-        self.token = token
-        self.origin = origin
-        self._report = report
-
-    def done(self, exc: BaseException | None) -> bool:
-        self._report(self.origin, self.token, exc)
-        return True
+    def receiving(self, stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> Receiver:
+        """The receiving side."""
 
 
 class RoundRobinLink:
@@ -135,4 +96,4 @@ class RoundRobinLink:
         next(self._next).put(item)
 
 
-__all__ = ["LinkEnd", "Receiver", "RemoteReply", "ReplyTokens", "ReportReply", "RoundRobinLink", "Sender"]
+__all__ = ["LinkEnd", "Receiver", "RoundRobinLink", "Sender"]

@@ -284,6 +284,7 @@ class OperatorRuntime:
             else:
                 self.load_failure = OperatorFailure(self.name, "script body", describe(exc), format_script_error(exc))
             self.phase = Phase.DONE
+            self.stats.state = "done"
             self.loaded.set()
             return
         self.loaded.set()
@@ -298,6 +299,7 @@ class OperatorRuntime:
             registrations = api.registrations
             self._restore()
             self.phase = Phase.RUNNING
+            self.stats.state = "running"
             if registrations.prestart is not None:
                 self._guarded("prestart", registrations.prestart)
             self._repeat_restored_epoch_complete()
@@ -571,6 +573,7 @@ class OperatorRuntime:
     def _shutdown(self) -> None:
         registrations = self.api.registrations if self.api else None
         self.phase = Phase.SHUTDOWN
+        self.stats.state = "shutdown"
         if registrations is not None and registrations.shutdown is not None:
             try:
                 registrations.shutdown()
@@ -582,6 +585,7 @@ class OperatorRuntime:
             finally:
                 script_guards.leave_if_forked()
         self.phase = Phase.DONE
+        self.stats.state = "done"
 
 
 def _local_count(targets: list[Target]) -> int:

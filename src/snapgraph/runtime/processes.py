@@ -6,8 +6,8 @@ an exception, a segfault, ``os._exit``, an OOM kill — is an operator failure
 the driver recovers from, not the end of the engine.
 
 :class:`ProcessTransport` starts one process per group instance (forked from a
-fork server that has imported snapgraph) with a control pipe to the driver, and a data pipe and a stream pipe per link
-between instances (:mod:`snapgraph.runtime.wire`); :func:`group_main` is the
+fork server that has imported snapgraph) with a control pipe to the driver, and
+a data, a stream and a reply pipe per link between instances (:mod:`snapgraph.runtime.wire`); :func:`group_main` is the
 child's entry point. :class:`ProcessEngine` is the remote engine on this
 transport (the ``process`` backend of :mod:`snapgraph.runtime.backends`).
 
@@ -38,8 +38,10 @@ from snapgraph.runtime.wire import PipeEnds, enlarge_pipe, pipe_bytes
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
-# One link's pipes, each as its (receiving, sending) ends: (data pipe, stream pipe).
-_LinkPipes = tuple[tuple[Pipe, Pipe], tuple[Pipe, Pipe]]
+# One link's pipes, each as its (read, write) ends: the data pipe and the stream pipe, which the
+# sending instance writes, and the reply pipe, which the receiving instance writes.
+_LinkPipes = tuple[tuple[Pipe, Pipe], tuple[Pipe, Pipe], tuple[Pipe, Pipe]]
+_SideEnds = tuple[Pipe, Pipe, Pipe]  # what one instance holds of a link: (data, stream, reply)
 
 
 class ProcessEngine(RemoteEngine):
@@ -100,17 +102,19 @@ class ProcessTransport(Transport):
 
     def connect(self, connection: Connection, sender: str, receiver: str) -> None:
         self._links[(connection, sender, receiver)] = (self._context.Pipe(duplex=False),
+                                                       self._context.Pipe(duplex=False),
                                                        self._context.Pipe(duplex=False))
 
     def start(self, spec: GroupSpec) -> GroupHandle:
         if not self._sized:  # every link is connected before the first start
             size = pipe_bytes(len(self._links))
-            for (data, _) in self._links.values():
+            for (data, _, _) in self._links.values():
                 enlarge_pipe(data[0].fileno(), size)
             self._sized = True
-        outbound = [[_ends(self._links[(connection, spec.instance, receiver)], 1) for receiver in receivers]
-                    for connection, _, receivers in spec.outbound]
-        inbound = [_ends(self._links[(connection, sender, spec.instance)], 0) for connection, sender in spec.inbound]
+        outbound = [[_sending_ends(self._links[(connection, spec.instance, receiver)]) for receiver in receivers]
+                     for connection, _, receivers in spec.outbound]
+        inbound = [_receiving_ends(self._links[(connection, sender, spec.instance)])
+                   for connection, sender in spec.inbound]
         parent_end, child_end = self._context.Pipe(duplex=True)
         # A forked child starts with the fork server's working directory, environment and import
         # path; serve_group takes over the driver's (spec.where), as a spawned child would have them.
@@ -131,9 +135,9 @@ class ProcessTransport(Transport):
     def started(self) -> None:
         """The children hold their pipe ends now; close this process's copies."""
         for pipes in self._links.values():
-            for receive_end, send_end in pipes:
-                receive_end.close()
-                send_end.close()
+            for read_end, write_end in pipes:
+                read_end.close()
+                write_end.close()
         self._links.clear()
 
     def _cpu_for(self, spec: GroupSpec) -> int | None:
@@ -166,10 +170,16 @@ def _start_context() -> multiprocessing.context.SpawnContext | multiprocessing.c
     return context
 
 
-def _ends(pipes: _LinkPipes, side: int) -> tuple[Pipe, Pipe]:
-    """The (data, stream) pipe ends of one side of a link: 0 receiving, 1 sending."""
-    data, stream = pipes
-    return data[side], stream[side]
+def _sending_ends(pipes: _LinkPipes) -> _SideEnds:
+    """What the sending instance holds of a link: the write ends of data and stream, the read end of replies."""
+    data, stream, reply = pipes
+    return data[1], stream[1], reply[0]
+
+
+def _receiving_ends(pipes: _LinkPipes) -> _SideEnds:
+    """What the receiving instance holds of a link: the read ends of data and stream, the write end of replies."""
+    data, stream, reply = pipes
+    return data[0], stream[0], reply[1]
 
 
 def _allowed_cpus() -> list[int]:
@@ -198,8 +208,8 @@ def _describe_exit(code: int | None) -> str:
 # The child side
 
 
-def group_main(spec: GroupSpec, control: Pipe, outbound: list[list[tuple[Pipe, Pipe]]],
-               inbound: list[tuple[Pipe, Pipe]], cpu: int | None) -> None:
+def group_main(spec: GroupSpec, control: Pipe, outbound: list[list[_SideEnds]],
+               inbound: list[_SideEnds], cpu: int | None) -> None:
     """Entry point of a group process (what only a process needs; the rest is :func:`serve_group`'s)."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides how the graph stops
@@ -213,11 +223,11 @@ def group_main(spec: GroupSpec, control: Pipe, outbound: list[list[tuple[Pipe, P
     os._exit(0)  # script threads that never end must not keep the group alive
 
 
-def _raw(pipes: tuple[Pipe, Pipe]) -> PipeEnds:
-    """The raw descriptors of a (data, stream) pipe pair: the wire frames its own bytes."""
-    ends = PipeEnds(os.dup(pipes[0].fileno()), os.dup(pipes[1].fileno()))
-    pipes[0].close()
-    pipes[1].close()
+def _raw(pipes: _SideEnds) -> PipeEnds:
+    """The raw descriptors of one side's (data, stream, reply) pipe ends: the wire frames its own bytes."""
+    ends = PipeEnds(*(os.dup(pipe.fileno()) for pipe in pipes))
+    for pipe in pipes:
+        pipe.close()
     return ends
 
 

@@ -3,13 +3,10 @@
 :class:`RemoteEngine` is the graph driver for groups hosted elsewhere: it
 plans the group instances (multiplicity), has the transport connect and
 start them, turns what they report into the :class:`GraphDriver` calls
-(failures, snapshot state and acknowledgements, the terminator), routes
-replies between instances, and detects completion with probe waves.
-
-**Completion across processes** uses two probe waves (Mattern's four-counter
-method): the graph is idle when every group reports no pending work and no
-live script thread, the messages sent between groups equal those received,
-and a second wave reports the very same counts.
+(failures, snapshot state and acknowledgements, the terminator), and
+collects the waves of pending-work counts that completion detection needs
+(:mod:`snapgraph.runtime.completion`) by probing every instance. Replies
+between instances do not pass through it: they travel back on the links.
 
 A group whose transport reports its end before it said ``done`` died (a
 segfault, ``os._exit``, an OOM kill, SIGKILL): that is an operator failure of
@@ -27,10 +24,11 @@ from typing import Any
 
 from snapgraph.model.graph import RETRY, Connection, Graph, error_handling_mode
 from snapgraph.runtime import control as msg
+from snapgraph.runtime.completion import WorkCounts
 from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
-from snapgraph.runtime.engine import GraphDriver, Quiet
+from snapgraph.runtime.engine import GraphDriver
 from snapgraph.runtime.failures import OperatorFailure
-from snapgraph.runtime.group import JOIN_TIMEOUT, Restore
+from snapgraph.runtime.group import JOIN_TIMEOUT
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, SharedStore, Transport, Where
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, FaultPlan
@@ -91,7 +89,6 @@ class RemoteEngine(GraphDriver):
         self._stdout_lock = threading.Lock()
         self._probe_seq = 0
         self._probe_event = threading.Event()
-        self._last_counts: tuple[int, int] | None = None
 
     # -- starting -----------------------------------------------------------------------------
     def _load(self) -> list[OperatorFailure]:
@@ -127,10 +124,7 @@ class RemoteEngine(GraphDriver):
                     outbound.append((connection, retries, [r.name for r in receivers]))
                 if self._home[connection.tgt.process] == child.group:
                     inbound += [(connection, s.name) for s in self.instances[self._home[connection.src.process]]]
-            restore = None
-            if self.restore is not None:
-                restore = Restore(self.restore.epoch,
-                                  {k: v for k, v in self.restore.states.items() if k in child.members})
+            restore = self.restore.share(child.members) if self.restore is not None else None
             spec = GroupSpec(self.graph, child.group, child.members, options, self.snapshots is not None,
                              restore, self.faults.remaining(), self.handle, instance=child.name,
                              index=child.index, multiplicity=child.multiplicity, outbound=outbound, inbound=inbound,
@@ -206,8 +200,6 @@ class RemoteEngine(GraphDriver):
                 self.state_saved(process, epoch, size, seconds)
             case msg.Ack(process, epoch, stateful):
                 self.epoch_acked(process, epoch, stateful)
-            case msg.ReplyFrom(origin, token, exc):
-                self.children[origin].send(msg.ResolveReply(token, exc))
             case msg.ProbeAnswer():
                 if report.stats is not None:
                     self.stats_reported(child.name, report.stats)
@@ -256,8 +248,8 @@ class RemoteEngine(GraphDriver):
         for child in self.children.values():
             child.send(msg.DropTimers())
 
-    def _quiet(self) -> Quiet:
-        """One probe wave; idle only if it matches the previous idle wave exactly."""
+    def _work(self) -> list[WorkCounts] | None:
+        """One probe wave: every instance's answer, or None if one did not answer in time."""
         self._probe_seq += 1
         seq = self._probe_seq
         self._probe_event.clear()
@@ -267,26 +259,10 @@ class RemoteEngine(GraphDriver):
         deadline = time.monotonic() + PROBE_TIMEOUT
         while not all(c.probe is not None and c.probe.seq == seq for c in self.children.values()):
             if self.is_stopping() or time.monotonic() > deadline:
-                return Quiet(False, 0)
+                return None
             self._probe_event.wait(0.05)
             self._probe_event.clear()
-        pending = messages = sent = received = 0
-        threads = False
-        for child in self.children.values():
-            assert child.probe is not None
-            count, published, out, came = child.probe.counts
-            pending += count
-            messages += published
-            sent += out
-            received += came
-            threads = threads or child.probe.script_threads
-        idle_now = pending == 0 and not threads and sent == received
-        counts = (sent, messages)
-        idle = idle_now and self._last_counts == counts
-        self._last_counts = counts if idle_now else None
-        if idle_now and not idle:
-            self.wake.set()  # confirm with a second wave right away
-        return Quiet(idle, messages)
+        return [child.probe.work for child in self.children.values() if child.probe is not None]
 
     # -- stopping -----------------------------------------------------------------------------------
     def _stop_groups(self) -> None:

@@ -157,7 +157,7 @@ class Supervisor:
                     for note in restore.notes if restore else []:
                         self.say(note)
                 snapshots = SnapshotConfig(self.store, run.run_id, self.period, restore)
-                restored_from.append(restore.epoch.epoch if restore else None)
+                restored_from.append(restore.epoch if restore else None)
             else:
                 restored_from.append(None)
             engine = self.backend.engine(self.graph, self.options, snapshots=snapshots, faults=self.faults,

@@ -26,7 +26,6 @@ from typing import Any, NoReturn
 from snapgraph.model.graph import Connection, Graph
 from snapgraph.runtime.channels import DEFAULT_CAPACITY
 from snapgraph.runtime.control import ToDriver, ToGroup
-from snapgraph.runtime.links import ReplyTokens, ReportReply
 from snapgraph.runtime.messages import Barrier, GraphStopping, Message
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.remote import RemoteEngine
@@ -135,12 +134,11 @@ class QueueEnd:
     def __init__(self, link: QueueLink) -> None:
         self.link = link
 
-    def sending(self, origin: str, tokens: ReplyTokens, on_sent: Callable[[], None],
-                stopping: Callable[[], bool]) -> QueueSender:
+    def sending(self, on_sent: Callable[[], None], stopping: Callable[[], bool],
+                on_thread_start: Callable[[], None]) -> QueueSender:
         return QueueSender(self.link, on_sent, stopping)
 
-    def receiving(self, report_reply: ReportReply, stopping: Callable[[], bool],
-                  on_thread_start: Callable[[], None]) -> QueueReceiver:
+    def receiving(self, stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> QueueReceiver:
         return QueueReceiver(self.link)
 
 

@@ -7,9 +7,9 @@ up the data links between group instances and to start each instance from a
 with each instance through its :class:`GroupHandle`:
 
 * driver → group (:data:`snapgraph.runtime.control.ToGroup`): ``Go``, ``TakeSnapshot``,
-  ``EpochComplete``, ``DropTimers``, ``Probe``, ``ResolveReply``, ``Stop``;
+  ``EpochComplete``, ``DropTimers``, ``Probe``, ``Stop``;
 * group → driver (:data:`snapgraph.runtime.control.ToDriver`): ``Loaded``, ``Failed``,
-  ``ShutdownFailed``, ``Terminate``, ``State``, ``Ack``, ``ReplyFrom``, ``ProbeAnswer``,
+  ``ShutdownFailed``, ``Terminate``, ``State``, ``StateSaved``, ``Ack``, ``ProbeAnswer``,
   ``Stdout``, ``FaultFired``, ``KillEngine``, ``Done``.
 
 Both are defined once, in :mod:`snapgraph.runtime.control`; a message a side does not
@@ -27,7 +27,6 @@ file descriptor needed), and runs :func:`serve_group` at the far end.
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import threading
 import time
@@ -40,12 +39,12 @@ from snapgraph.model.graph import Connection, Graph
 from snapgraph.runtime import control as msg
 from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
 from snapgraph.runtime.failures import OperatorFailure
-from snapgraph.runtime.group import GroupHost, Restore
-from snapgraph.runtime.links import LinkEnd, ReplyTokens, RoundRobinLink
+from snapgraph.runtime.group import GroupHost
+from snapgraph.runtime.links import LinkEnd, RoundRobinLink
 from snapgraph.runtime.options import RunOptions
-from snapgraph.runtime.scripts import SCRIPT_MODULE_PREFIX, prepare_imports
+from snapgraph.runtime.scripts import prepare_imports
 from snapgraph.snapshot.faults import Fault, FaultPlan, set_active_plan
-from snapgraph.snapshot.store import Fence, SnapshotStore, StoreError, open_store
+from snapgraph.snapshot.store import Fence, RestorePoint, SnapshotStore, StoreError, open_store
 
 
 @dataclass
@@ -81,7 +80,7 @@ class GroupSpec:
     members: list[str]
     options: RunOptions
     snapshots_on: bool
-    restore: Restore | None
+    restore: RestorePoint | None
     faults: list[Fault]
     handle: str
     instance: str = ""  # this instance's name ("group" or "group#i"), used to route replies back
@@ -254,16 +253,11 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
                      engine_threads=colocated.engine_threads if colocated is not None else None)
     host.register_engine_thread()  # the control loop runs on this thread
     host.stdout_sink = lambda text: driver.send(msg.Stdout(text))
-    tokens = ReplyTokens()
     for (connection, retries, _), ends in zip(spec.outbound, outbound, strict=True):
-        links = [end.sending(spec.instance, tokens, host.activity.note_sent, host.is_stopping) for end in ends]
+        links = [end.sending(host.activity.note_sent, host.is_stopping, host.register_engine_thread) for end in ends]
         host.connect_remote(connection, links[0] if len(links) == 1 else RoundRobinLink(links), retries)
-
-    def report_reply(origin: str, token: int, exc: BaseException | None) -> None:
-        driver.send(msg.ReplyFrom(origin, token, portable(exc)))
-
     for (connection, _), end in zip(spec.inbound, inbound, strict=True):
-        host.connect_inbound(connection, end.receiving(report_reply, host.is_stopping, host.register_engine_thread))
+        host.connect_inbound(connection, end.receiving(host.is_stopping, host.register_engine_thread))
     try:
         try:
             driver.open_shared_store()
@@ -282,7 +276,7 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
                     f"a command from the driver could not be read: {type(exc).__name__}: {exc}", ""))
                 continue
             try:
-                if not obey(host, tokens, driver, command):
+                if not obey(host, driver, command):
                     break
             except UnknownControlMessage as unknown:
                 driver.operator_failed(OperatorFailure(", ".join(spec.members), f"group {spec.instance!r}",
@@ -299,7 +293,7 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
     return stuck
 
 
-def obey(host: GroupHost, tokens: ReplyTokens, driver: _ReportingDriver, command: ToGroup) -> bool:
+def obey(host: GroupHost, driver: _ReportingDriver, command: ToGroup) -> bool:
     """Carry out one command of the driver; False once it was :class:`~snapgraph.runtime.control.Stop`.
 
     Raises :class:`~snapgraph.runtime.control.UnknownControlMessage` for anything else.
@@ -314,10 +308,7 @@ def obey(host: GroupHost, tokens: ReplyTokens, driver: _ReportingDriver, command
         case msg.DropTimers():
             host.drop_timers()
         case msg.Probe(seq, with_stats):
-            driver.send(msg.ProbeAnswer(seq, host.activity.snapshot(), host.script_threads_alive(),
-                                        host.stats() if with_stats else None))
-        case msg.ResolveReply(token, exc):
-            tokens.resolve(token, exc)
+            driver.send(msg.ProbeAnswer(seq, host.work_counts(), host.stats() if with_stats else None))
         case msg.Stop():
             host.stop()
             return False
@@ -325,20 +316,3 @@ def obey(host: GroupHost, tokens: ReplyTokens, driver: _ReportingDriver, command
             raise UnknownControlMessage("a group", command)
     return True
 
-
-def portable(exc: BaseException | None) -> BaseException | None:
-    """An exception that another process can rebuild, else a RuntimeError with its text.
-
-    Some exceptions carry unpicklable state; others are instances of a class defined in an
-    operator script, which only this group's process has (the driver could not unpickle it).
-    """
-    if exc is None:
-        return None
-    try:
-        data = pickle.dumps(exc)
-        if SCRIPT_MODULE_PREFIX.encode() not in data:
-            pickle.loads(data)
-            return exc
-    except Exception:  # noqa: BLE001 - whatever pickling raises, the text goes instead
-        pass
-    return RuntimeError(f"{type(exc).__name__}: {exc}")

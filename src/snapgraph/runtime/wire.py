@@ -6,7 +6,7 @@ Inside a group, messages pass by reference. Between groups every item of a
 connection (a message, a snapshot barrier, the chunks of a stream) becomes one
 length-prefixed frame on an OS pipe.
 
-Each connection between two group processes has two pipes:
+Each connection between two group processes has three pipes:
 
 * the **data pipe** carries messages and barriers, in publishing order. It is
   read by the receiving operator's own dispatcher thread, when it looks for
@@ -34,8 +34,12 @@ connection; a group that made no type at run time pays one set test per
 message. Both ends use the process's default type context: a group process
 hosts one group, whose ``GroupHost.load`` installs it.
 
-Replies (for response callbacks) do not travel on the pipes: the receiver
-reports ``(token, exception)`` to the parent, which routes it to the sender.
+* the **reply pipe**, the other way, carries the receiver's answers to
+  messages that asked for a response (``publish(..., response_callback=)``,
+  the retry error mode): ``(token, exception)`` straight back to the sending
+  process, where a thread of the link, started with the first such message,
+  resolves the :class:`ReplyTokens` of the link. Answers never pass through
+  the driver.
 
 :class:`PipeEnds`, :class:`OutboundLink` and :class:`InboundLink` are the pipe
 implementation of the link-end protocols of :mod:`snapgraph.runtime.links`.
@@ -61,16 +65,18 @@ from snapgraph.runtime.codec import (
     MESSAGE,
     PROTOCOL,
     TYPES,
+    decode_answer,
     decode_fields,
+    encode_answer,
     encode_message,
 )
-from snapgraph.runtime.links import RemoteReply, ReplyTokens, ReportReply
 from snapgraph.runtime.messages import (
     STREAM_CAPACITY,
     Barrier,
     Encoded,
     GraphStopping,
     Message,
+    Reply,
     StreamBuffer,
 )
 
@@ -171,21 +177,63 @@ def _split(data: bytes | bytearray) -> tuple[list[bytes], int]:
     return frames, pos
 
 
+# -- replies ---------------------------------------------------------------------------------------
+class ReplyTokens:
+    """The replies of messages that left on one link, by token, until the receiver answered."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+        self._replies: dict[int, Reply] = {}
+        self._lock = threading.Lock()
+
+    def register(self, reply: Reply) -> int:
+        token = next(self._next)
+        with self._lock:
+            self._replies[token] = reply
+        return token
+
+    def resolve(self, token: int, exc: BaseException | None) -> None:
+        with self._lock:
+            reply = self._replies.pop(token, None)
+        if reply is not None:
+            reply.done(exc)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._replies)
+
+
+class _Answer:
+    """Stands in for the sender's Reply in the receiving process: ``done`` answers on the reply pipe."""
+
+    __slots__ = ("token", "_send")
+
+    def __init__(self, token: int, send: Callable[[int, BaseException | None], None]) -> None:
+        self.token = token
+        self._send = send
+
+    def done(self, exc: BaseException | None) -> bool:
+        self._send(self.token, exc)
+        return True
+
+
 # -- the sending side ------------------------------------------------------------------------------
 class OutboundLink:
     """The sending end of one cross-group connection (a :class:`~snapgraph.runtime.links.Sender`)."""
 
-    def __init__(self, data_fd: int, stream_fd: int, group: str, tokens: ReplyTokens,
-                 on_sent: Callable[[], None], stopping: Callable[[], bool]) -> None:
+    def __init__(self, data_fd: int, stream_fd: int, reply_fd: int, on_sent: Callable[[], None],
+                 stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> None:
         self._data_fd = data_fd
         self._stream_fd = stream_fd
-        self._group = group
-        self._tokens = tokens
+        self._reply_fd = reply_fd
         self._on_sent = on_sent
         self._stopping = stopping
+        self._on_thread_start = on_thread_start
         self._lock = threading.Lock()  # scripts may publish from threads of their own
         self._stream_lock = threading.Lock()
         self._streams = itertools.count(1)
+        self.tokens = ReplyTokens()
+        self._reading_replies = False
         # After a table that msgpack could not carry, the next ones on this connection are likely
         # alike: skip the attempt for a while instead of paying for a failed encoding each time.
         self._skip_msgpack = 0
@@ -198,10 +246,10 @@ class OutboundLink:
             self._write(self._data_fd, self._lock, [BARRIER, pickle.dumps(item.epoch, protocol=PROTOCOL)])
             return
         assert isinstance(item, Message)
-        token = self._tokens.register(item.reply) if item.reply is not None else None
+        token = self._register(item.reply) if item.reply is not None else None
         stream = next(self._streams) if item.is_stream else None
         try:
-            parts = encode_message(item, token, self._group, stream, try_msgpack=self._skip_msgpack == 0)
+            parts = encode_message(item, token, stream, try_msgpack=self._skip_msgpack == 0)
         except Exception as exc:  # noqa: BLE001 - whatever pickling raises; nothing was sent
             raise TypeError(f"a message to another group must be picklable: {type(exc).__name__}: {exc}") from exc
         self._on_sent()  # counted only once it is certain to go: the driver waits for sent == received
@@ -217,6 +265,24 @@ class OutboundLink:
                               lambda: self._write(self._stream_fd, self._stream_lock, [
                                   CLOSE, pickle.dumps(stream, protocol=PROTOCOL)]))
         self._write(self._data_fd, self._lock, parts, item)
+
+    def _register(self, reply: Reply) -> int:
+        """A token for ``reply``; the first one starts the thread that reads the receiver's answers."""
+        token = self.tokens.register(reply)
+        if not self._reading_replies:
+            with self._lock:
+                if not self._reading_replies:
+                    self._reading_replies = True
+                    threading.Thread(target=self._read_replies, daemon=True,
+                                     name=f"replies:{self._reply_fd}").start()
+        return token
+
+    def _read_replies(self) -> None:
+        self._on_thread_start()
+        reader = FrameReader(self._reply_fd)
+        while (frames := reader.read()) is not None:  # None: the receiving process is gone
+            for frame in frames:
+                self.tokens.resolve(*decode_answer(frame))
 
     def _write(self, fd: int, lock: threading.Lock, parts: list[bytes], message: Message | None = None) -> None:
         """Write one frame; before a ``message``, the definitions it needs that this link has not
@@ -254,18 +320,18 @@ class OutboundLink:
 # -- the ends a group process is handed --------------------------------------------------------------
 @dataclass(frozen=True)
 class PipeEnds:
-    """One end of a link between group processes: descriptors of its data pipe and its stream pipe."""
+    """One end of a link between group processes: descriptors of its data, stream and reply pipes."""
 
     data_fd: int
     stream_fd: int
+    reply_fd: int
 
-    def sending(self, origin: str, tokens: ReplyTokens, on_sent: Callable[[], None],
-                stopping: Callable[[], bool]) -> OutboundLink:
-        return OutboundLink(self.data_fd, self.stream_fd, origin, tokens, on_sent, stopping)
+    def sending(self, on_sent: Callable[[], None], stopping: Callable[[], bool],
+                on_thread_start: Callable[[], None]) -> OutboundLink:
+        return OutboundLink(self.data_fd, self.stream_fd, self.reply_fd, on_sent, stopping, on_thread_start)
 
-    def receiving(self, report_reply: ReportReply,
-                  stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> InboundLink:
-        link = InboundLink(self.data_fd, self.stream_fd, report_reply, stopping, on_thread_start)
+    def receiving(self, stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> InboundLink:
+        link = InboundLink(self.data_fd, self.stream_fd, self.reply_fd, stopping, on_thread_start)
         link.start()
         return link
 
@@ -280,12 +346,13 @@ class InboundLink:
     stream pipe, which a thread of this link moves into the streams' buffers.
     """
 
-    def __init__(self, data_fd: int, stream_fd: int, report_reply: ReportReply,
+    def __init__(self, data_fd: int, stream_fd: int, reply_fd: int,
                  stopping: Callable[[], bool], on_thread_start: Callable[[], None]) -> None:
         os.set_blocking(data_fd, False)
         self._reader = FrameReader(data_fd)
-        self._stream_fd = stream_fd
-        self._report_reply = report_reply
+        self._stream_reader = FrameReader(stream_fd)
+        self._reply_fd = reply_fd
+        self._reply_lock = threading.Lock()
         self._stopping = stopping
         self._on_thread_start = on_thread_start
         self._streams = _StreamTable(stopping)
@@ -296,8 +363,8 @@ class InboundLink:
 
     @property
     def bytes_received(self) -> int:
-        """Bytes of the data pipe read so far (stream chunks travel on the stream pipe)."""
-        return self._reader.bytes_read
+        """Bytes read so far from the data pipe and the stream pipe."""
+        return self._reader.bytes_read + self._stream_reader.bytes_read
 
     def wakeup(self, notify: Callable[[], None]) -> int:
         """The data pipe: the receiving dispatcher polls it (no thread hands the bytes over)."""
@@ -305,7 +372,7 @@ class InboundLink:
 
     def start(self) -> None:
         """Start the thread that moves stream chunks into their buffers."""
-        threading.Thread(target=self._read_streams, daemon=True, name=f"streams:{self._stream_fd}").start()
+        threading.Thread(target=self._read_streams, daemon=True, name=f"streams:{self._stream_reader.fd}").start()
 
     def pull(self) -> list[Any] | None:
         """Items that arrived since the last call ([] if none); None once the sender is gone."""
@@ -326,16 +393,24 @@ class InboundLink:
         return items
 
     def _decode(self, data: bytes) -> Message:
-        msg_id, header, body, port_type, type_id, token, origin, stream = decode_fields(data)
-        reply = RemoteReply(token, origin, self._report_reply) if token is not None else None
+        msg_id, header, body, port_type, type_id, token, stream = decode_fields(data)
+        reply = _Answer(token, self._answer) if token is not None else None
         if stream is not None:
             body = self._streams.opened(stream)
         return Message(msg_id, header, body, port_type, type_id, reply,  # type: ignore[arg-type]
                        is_stream=stream is not None)
 
+    def _answer(self, token: int, exc: BaseException | None) -> None:
+        """Tell the sending process that message ``token`` was processed (and how)."""
+        with self._reply_lock:
+            try:
+                write_frame(self._reply_fd, [encode_answer(token, exc)])
+            except OSError:
+                pass  # the sending process is gone: nobody waits for the answer
+
     def _read_streams(self) -> None:
         self._on_thread_start()
-        reader = FrameReader(self._stream_fd)
+        reader = self._stream_reader
         try:
             while True:
                 frames = reader.read()
@@ -390,4 +465,5 @@ class _StreamTable:
                 del self._open[stream]
 
 
-__all__ = ["FrameReader", "InboundLink", "OutboundLink", "PipeEnds", "enlarge_pipe", "pipe_bytes", "write_frame"]
+__all__ = ["FrameReader", "InboundLink", "OutboundLink", "PipeEnds", "ReplyTokens", "enlarge_pipe", "pipe_bytes",
+           "write_frame"]

@@ -155,6 +155,7 @@ class Aligner:
         self._aligned.add(channel)
         self._p.block(channel)
         if len(self._aligned) < self._p.input_count:
+            self._stats.state = "aligning"
             return
         self.take_snapshot(epoch, self._stopwatch() - self._aligning_since)  # steps 2-8
         self._p.unblock(self._aligned)  # step 9
@@ -210,6 +211,7 @@ class Aligner:
 
         def step() -> None:
             # 2. aligned
+            stats.state = "snapshotting"
             if "barrier_aligned" in instruments:
                 instruments.call("barrier_aligned", self.name, epoch, aligned_seconds)
             faults.hit("before_serialize", self.name)
@@ -254,6 +256,7 @@ class Aligner:
             # 7. resume
             if callbacks.resume is not None:
                 callbacks.resume()
+            stats.state = "running"
 
         if self.output_lock is not None:
             with self.output_lock:

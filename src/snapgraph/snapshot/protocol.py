@@ -1,23 +1,38 @@
-"""The aligned-barrier snapshot protocol (Chandy-Lamport as Flink does it): the coordinator's side.
+"""The aligned-barrier snapshot protocol (Chandy-Lamport as Flink does it): the epoch state machine.
 
-docs/snapshots.md, "One epoch, step by step", draws epoch E; each operator's part of it
-(alignment, snapshot, epoch_complete, restore) is :mod:`snapgraph.snapshot.aligner`.
+docs/snapshots.md, "One epoch, step by step", draws epoch E; "Runs: completed, stopped, failed,
+unfinished" the drain, and "Recovery" the restore point. This module is the coordinator's side
+(:class:`Coordinator`); each operator's side (alignment, snapshot, ack, epoch_complete, restore) is
+:mod:`snapgraph.snapshot.aligner`, and the store's side (completion records, the restore point and its
+integrity rules) :class:`snapgraph.snapshot.store.SnapshotStore`. The runtime only calls into them.
+
 Epoch E, step by step:
 
-1. The coordinator starts E on every *source* (an operator with no connected
-   input) between two of its callbacks.
-2. An operator takes its snapshot once barrier E has arrived on **all** its
-   inputs (sources: at once). Inputs that delivered E are blocked until then,
-   so the state reflects exactly the messages before E on every input.
-3. Taking the snapshot = pause callback, ``serialize(E)``, persist the bytes,
-   forward E on every output, resume callback, then acknowledge E.
-   Stateless operators align and forward but persist nothing.
-4. When every operator acknowledged E, the coordinator writes the completion
-   record; only now is E restorable. Then ``epoch_complete(E)`` runs on every
-   operator that registered it (writers commit there).
-
-A crash before step 4 leaves the previous complete epoch as the restore point;
-messages after it are replayed by the restored generators.
+1. **Start.** When a period elapsed, no epoch is in flight, and messages were published since the
+   previous epoch started (an idle graph takes no epochs), the coordinator starts E on every
+   *source* (an operator with no connected input) between two of its callbacks
+   (:meth:`Coordinator.due`, :meth:`Coordinator.start`).
+2. **Align.** An operator takes its snapshot once barrier E has arrived on **all** its inputs
+   (sources: at once). Inputs that delivered E are blocked until then, so the state reflects
+   exactly the messages before E on every input.
+3. **Snapshot.** Pause callbacks, ``serialize(E)``, persist the bytes, forward E on every
+   output, resume callbacks. Stateless operators align and forward but persist nothing.
+4. **Ack.** Each operator acknowledges E (:meth:`Coordinator.ack`).
+5. **Complete.** When every operator acknowledged E, the coordinator writes the completion record
+   (:meth:`Coordinator.complete_ready`); only now is E restorable. Then ``epoch_complete(E)`` runs on
+   every operator that registered it (writers commit there).
+6. **Drain.** A stop, a Graph Terminator or ``--stop-after`` does not end a run with snapshots on at
+   once: timers stop, what was sent is processed, and once nothing is in flight a *final* epoch runs
+   steps 1-5 (:meth:`Coordinator.start_final`). If its ``epoch_complete`` published more, another
+   final epoch follows; the :data:`MAX_FINAL_EPOCHS`-th is *sealed* (what its ``epoch_complete``
+   publishes is discarded) so a graph whose ``epoch_complete`` always publishes still ends. The run
+   ends when a final epoch completed with nothing published since it started (:meth:`Coordinator.drained`).
+7. **Restore point.** A new attempt (recovery, ``--resume``) restores every stateful operator from
+   the run's newest complete epoch whose states pass the store's checks
+   (:meth:`~snapgraph.snapshot.store.SnapshotStore.restore_point`), given to the coordinator in
+   :class:`SnapshotConfig`; epoch ids continue after it, and each restored operator runs
+   ``epoch_complete`` of that epoch once more. A crash before step 5 leaves the previous complete
+   epoch as the restore point; messages after it are replayed by the restored generators.
 """
 
 from __future__ import annotations
@@ -31,6 +46,8 @@ from datetime import UTC, datetime, timedelta
 from snapgraph.instruments.stats import EpochStats
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.store import RestorePoint, SnapshotStore
+
+MAX_FINAL_EPOCHS = 3  # a drain ends after this many final epochs even if epoch_complete keeps publishing
 
 
 class EpochClock:
@@ -79,12 +96,13 @@ class _Epoch:
 
 
 class Coordinator:
-    """Starts epochs, collects acknowledgements and completes epochs.
+    """Starts epochs, collects acknowledgements, completes epochs and tells when a drain is over.
 
     One epoch is in flight at a time: a period that elapses while an epoch is
     still aligning starts the next one as soon as it completes. Clocks are
     injected: ``monotonic`` for periods and durations, ``wall`` (seconds since
-    1970) for epoch ids and the completion record.
+    1970) for epoch ids and the completion record. ``published`` arguments are
+    the graph's count of messages published so far.
     """
 
     def __init__(self, config: SnapshotConfig, operators: list[str], sources: list[str], faults: FaultPlan, *,
@@ -95,7 +113,7 @@ class Coordinator:
         self._sources = sources
         self._monotonic = monotonic
         self._wall = wall
-        restored = config.restore.epoch.epoch if config.restore else None
+        restored = config.restore.epoch if config.restore else None
         self._clock = EpochClock(after=restored, now=wall)
         self._lock = threading.Lock()
         self._current: _Epoch | None = None
@@ -103,26 +121,48 @@ class Coordinator:
         self.last_completed: str | None = restored
         self.epochs: list[EpochStats] = []  # this attempt's epochs, oldest first (the last may be in flight)
         self._next_due = monotonic() + (config.period or 0)
+        self._published_at_start = -1  # messages published when the last epoch started
+        self.final_epochs = 0  # final epochs a drain started so far
+        self._last_final: tuple[str, int] | None = None  # (the last final epoch, messages published at its start)
 
     @property
     def in_flight(self) -> bool:
         return self._current is not None
 
-    def due(self) -> bool:
-        return self.config.period is not None and self._current is None and self._monotonic() >= self._next_due
+    def due(self, published: int) -> bool:
+        """Step 1: a periodic epoch should start now."""
+        return (self.config.period is not None and self._current is None and self._monotonic() >= self._next_due
+                and published != self._published_at_start)
 
-    def start(self, *, final: bool = False, sealed: bool = False) -> str:
-        """Start the next epoch; ``final``/``sealed`` only label it in :attr:`epochs` (a drain's epochs)."""
-        epoch = self._clock.next()
-        started = self._wall()
-        stats = EpochStats(epoch, started, final=final, sealed=sealed)
+    def start(self, published: int = 0) -> str:
+        """Start the next periodic epoch (step 1); its id."""
+        return self._start(published, EpochStats(self._clock.next(), self._wall()))
+
+    def start_final(self, published: int) -> str:
+        """Start the next final epoch of a drain (step 6), sealed if it is the last one allowed; its id."""
+        self.final_epochs += 1
+        stats = EpochStats(self._clock.next(), self._wall(), final=True, sealed=self.final_epochs >= MAX_FINAL_EPOCHS)
+        epoch = self._start(published, stats)
+        self._last_final = (epoch, published)
+        return epoch
+
+    def drained(self, published: int) -> str | None:
+        """Nothing is in flight: the final epoch that ends the drain (it completed and nothing was
+        published since it started), or None when (another) final epoch must run first."""
+        if self._last_final is None or self._current is not None:
+            return None
+        epoch, published_at_start = self._last_final
+        return epoch if self.last_completed == epoch and published == published_at_start else None
+
+    def _start(self, published: int, stats: EpochStats) -> str:
         with self._lock:
             assert self._current is None, "one epoch at a time"
-            self._current = _Epoch(epoch, started, self._monotonic(), set(self._operators), stats)
+            self._current = _Epoch(stats.epoch, stats.started_at, self._monotonic(), set(self._operators), stats)
             self.epochs.append(stats)
+        self._published_at_start = published
         if self.config.period is not None:
             self._next_due = self._monotonic() + self.config.period
-        return epoch
+        return stats.epoch
 
     def sources(self) -> list[str]:
         return self._sources

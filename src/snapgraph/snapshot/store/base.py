@@ -47,7 +47,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -148,11 +148,18 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class RestorePoint:
-    """What an attempt restores: an epoch and the state bytes of its stateful operators."""
+    """What an attempt restores, and each group of it its share: an epoch and the state bytes of its
+    stateful operators. The one shape of restore data, from the store to the operators."""
 
-    epoch: EpochRecord
+    epoch: str
     states: dict[str, bytes]
+    record: EpochRecord | None = None  # the epoch's completion record (as the store returned it)
     notes: list[str] = field(default_factory=list)  # healed copies, an accepted older epoch
+
+    def share(self, members: Iterable[str]) -> RestorePoint:
+        """What the group of operators ``members`` restores."""
+        wanted = set(members)
+        return RestorePoint(self.epoch, {name: data for name, data in self.states.items() if name in wanted})
 
 
 @dataclass(frozen=True)
@@ -243,6 +250,14 @@ class DeleteRun:
 
 
 @dataclass(frozen=True)
+class DropRunCopy:
+    """Delete one copy's run row stored under ``key`` (a damaged row whose key may be garbled)."""
+
+    copy: Copy
+    key: object
+
+
+@dataclass(frozen=True)
 class RenewLease:
     graph_key: str
     token: str
@@ -255,7 +270,7 @@ class DropLease:
     token: str
 
 
-Write = PutRun | PutState | PutCompletion | PruneEpochs | DeleteRun | RenewLease | DropLease
+Write = PutRun | PutState | PutCompletion | PruneEpochs | DeleteRun | DropRunCopy | RenewLease | DropLease
 
 
 @dataclass(frozen=True)
@@ -616,16 +631,34 @@ class SnapshotStore(ABC):
                 notes.append(f"restoring the older epoch {epoch} of run {run_id} as --accept-older-epoch asked "
                              f"({'; '.join(problems)}): whatever epoch_complete did for the newer epochs will be "
                              "done again (at-least-once)")
-            return RestorePoint(point, states, notes)
+            return RestorePoint(epoch, states, point, notes)
         raise StoreDamage(self._refusal(run_id, newest, problems, None))
 
     def _run_copies_to_heal(self, run: RunRecord) -> list[Write]:
-        """Writes rewriting the copies of ``run``'s record that are damaged or missing."""
+        """Writes rewriting the copies of ``run``'s record that are damaged or missing.
+
+        A copy that has no row under ``run``'s id may hold it under a garbled key: a row that fails
+        its checksum and whose key the other copy does not know at all. Such rows, as many as the
+        runs the other copy verifies and this one lacks, are the damaged copies of those runs, each
+        intact in the other copy: they are dropped, or they would count as runs damaged in both
+        copies once ``run`` is healed.
+        """
         writes: list[Write] = []
-        for copy in COPIES:
+        for copy, other in zip(COPIES, reversed(COPIES), strict=True):
             rows = self._runs(copy, run_id=run.run_id)
-            if not rows or rows[0].sum != run.sum() or rows[0].record != run:
-                writes.append(PutRun(copy, run, run.sum()))
+            if rows and rows[0].sum == run.sum() and rows[0].record == run:
+                continue
+            writes.append(PutRun(copy, run, run.sum()))
+            if rows:
+                continue  # the row is there under its own key: PutRun replaces it
+            here, there = self._runs(copy), self._runs(other)
+            known_there = {stored.record.run_id for stored in there}
+            verified_here = {s.record.run_id for s in here if s.record.sum() == s.sum}
+            missing_here = {s.record.run_id for s in there if s.record.sum() == s.sum} - verified_here
+            strays = [s.record.run_id for s in here
+                      if s.record.sum() != s.sum and s.record.run_id not in known_there]
+            if strays and len(strays) <= len(missing_here):
+                writes += [DropRunCopy(copy, key) for key in strays]
         return writes
 
     def _refusal(self, run_id: str, newest: str, problems: list[str], older: str | None) -> str:

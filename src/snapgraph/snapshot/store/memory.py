@@ -19,6 +19,7 @@ from snapgraph.snapshot.store.base import (
     Copy,
     DeleteRun,
     DropLease,
+    DropRunCopy,
     Fence,
     LeaseHolder,
     PruneEpochs,
@@ -87,6 +88,9 @@ class MemoryStore(SnapshotStore):
                     for table in (space.states[copy], space.epochs[copy]):
                         for key in [k for k in table if k[0] == run_id]:
                             del table[key]  # type: ignore[arg-type]
+            case DropRunCopy(copy, stored_as):
+                if isinstance(stored_as, str):
+                    space.runs[copy].pop(stored_as, None)
             case RenewLease(graph_key, token, heartbeat):
                 current = space.leases.get(graph_key)
                 if current is not None and current.token == token:

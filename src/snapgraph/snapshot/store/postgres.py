@@ -36,6 +36,7 @@ from snapgraph.snapshot.store.base import (
     Copy,
     DeleteRun,
     DropLease,
+    DropRunCopy,
     Fence,
     LeaseHolder,
     LeaseLost,
@@ -236,6 +237,8 @@ class PostgresStore(SnapshotStore):
             case DeleteRun(run_id):
                 return [(f"DELETE FROM {self._table(kind, copy)} WHERE run_id = %s", (run_id,))
                         for kind in ("states", "epochs", "runs") for copy in COPIES]
+            case DropRunCopy(copy, key):
+                return [(f"DELETE FROM {self._table('runs', copy)} WHERE run_id = %s", (key,))]
             case RenewLease(graph_key, token, heartbeat):
                 return [(f"UPDATE {schema}.leases SET heartbeat = %s WHERE graph_key = %s AND token = %s",
                          (heartbeat, graph_key, token))]

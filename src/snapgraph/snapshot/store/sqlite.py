@@ -25,6 +25,7 @@ from snapgraph.snapshot.store.base import (
     Copy,
     DeleteRun,
     DropLease,
+    DropRunCopy,
     Fence,
     LeaseHolder,
     LeaseLost,
@@ -130,6 +131,8 @@ def _statements(write: Write) -> list[_Statement]:
         case DeleteRun(run_id):
             return [(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
                     for table in (*STATE_TABLES, *EPOCH_TABLES, *RUN_TABLES)]
+        case DropRunCopy(copy, key):
+            return [(f"DELETE FROM {_TABLES['runs'][copy]} WHERE run_id = ?", (key,))]
         case RenewLease(graph_key, token, heartbeat):
             return [("UPDATE leases SET heartbeat = ? WHERE graph_key = ? AND token = ?",
                      (heartbeat, graph_key, token))]

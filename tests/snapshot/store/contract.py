@@ -135,7 +135,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 def assert_healed_newest(point: Any, run_id: str) -> None:
     assert point is not None
-    assert point.epoch.epoch == E3
+    assert point.epoch == E3
     assert point.states == STATES[E3]
     assert any("healed" in note for note in point.notes), point.notes
     assert any(run_id in note for note in point.notes), point.notes
@@ -244,7 +244,7 @@ class StoreContract:
         try:
             assert [r.run_id for r in again.runs()] == [run.run_id]
             point = again.restore_point(run.run_id)
-            assert point is not None and point.epoch.epoch == E1
+            assert point is not None and point.epoch == E1
             assert point.states == {"gen": b"\x00\x01", "sink": b"abc"}
         finally:
             again.close()
@@ -259,7 +259,8 @@ class StoreContract:
         store.complete_epoch(run.run_id, E1, 123.5, ["gen", "sink"])
         point = store.restore_point(run.run_id)
         assert point is not None and point.notes == []
-        record = point.epoch
+        record = point.record
+        assert record is not None and point.epoch == record.epoch
         assert (record.run_id, record.epoch, record.started) == (run.run_id, E1, 123.5)
         assert record.completed >= record.started
         assert point.states == {"gen": gen_state, "sink": b""}
@@ -298,7 +299,7 @@ class StoreContract:
         run = store.begin_run("/g.yaml", "g")
         store.complete_epoch(run.run_id, E1, 0.0, [])
         point = store.restore_point(run.run_id)
-        assert point is not None and point.epoch.epoch == E1 and point.states == {} and point.epoch.total_bytes == 0
+        assert point is not None and point.epoch == E1 and point.states == {} and point.record.total_bytes == 0
 
     def test_complete_epoch_refuses_a_missing_state(self, store: SnapshotStore, under_test: StoreUnderTest) -> None:
         run = store.begin_run("/g.yaml", "g")
@@ -309,7 +310,7 @@ class StoreContract:
         assert str(info.value) == f"epoch {E2}: no state saved for sink, writer"
         assert [e.epoch for e in store.epochs(run.run_id)] == [E1]
         point = store.restore_point(run.run_id)
-        assert point is not None and point.epoch.epoch == E1
+        assert point is not None and point.epoch == E1
         assert store.newest_run("/g.yaml").last_epoch == E1  # type: ignore[union-attr]
         for copy in COPIES:
             assert [r["epoch"] for r in under_test.rows("epochs", copy, run.run_id)] == [E1]
@@ -320,7 +321,7 @@ class StoreContract:
         store.save_state(run.run_id, E2, "gen", b"new-gen")  # E2's completion record never written
         store.save_state(run.run_id, E2, "sink", b"new-sink")
         point = store.restore_point(run.run_id)
-        assert point is not None and point.epoch.epoch == E1 and point.notes == []
+        assert point is not None and point.epoch == E1 and point.notes == []
         assert point.states == {"gen": b"old-gen", "sink": b"old-sink"}
         assert [e.epoch for e in store.epochs(run.run_id)] == [E1]
         partial = store.begin_run("/h.yaml", "h")
@@ -420,7 +421,7 @@ class StoreContract:
         assert under_test.update("states", "mirror", key, data=b"junk") == 1
         before = under_test.everything()
         point = store.restore_point(three_epochs, heal=False)
-        assert point is not None and point.epoch.epoch == E3 and point.states == STATES[E3]
+        assert point is not None and point.epoch == E3 and point.states == STATES[E3]
         assert under_test.everything() == before
         assert not under_test.state_verifies("mirror", three_epochs, E3, "gen")
 
@@ -479,7 +480,28 @@ class StoreContract:
         assert store.newest_run("/g.yaml") == before
         assert [r.run_id for r in store.runs()] == [three_epochs]
         point = store.restore_point(three_epochs)
-        assert point is not None and point.epoch.epoch == E3 and point.states == STATES[E3]
+        assert point is not None and point.epoch == E3 and point.states == STATES[E3]
+        # Healed: the primary copy is rewritten under the right key and the garbled row is gone, so the
+        # run stays readable (it was counted as a second run damaged in both copies once healed).
+        assert [row["run_id"] for row in under_test.rows("runs", "primary")] == [three_epochs]
+        assert store.newest_run("/g.yaml") == before and [r.run_id for r in store.runs()] == [three_epochs]
+        assert before is not None and store.reopen_run(three_epochs).attempts == before.attempts + 1
+        assert store.newest_run("/g.yaml") is not None
+
+    def test_healing_keeps_a_garbled_row_that_no_run_of_the_other_copy_explains(
+            self, store: SnapshotStore, under_test: StoreUnderTest, three_epochs: str) -> None:
+        """A second run whose record is damaged in both copies (garbled here, lost there) stays damage:
+        healing the first run does not drop the evidence of the second."""
+        second = store.begin_run("/g.yaml", "g")
+        assert under_test.update("runs", "primary", {"run_id": three_epochs}, run_id=three_epochs + "x") == 1
+        assert under_test.update("runs", "primary", {"run_id": second.run_id}, run_id=second.run_id + "y") == 1
+        assert under_test.delete("runs", "mirror", {"run_id": second.run_id}) == 1
+        point = store.restore_point(three_epochs)  # heals the first run's primary copy
+        assert point is not None and point.epoch == E3
+        # Two garbled rows, one run to explain them: which is whose cannot be told, so both stay.
+        assert len(under_test.rows("runs", "primary")) == 3
+        with pytest.raises(StoreDamage, match="damaged in both copies"):
+            store.newest_run("/g.yaml")
 
     # -- refusals: the newest complete epoch cannot be read intact ------------------------------
     @staticmethod
@@ -521,7 +543,7 @@ class StoreContract:
                                                                 damage: str) -> None:
         self._damage_both(under_test, three_epochs, damage)
         point = store.restore_point(three_epochs, accept_older=True)
-        assert point is not None and point.epoch.epoch == E2 and point.states == STATES[E2]
+        assert point is not None and point.epoch == E2 and point.states == STATES[E2]
         [note] = point.notes
         assert "at-least-once" in note and E2 in note and E3 in note
 
@@ -536,7 +558,7 @@ class StoreContract:
         assert "nothing was written" in str(info.value)
         assert under_test.everything() == before
         point = store.restore_point(three_epochs, accept_older=True)
-        assert point is not None and point.epoch.epoch == E2 and point.states == STATES[E2]
+        assert point is not None and point.epoch == E2 and point.states == STATES[E2]
         assert any("healed" in note for note in point.notes)
         assert under_test.state_verifies("primary", three_epochs, E2, "gen")
 

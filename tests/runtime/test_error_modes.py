@@ -1,4 +1,6 @@
-"""errorHandling end to end: terminate on error, log and ignore, propagate to error port, retry.
+"""Tests for snapgraph.runtime.error_modes: an operator's errorHandling modes, end to end.
+
+Terminate on error, log and ignore, propagate to error port, retry.
 
 Each mode is exercised in the three spellings DI uses (plain string, JSON
 string, object), on real graphs run by the engine in this process.

@@ -1,5 +1,9 @@
-"""The transport conformance suite on the thread transport (threads of this process, in-memory
-queues), and what is particular to it: links without file descriptors, nothing left running."""
+"""Unit tests for snapgraph.runtime.threads: the transport contract on the thread transport, and more.
+
+The transport conformance suite (tests/runtime/transport_contract.py) on the thread transport (threads
+of this process, in-memory queues), and what is particular to it: links without file descriptors,
+nothing left running.
+"""
 
 from __future__ import annotations
 

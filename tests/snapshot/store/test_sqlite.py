@@ -41,7 +41,7 @@ from snapgraph.snapshot.store import (
     checksum,
 )
 
-from .store_contract import (
+from .contract import (
     E1,
     E2,
     E3,
@@ -201,7 +201,7 @@ def test_heal_false_restores_without_writing(store: SQLiteStore, three_epochs: s
     damage_state(store.path, "states_mirror", run_id, E3, "gen")
     before = file_bytes(store.path)
     point = store.restore_point(run_id, heal=False)
-    assert point is not None and point.epoch.epoch == E3 and point.states == STATES[E3]
+    assert point is not None and point.epoch == E3 and point.states == STATES[E3]
     assert file_bytes(store.path) == before
     assert not state_copy_verifies(store.path, "states_mirror", run_id, E3, "gen")
 
@@ -241,7 +241,7 @@ def test_one_run_record_copy_damaged_anywhere_is_not_both(store: SQLiteStore, th
     assert store.newest_run("/g.yaml") == before
     assert [r.run_id for r in store.runs()] == [run_id]
     point = store.restore_point(run_id)
-    assert point is not None and point.epoch.epoch == E3 and point.states == STATES[E3]
+    assert point is not None and point.epoch == E3 and point.states == STATES[E3]
 
 
 # --------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def test_a_refusal_writes_nothing_even_when_the_older_epoch_needs_healing(store:
 
     # accepted: the older epoch is healed and restored
     point = store.restore_point(run_id, accept_older=True)
-    assert point is not None and point.epoch.epoch == E2 and point.states == STATES[E2]
+    assert point is not None and point.epoch == E2 and point.states == STATES[E2]
     assert any("healed" in note for note in point.notes)
     assert state_copy_verifies(store.path, "states", run_id, E2, "gen")
 
@@ -517,7 +517,7 @@ def test_the_main_file_alone_holds_every_completed_epoch(store: SQLiteStore, tmp
         newest = again.newest_run("/g.yaml")
         assert newest is not None and newest.run_id == run.run_id and newest.last_epoch == E2
         point = again.restore_point(run.run_id)
-        assert point is not None and point.epoch.epoch == E2 and point.states == STATES[E2]
+        assert point is not None and point.epoch == E2 and point.states == STATES[E2]
         assert point.notes == []
     finally:
         again.close()
@@ -546,7 +546,7 @@ def test_a_garbled_wal_file_loses_nothing_completed(store: SQLiteStore, tmp_path
         newest = again.newest_run("/g.yaml")
         assert newest is not None and newest.last_epoch == E2
         point = again.restore_point(run.run_id)
-        assert point is not None and point.epoch.epoch == E2 and point.states == STATES[E2]
+        assert point is not None and point.epoch == E2 and point.states == STATES[E2]
         assert [e.epoch for e in again.epochs(run.run_id)] == [E1, E2]
     finally:
         again.close()
@@ -706,9 +706,10 @@ def test_restore_point_is_the_newest_complete_epoch_with_its_bytes(ops: list[tup
                     assert point is None
                     continue
                 assert point is not None
-                assert point.epoch.epoch == expected[0]
+                assert point.epoch == expected[0]
                 assert point.states == expected[1]
-                assert point.epoch.operator_bytes == {k: len(v) for k, v in expected[1].items()}
+                assert point.record is not None
+                assert point.record.operator_bytes == {k: len(v) for k, v in expected[1].items()}
                 assert any("healed" in note for note in point.notes) == needs_heal, point.notes
                 assert _all_copies_intact(conn, run.run_id, expected[0], sorted(expected[1]))
                 listed = [e.epoch for e in store.epochs(run.run_id)]

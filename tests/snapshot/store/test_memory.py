@@ -21,7 +21,7 @@ from snapgraph.snapshot.store import (
 from snapgraph.snapshot.store.base import StoredRun
 from snapgraph.snapshot.store.memory import StoredState
 
-from .store_contract import Row, StoreContract, StoreUnderTest
+from .contract import Row, StoreContract, StoreUnderTest
 
 _RUN_FIELDS = [f.name for f in dataclasses.fields(RunRecord)]
 

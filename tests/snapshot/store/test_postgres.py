@@ -25,7 +25,7 @@ from snapgraph.snapshot.store import (
 )
 from snapgraph.snapshot.store import postgres as pg
 
-from .store_contract import E1, Row, StoreContract, StoreUnderTest, complete
+from .contract import E1, Row, StoreContract, StoreUnderTest, complete
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
