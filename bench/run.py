@@ -7,7 +7,8 @@
 
 Sections (``--only``, comma-separated): W1, W2 (throughput of the pipeline in configurations
 a-e), gc (a what-if), ceiling (the best any engine could do in (c) on this machine, from measured
-unit costs: bench/ceiling.py), encoding, snapshots, recovery, latency. Memory per process is
+unit costs: bench/ceiling.py), encoding, snapshots, recovery, latency, monitor (W1 with every display
+of a run on against all off). Memory per process is
 sampled during W1/W2, and the operators report the CPU time of every thread of their process.
 
 The machine is shared and noisy, so every comparison is a **ratio measured in the same run**:
@@ -316,6 +317,35 @@ def run_snapshots(quick: bool) -> list[dict[str, Any]]:
             print(f"  snapshot {where:17} {label:7} median {result['median_s'] * 1e3:8.1f} ms over "
                   f"{result['epochs']} epochs, {result['bytes'][-1]} bytes", flush=True)
     return out
+
+
+def run_monitor(quick: bool, rows: int) -> list[dict[str, Any]]:
+    """W1 through three groups with snapshots every second, with every display off and on (the live view,
+    terminal progress, /metrics and the web monitor, both scraped once a second), interleaved round by
+    round; the ratio of each round's pair and their median."""
+    rounds = 2 if quick else 5
+    base = {"kind": "snapgraph", "in_process": None, "snapshots": True, "rows": rows, "batch": 1000,
+            "hash_rounds": 0}
+    pairs: list[dict[str, Any]] = []
+    for r in range(rounds):
+        pair: dict[str, Any] = {}
+        for displays in ((False, True) if r % 2 == 0 else (True, False)):
+            result = run_worker(dict(base, displays=displays))
+            if failed(f"monitor round {r + 1} displays {'on' if displays else 'off'}", result):
+                break
+            pair["on" if displays else "off"] = rows / result["pipeline_s"]
+            if displays:
+                pair["scrapes"] = result.get("scrapes", 0)
+        if "on" in pair and "off" in pair:
+            pair["ratio"] = pair["on"] / pair["off"]
+            pairs.append(pair)
+            print(f"  round {r + 1}/{rounds} W1 (d) displays off {pair['off'] / 1e6:.3f} on {pair['on'] / 1e6:.3f} "
+                  f"M rows/s: ratio {pair['ratio']:.3f} ({pair['scrapes']} scrapes)", flush=True)
+    if pairs:
+        ratios = sorted(p["ratio"] for p in pairs)
+        print(f"  displays on / off: median {statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f})",
+              flush=True)
+    return pairs
 
 
 def run_stores(quick: bool) -> list[dict[str, Any]]:
@@ -679,6 +709,15 @@ def report(results: dict[str, Any]) -> str:
             ["where", "state", "store", "median ms", "rounds ms", "x SQLite"],
             [[s["where"], s["state"], s["store"], f"{s['median_ms']:.1f}", " ".join(f"{d:.0f}" for d in s["rounds_ms"]),
               f"{s['vs_sqlite']:.2f}" if "vs_sqlite" in s else "-"] for s in results["stores"]]))
+    if results.get("monitor"):
+        pairs = results["monitor"]
+        ratios = sorted(p["ratio"] for p in pairs)
+        out.append("\n### Watching a run: W1 (d) with every display on / all off (interleaved pairs)\n")
+        out.append(md_table(
+            ["round", "off M rows/s", "on M rows/s", "on / off", "scrapes"],
+            [[i + 1, f"{p['off'] / 1e6:.3f}", f"{p['on'] / 1e6:.3f}", f"{p['ratio']:.3f}", p["scrapes"]]
+             for i, p in enumerate(pairs)]))
+        out.append(f"\nmedian {statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f})")
     if results.get("recovery"):
         out.append("\n### Recovery: failure -> first message at the restored sink (retry_interval 0)\n")
         out.append(md_table(
@@ -748,8 +787,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="snapgraph benchmarks (see docs/benchmarks.md)")
     parser.add_argument("--quick", action="store_true", help="fast smoke mode: small N, one round")
     parser.add_argument("--only", default="",
-                        help="comma-separated sections: W1,W2,gc,ceiling,encoding,snapshots,stores,recovery,latency "
-                             "(default: all)")
+                        help="comma-separated sections: W1,W2,gc,ceiling,encoding,snapshots,stores,recovery,latency,"
+                             "monitor (default: all)")
     parser.add_argument("--gc-threshold", default=None,
                         help="thresholds of the GC what-if section (default: the engine's "
                              "snapgraph.runtime.group.GC_THRESHOLDS, else 50000,20,20)")
@@ -763,12 +802,12 @@ def main() -> None:
     parser.add_argument("--markdown", help="write the report (markdown) here as well")
     args = parser.parse_args()
 
-    sections = {"W1", "W2", "GC", "CEILING", "ENCODING", "SNAPSHOTS", "STORES", "RECOVERY", "LATENCY"}
+    sections = {"W1", "W2", "GC", "CEILING", "ENCODING", "SNAPSHOTS", "STORES", "RECOVERY", "LATENCY", "MONITOR"}
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()} or sections
     unknown = only - sections
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from W1,W2,gc,ceiling,encoding,"
-                     "snapshots,stores,recovery,latency")
+                     "snapshots,stores,recovery,latency,monitor")
     if args.gc_threshold is None:
         try:
             from snapgraph.runtime.group import GC_THRESHOLDS
@@ -803,6 +842,10 @@ def main() -> None:
     if workloads:
         print(f"pipelines {', '.join(workloads)}: {rows:,} rows, {rounds} interleaved round(s)", flush=True)
         results["pipelines"] = run_pipelines(workloads, rows, rounds, args.hash_rounds, bytewax)
+        save()
+    if "MONITOR" in only:
+        print(f"monitor: W1 (d) with every display off and on, {rows:,} rows", flush=True)
+        results["monitor"] = run_monitor(args.quick, rows)
         save()
     if "GC" in only:
         gc_workloads = [w for w in ("W1", "W2") if w in only] or ["W1", "W2"]

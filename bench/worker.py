@@ -123,7 +123,7 @@ def drop_store(store: Any) -> None:
 def supervise(graph_file: Path, params: dict[str, Any], *, in_process: bool | None, snapshots: bool,
               store_path: Path | None = None, store: Any = None, period: float | None = 1.0, faults: str = "",
               max_retries: int | None = None, stop_after: float | None = None,
-              one_group: bool = False) -> dict[str, Any]:
+              one_group: bool = False, forward_output: bool = False) -> dict[str, Any]:
     import logging
 
     from snapgraph.model.loader import LoadOptions, load_graph
@@ -137,8 +137,9 @@ def supervise(graph_file: Path, params: dict[str, Any], *, in_process: bool | No
         graph.groups.clear()
         for process in graph.processes.values():
             process.group = "default"
+    extra = {"forward_output": True} if forward_output else {}  # as the CLI asks when a display is on
     options, supported = run_options(in_process, stdout=io.StringIO(), stop_after=stop_after,
-                                     log_level=logging.WARNING)
+                                     log_level=logging.WARNING, **extra)
     if store is None:
         store = SQLiteStore(store_path) if snapshots and store_path is not None else None
     said: list[str] = []
@@ -168,15 +169,76 @@ def processes_of(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_pid.values())
 
 
+class Displays:
+    """Everything that watches a run, as ``snapgraph run --progress --metrics-port 0 --ui-port 0`` starts
+    it: one RunWatcher, the live terminal table (drawn into /dev/null as onto a terminal), the Prometheus
+    endpoint and the web monitor, with a scraper reading /metrics and the monitor's /api/run once a second
+    as Prometheus and an open browser tab would."""
+
+    def __init__(self, graph_file: Path, params: dict[str, Any]) -> None:
+        import threading
+        import urllib.request
+
+        from rich.console import Console
+
+        from snapgraph.instruments import install
+        from snapgraph.model.loader import LoadOptions, load_graph
+        from snapgraph.monitor.live import RunWatcher
+        from snapgraph.monitor.metrics import serve_metrics
+        from snapgraph.monitor.progress import ProgressDisplay
+        from snapgraph.monitor.web import LiveSource, MonitorServer
+        from snapgraph.runtime import logs
+
+        graph = load_graph(graph_file, LoadOptions(params={k: str(v) for k, v in params.items()}))
+        self.watcher = RunWatcher(graph)
+        install(self.watcher)
+        self._devnull = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
+        self.display = ProgressDisplay(self.watcher, Console(file=self._devnull, force_terminal=True, width=120))
+        logs.set_destination(self.display)
+        self.metrics = serve_metrics(self.watcher, "127.0.0.1", 0)
+        self.monitor = MonitorServer(LiveSource(self.watcher, None), "127.0.0.1", 0).start()
+        self.display.start()
+        self._stop = threading.Event()
+        self.scrapes = 0
+
+        def scrape() -> None:
+            while not self._stop.wait(1.0):
+                for url in (self.metrics.url, self.monitor.url + "api/run"):
+                    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1
+                        answer.read()
+                self.scrapes += 1
+
+        self._scraper = threading.Thread(target=scrape, daemon=True)
+        self._scraper.start()
+
+    def close(self) -> None:
+        from snapgraph.instruments import uninstall
+        from snapgraph.runtime import logs
+
+        self._stop.set()
+        self._scraper.join(10)
+        self.display.close()
+        logs.set_destination(None)
+        self.metrics.close()
+        self.monitor.close()
+        uninstall(self.watcher)
+        self._devnull.close()
+
+
 def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="snapgraph-bench-", dir=spec.get("scratch")) as tmp:
         params = {"rows": spec["rows"], "batch": spec["batch"], "hash_rounds": spec["hash_rounds"],
                   "stateful": "true" if spec["snapshots"] else "false", "out_dir": tmp,
                   "gc_threshold": spec.get("gc_threshold", ""),
                   "proc_instances": spec.get("proc_instances", 1)}
-        run = supervise(GRAPHS / "pipeline.yaml", params, in_process=spec["in_process"],
-                        snapshots=spec["snapshots"], store_path=Path(tmp) / "store.db",
-                        one_group=spec.get("one_group", False))
+        displays = Displays(GRAPHS / "pipeline.yaml", params) if spec.get("displays") else None
+        try:
+            run = supervise(GRAPHS / "pipeline.yaml", params, in_process=spec["in_process"],
+                            snapshots=spec["snapshots"], store_path=Path(tmp) / "store.db",
+                            one_group=spec.get("one_group", False), forward_output=displays is not None)
+        finally:
+            if displays is not None:
+                displays.close()
         outcome = run["outcome"]
         found = reports(tmp)
         gen = [r for r in found if r["role"] == "gen"]
@@ -189,6 +251,7 @@ def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
             "in_process_supported": run["in_process_supported"], "epochs": epochs,
             "processes": processes_of(found), "os_processes": len({r["pid"] for r in found}),
             "status": outcome.result.status, "reason": outcome.result.reason,
+            "scrapes": displays.scrapes if displays is not None else 0,
         }
         if not result["ok"]:
             result["error"] = f"graph did not complete: {outcome.result.status}: {outcome.result.reason}"

@@ -24,6 +24,27 @@ class GraphRun:
     stdout: str
 
 
+# An operator script several tests share: a stateful sink that counts the rows of the tables on its port
+# "in" (its state: the count).
+ROW_COUNTING_SINK = """
+import pickle
+rows = 0
+api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
+
+def on_input(msg_id, header, body):
+    global rows
+    rows += len(body.get())
+
+def restore(epoch, data):
+    global rows
+    rows = pickle.loads(data)
+
+api.set_port_callback("in", on_input)
+api.set_serialize_callback(lambda epoch: pickle.dumps(rows))
+api.set_restore_callback(restore)
+"""
+
+
 def write_files(folder: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         path = folder / name

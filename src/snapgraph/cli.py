@@ -10,9 +10,11 @@ stop (the run stays resumable).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,7 @@ from snapgraph.runtime.signals import StopOnSignals
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
 from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.runs import RunPlan, RunRefused, open_run
-from snapgraph.snapshot.store import Lease, RunRecord, RunStatus, SnapshotStore, StoreError, open_store
+from snapgraph.snapshot.store import Lease, RunRecord, SnapshotStore, StoreError, open_store
 
 DEFAULT_STORE = Path(".snapgraph") / "snapshots.db"
 STORE_HELP = (f"Snapshot store: the path of an SQLite file (default {DEFAULT_STORE} in the working directory) "
@@ -99,7 +101,7 @@ def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...
     """Check GRAPH_FILE without running it; print every problem found."""
     graph, _ = _load(graph_file, params, operators, connections)
     click.echo(
-        f"{graph_file}: ok ({len(graph.processes)} operators, {len(graph.connections)} connections)"
+        f"{graph_file}: ok ({_count(len(graph.processes), 'operator')}, {_count(len(graph.connections), 'connection')})"
     )
 
 
@@ -151,6 +153,25 @@ def _period_option(ctx: click.Context, param: click.Parameter, value: float | No
               callback=lambda ctx, param, value: __import__(
                   "snapgraph.instruments.eventlog", fromlist=["events_option"]).events_option(ctx, param, value),
               help="Write one JSON object per engine event (attempts, epochs, failures, operator stats) to FILE.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT", expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__(_METRICS_PORT, value),
+              help="Serve Prometheus metrics of the run at http://HOST:PORT/metrics (0: a free port, printed).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST", expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__(_METRICS_HOST, value),
+              help="The address --metrics-port listens on.")
+@click.option("--ui-port", type=click.IntRange(0, 65535), metavar="PORT", expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__(_UI_PORT, value),
+              help="Serve the read-only web monitor of this run on PORT (0: a free port, printed).")
+@click.option("--ui-host", metavar="HOST", expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__(_UI_HOST, value),
+              help="Address the web monitor listens on (default 127.0.0.1: this machine only).")
+@click.option("--progress/--no-progress", default=None, expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__(_PROGRESS, value),
+              help="Show the live progress of the run on standard error (default: when it is a terminal).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              expose_value=False, callback=lambda ctx, param, value: ctx.meta.__setitem__(_LOG_FORMAT, value),
+              help="json: one JSON object per line on standard error for every engine event, operator log "
+                   "line and engine message (no live progress).")
 @click.option("--verbose", "-v", is_flag=True, help="Show api.logger.debug output.")
 def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
         stop_after: float | None, snapshot_period: float | None, store_path: str | None,
@@ -167,6 +188,8 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
     in_process = in_process or backend == "inprocess"
     graph, load_options = _load(graph_file, params, operators, connections,
                                 snapshots=True if snapshot_period is not None else None)
+    snapshots_on = snapshot_period is not None or graph.settings.period is not None
+    forward_output = _start_displays(graph, signals, (store_path or DEFAULT_STORE) if snapshots_on else None)
     settings = graph.settings
     for group in graph.groups.values():
         if group.multiplicity > 1 and in_process:
@@ -192,13 +215,15 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         except (RunRefused, StoreError) as err:
             _refused(err)
         store, lease, plan = opened.store, opened.lease, opened.plan
+        _report_progress(lease, graph)
     elif resume or fresh or accept_older_epoch:
         flag = "--resume" if resume else "--fresh" if fresh else "--accept-older-epoch"
         _invalid(f"{flag} needs snapshots (--snapshot-period or snapshots.period in the graph file)")
     supervisor = Supervisor(
         graph,
         RunOptions(stop_after=stop_after, operator_dirs=load_options.operator_dirs,
-                   log_level=logging.DEBUG if verbose else logging.INFO, in_process=in_process),
+                   log_level=logging.DEBUG if verbose else logging.INFO, in_process=in_process,
+                   forward_output=forward_output),
         policy, store=store, period=period, plan=plan, lease=lease, accept_older=accept_older_epoch,
         faults=faults, backend=backend,
     )
@@ -206,6 +231,7 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
     started = time.monotonic()
     outcome = supervisor.run()
     signals.run_ended()
+    _end_progress()  # the final lines go below the display's final state
     result = outcome.result
     elapsed = time.monotonic() - started
     attempts = f" ({outcome.attempts} attempts)" if outcome.attempts > 1 else ""
@@ -232,6 +258,145 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+# What the display options of ``run`` leave in the command's context (click's ``ctx.meta``).
+_WATCHER = "snapgraph.run_watcher"
+_METRICS_PORT = "snapgraph.metrics_port"
+_METRICS_HOST = "snapgraph.metrics_host"
+_UI_PORT = "snapgraph.ui_port"
+_UI_HOST = "snapgraph.ui_host"
+_PROGRESS = "snapgraph.progress"
+_LOG_FORMAT = "snapgraph.log_format"
+_DISPLAY = "snapgraph.progress_display"
+_ENDPOINTS = "snapgraph.endpoints"  # what this run serves (metrics, web monitor): name -> URL
+
+
+def _start_displays(graph: Any, signals: StopOnSignals, store_location: str | Path | None) -> bool:
+    """Everything that watches the run, before anything of it starts: the terminal's progress or JSON
+    logs, Prometheus metrics, the web monitor (one shared :class:`RunWatcher` for all; an address that
+    cannot be bound is bad input, exit 2, nothing of the run started). Whether the groups must forward
+    their output to this process."""
+    forward_output = _start_terminal_output(graph, signals)
+    _serve_metrics(graph)
+    _serve_monitor(graph, store_location)
+    return forward_output
+
+
+def run_watcher(graph: Any) -> Any:
+    """The one :class:`~snapgraph.monitor.live.RunWatcher` of this command's run, shared by every display
+    option (metrics, progress, web monitor): installed on first use, removed when the command ends."""
+    from snapgraph.instruments import install, uninstall
+    from snapgraph.monitor.live import RunWatcher
+
+    ctx = click.get_current_context()
+    watcher = ctx.meta.get(_WATCHER)
+    if watcher is None:
+        watcher = ctx.meta[_WATCHER] = RunWatcher(graph)
+        install(watcher)
+        ctx.call_on_close(lambda: uninstall(watcher))
+    return watcher
+
+
+def _start_terminal_output(graph: Any, signals: StopOnSignals) -> bool:
+    """``--progress`` (by default on a terminal) or ``--log-format json``: they own standard error for the
+    rest of the command, the operators' log lines go to them. Whether the groups must forward their output."""
+    from snapgraph.runtime import logs
+
+    ctx = click.get_current_context()
+    progress, log_format = ctx.meta.get(_PROGRESS), ctx.meta.get(_LOG_FORMAT, "text")
+    if log_format == "json":
+        if progress:
+            raise click.UsageError("--progress and --log-format json exclude each other")
+        from snapgraph.instruments import install, uninstall
+        from snapgraph.monitor.jsonlog import JsonLog
+
+        stderr = sys.stderr
+        log = JsonLog(stderr)
+        install(log)
+        logs.set_destination(log)
+        sys.stderr = log.messages
+
+        def end_json() -> None:
+            log.messages.flush()
+            sys.stderr = stderr
+            logs.set_destination(None)
+            uninstall(log)
+
+        ctx.call_on_close(end_json)
+        return True
+    if not (progress or (progress is None and sys.stderr.isatty())):
+        return False
+    from rich.console import Console
+
+    from snapgraph.monitor.progress import ProgressDisplay
+
+    display = ProgressDisplay(run_watcher(graph), Console(stderr=True, force_terminal=True if progress else None))
+    ctx.meta[_DISPLAY] = display
+    logs.set_destination(display)
+    signals.before_forced_exit(display.close)
+    ctx.call_on_close(_end_progress)
+    display.start()
+    return True
+
+
+def _end_progress() -> None:
+    """Close the live display, if there is one (idempotent): its final state stays on the terminal."""
+    from snapgraph.runtime import logs
+
+    display = click.get_current_context().meta.get(_DISPLAY)
+    if display is not None:
+        display.close()
+        logs.set_destination(None)
+
+
+def _serve_metrics(graph: Any) -> None:
+    """``--metrics-port``: serve /metrics before anything of the run starts; a port that cannot be bound
+    is bad input (exit 2, the store untouched)."""
+    ctx = click.get_current_context()
+    port, host = ctx.meta.get(_METRICS_PORT), ctx.meta.get(_METRICS_HOST, "127.0.0.1")
+    if port is None:
+        return
+    from snapgraph.monitor.metrics import serve_metrics
+
+    try:
+        server = serve_metrics(run_watcher(graph), host, port)
+    except OSError as err:
+        _invalid(f"--metrics-port {port}: cannot listen on {host}:{port}: {err.strerror or err}")
+    ctx.call_on_close(server.close)
+    ctx.meta.setdefault(_ENDPOINTS, {})["metrics"] = server.url
+    click.echo(f"snapgraph: metrics at {server.url}", err=True)
+
+
+def _serve_monitor(graph: Any, store_location: str | Path | None) -> None:
+    """``--ui-port``: the read-only web monitor of this run (and of the other runs of its store)."""
+    ctx = click.get_current_context()
+    port = ctx.meta.get(_UI_PORT)
+    if port is None:
+        return
+    from snapgraph.monitor.web import DEFAULT_HOST, LiveSource, MonitorError, MonitorServer
+
+    host = ctx.meta.get(_UI_HOST) or DEFAULT_HOST
+    try:
+        server = MonitorServer(LiveSource(run_watcher(graph), store_location), host, port).start()
+    except MonitorError as err:
+        _invalid(f"--ui-port {port}: {err}")
+    ctx.call_on_close(server.close)
+    ctx.meta.setdefault(_ENDPOINTS, {})["monitor"] = server.url
+    click.echo(f"snapgraph: monitor at {server.url}", err=True)
+
+
+def _report_progress(lease: Lease, graph: Any) -> None:
+    """Send the run's progress with the lease's heartbeats, for ``snapgraph status`` on any machine."""
+    from snapgraph.monitor.status import heartbeat_source
+
+    ctx = click.get_current_context()
+    lease.report_progress(heartbeat_source(run_watcher(graph).view, lambda: dict(ctx.meta.get(_ENDPOINTS, {}))))
+
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _first(*values: float | None) -> float:
@@ -271,15 +436,8 @@ def snapshots_list(store_path: str | None) -> None:
         for run in runs:
             epochs = store.epochs(run.run_id)
             newest = epochs[-1].epoch if epochs else "-"
-            click.echo(f"{run.run_id:24} {run.graph_name[:20]:20} {_shown_status(store, run):10} "
+            click.echo(f"{run.run_id:24} {run.graph_name[:20]:20} {store.shown_status(run):10} "
                        f"{run.attempts:>8} {len(epochs):>6}  {newest}")
-
-
-def _shown_status(store: SnapshotStore, run: RunRecord) -> str:
-    """'running' while an engine holds the graph's lease; a run whose engine died is 'unfinished'."""
-    if run.status != RunStatus.RUNNING:
-        return str(run.status)
-    return "running" if store.live_holder(run.graph_key) is not None else "unfinished"
 
 
 @contextlib.contextmanager
@@ -306,7 +464,7 @@ def snapshots_show(run_id: str, store_path: str | None) -> None:
 
 def _show_run(store: SnapshotStore, run: RunRecord) -> None:
     click.echo(f"run {run.run_id}: graph {run.graph_name} ({run.graph_key})")
-    click.echo(f"status {_shown_status(store, run)}, {run.attempts} attempt(s), started "
+    click.echo(f"status {store.shown_status(run)}, {run.attempts} attempt(s), started "
                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.created))}")
     holder = store.live_holder(run.graph_key)
     if holder is not None:
@@ -333,6 +491,45 @@ def snapshots_delete(run_id: str, store_path: str | None) -> None:
                      f"({holder.describe(time.time())}); stop it first")
         store.delete_run(run_id)
     click.echo(f"deleted run {run_id}")
+
+
+@main.command()
+@store_option
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
+              help="Port to listen on (0: a free one, printed).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def ui(store_path: str | None, port: int, host: str) -> None:
+    """Serve the read-only web monitor of the runs in a store (their epochs and graphs) until Ctrl-C."""
+    from snapgraph.monitor.web import MonitorError, MonitorServer, StoreSource
+
+    _open_existing_store(store_path).close()  # a missing or damaged store is refused here, not in the browser
+    try:
+        server = MonitorServer(StoreSource(store_path or DEFAULT_STORE), host, port).start()
+    except MonitorError as err:
+        _invalid(f"--port {port}: {err}")
+    click.echo(f"snapgraph: monitor at {server.url}", err=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+@main.command()
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the runs with their live state.")
+def status(store_path: str | None, as_json: bool) -> None:
+    """The runs of a store, newest first, with the live progress of those an engine is running now."""
+    from snapgraph.monitor.status import render_status, store_status
+
+    store = _open_existing_store(store_path)
+    with _store_errors():
+        runs = store_status(store, time.time())
+    if as_json:
+        click.echo(json.dumps({"store": store.location, "runs": [run.as_dict() for run in runs]}, indent=2))
+    else:
+        click.echo(render_status(runs, store.location))
 
 
 def _open_existing_store(store_path: str | None, *, read_only: bool = True) -> SnapshotStore:

@@ -190,7 +190,35 @@ def test_inline_script_syntax_error_names_the_graph_and_line(tmp_path):
     """
     proc = cli(tmp_path, {"graph.yaml": graph}, "validate", "graph.yaml")
     assert proc.returncode == 2
-    assert re.search(r"syntax error in script \S*graph\.yaml::operators\.op\.code:2", proc.stderr)
+    # The line of the graph file (the block's second line), not the line within the code block.
+    assert re.search(r"syntax error in script \S*graph\.yaml:5: ", proc.stderr), proc.stderr
+
+
+def test_a_failing_inline_callback_names_the_graph_file_line_and_prints_its_traceback_once(tmp_path):
+    graph = """
+    operators:
+      gen:
+        outputs: {out: int64}
+        code: |
+          def tick():
+              api.outputs.out.publish(7)
+              return -1
+          api.add_timer(tick)
+      sink:
+        inputs: {in: int64}
+        code: |
+          def on_input(msg_id, header, body):
+              raise ValueError("no sevens")
+          api.set_port_callback("in", on_input)
+    connections:
+      - gen.out -> sink.in
+    """
+    proc = cli(tmp_path, {"graph.yaml": graph}, "run", "graph.yaml")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("Traceback (most recent call last)") == 1, proc.stderr
+    assert re.search(r'File "\S*graph\.yaml", line 13, in on_input\n\s+raise ValueError\("no sevens"\)',
+                     proc.stderr), proc.stderr
+    assert "(at graph.yaml:13)" in proc.stderr or re.search(r"\(at \S*graph\.yaml:15\)", proc.stderr)
 
 
 def test_missing_param(tmp_path):

@@ -61,3 +61,18 @@ def test_merged_instances_show_the_most_telling_state() -> None:
     assert merge(with_state("snapshotting"), with_state("aligning")).state == "snapshotting"
     assert merge(with_state("done"), with_state("running")).state == "running"  # one instance still works
     assert merge(with_state("loading"), with_state("done")).state == "loading"
+
+
+def test_callback_buckets_are_copied_and_merged_bucket_by_bucket() -> None:
+    from snapgraph.instruments.stats import CALLBACK_BUCKETS
+
+    a, b = stats(), stats()
+    assert len(a.callback_buckets) == len(CALLBACK_BUCKETS) + 1
+    a.callback_buckets[0], a.callback_buckets[-1], b.callback_buckets[-1] = 2, 1, 4
+    c = a.copy()
+    c.callback_buckets[0] += 1
+    assert a.callback_buckets[0] == 2  # the copy has a list of its own
+    merged = merge(a, b)
+    assert merged.callback_buckets[0] == 2 and merged.callback_buckets[-1] == 5
+    assert pickle.loads(pickle.dumps(a)).callback_buckets == a.callback_buckets
+    assert a.as_dict()["callback_buckets"] == a.callback_buckets

@@ -82,7 +82,9 @@ def test_full_example_loads(files) -> None:
     assert gen.outports["output"].type == PortType("table", "my.orders")
     assert str(gen.location) == f"{path}:7: process 'gen'"
     writer = graph.processes["writer"]
-    assert writer.script.filename == f"{path}::operators.writer.code"
+    # Inline code in a literal block is named after the graph file, at the file's own lines.
+    assert writer.script.filename == str(path) and writer.script.first_line == 14
+    assert path.read_text().splitlines()[writer.script.first_line - 1].strip() == writer.script.text.splitlines()[0]
     assert '"${label}"' in writer.script.text  # scripts are not substituted
     assert writer.config == {"label": "orders (1000)"}
     assert writer.outports["done"].type == PortType("scalar", "com.sap.core.string")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_files
+from conftest import ROW_COUNTING_SINK, write_files
 from snapgraph.instruments import installed
 from snapgraph.instruments.base import Attempt, Outcome
 from snapgraph.instruments.stats import EpochStats, OperatorStats, PortStats
@@ -58,23 +58,7 @@ api.set_serialize_callback(lambda epoch: pickle.dumps(offset))
 api.set_restore_callback(restore)
 """
 
-SINK = """
-import pickle
-rows = 0
-api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
-
-def on_input(msg_id, header, body):
-    global rows
-    rows += len(body.get())
-
-def restore(epoch, data):
-    global rows
-    rows = pickle.loads(data)
-
-api.set_port_callback("in", on_input)
-api.set_serialize_callback(lambda epoch: pickle.dumps(rows))
-api.set_restore_callback(restore)
-"""
+SINK = ROW_COUNTING_SINK  # a stateful sink that counts the rows it received
 
 
 class Clock:

@@ -31,6 +31,7 @@ EVERY_MESSAGE = [
     control.Loaded([FAILURE]), control.Failed(FAILURE), control.ShutdownFailed(FAILURE), control.Terminate("t"),
     control.State("op", "e1", b"state"), control.StateSaved("op", "e1", 5, 0.01), control.Ack("op", "e1", True),
     control.ProbeAnswer(3, WorkCounts(0, 1, 2, 2)), control.Stdout("text\n"),
+    control.OperatorLog("op", "INFO", "logged", 1.5), control.Stderr("text\n"),
     control.FaultFired(Fault("after_persist", "op", 1, "raise")), control.KillEngine("killed"), control.Done([]),
 ]
 

@@ -154,7 +154,7 @@ def test_all_snapshot_problems_are_reported_together(tmp_path: Path) -> None:
 def test_groups_are_fine_without_snapshots(tmp_path: Path, graph: str) -> None:
     check = cli(tmp_path, {"graph.yaml": graph}, "validate", "graph.yaml")
     assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == "graph.yaml: ok (2 operators, 1 connections)"
+    assert check.stdout.strip() == "graph.yaml: ok (2 operators, 1 connection)"
     proc = cli(tmp_path, {"graph.yaml": graph}, "run", "graph.yaml")
     assert proc.returncode == 0, proc.stderr
     logs = list(tmp_path.glob("sink-*.log"))

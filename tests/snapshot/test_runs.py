@@ -179,7 +179,7 @@ def test_resume_continues_the_newest_run_from_its_newest_epoch(store: SQLiteStor
     assert result.run.last_epoch == E2
     assert result.restore is not None
     assert result.restore.epoch == E2 and result.restore.states == STATES[E2]
-    assert result.notes == [f"resuming run {old.run_id} ({status}) from epoch {E2}"]
+    assert result.notes == [f"resuming run {old.run_id} ({status}) from epoch {E2} (state of 2 operators)"]
     assert store.newest_run(KEY) == result.run  # recorded, not only returned
     assert len(store.runs()) == 1
 
@@ -234,7 +234,7 @@ def test_resume_accepting_an_older_epoch(store: SQLiteStore) -> None:
     assert result.restore.epoch == E1 and result.restore.states == STATES[E1]
     older, resuming = result.notes
     assert "at-least-once" in older and E1 in older
-    assert resuming == f"resuming run {old.run_id} (failed) from epoch {E1}"
+    assert resuming == f"resuming run {old.run_id} (failed) from epoch {E1} (state of 2 operators)"
 
 
 def test_resume_heals_one_damaged_copy_and_says_so(store: SQLiteStore) -> None:
@@ -248,7 +248,7 @@ def test_resume_heals_one_damaged_copy_and_says_so(store: SQLiteStore) -> None:
     result = plan(store, resume=True)
     assert result.restore is not None and result.restore.states == STATES[E2]
     assert any("healed" in note for note in result.notes)
-    assert result.notes[-1] == f"resuming run {old.run_id} (stopped) from epoch {E2}"
+    assert result.notes[-1] == f"resuming run {old.run_id} (stopped) from epoch {E2} (state of 2 operators)"
 
 
 # --------------------------------------------------------------------------------------

@@ -18,6 +18,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
+# Upper bounds (seconds) of the callback-duration buckets an operator counts: fixed, so that records of
+# every instance and every process add up bucket by bucket. From 10 µs (a callback that forwards a
+# message) to 10 s (a callback that blocks on a service); slower callbacks land in the last, open bucket.
+CALLBACK_BUCKETS: tuple[float, ...] = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+def empty_callback_buckets() -> list[int]:
+    """Empty bucket counts: one per bound of :data:`CALLBACK_BUCKETS`, then one for slower callbacks."""
+    return [0] * (len(CALLBACK_BUCKETS) + 1)
+
 
 @dataclass(slots=True)
 class PortStats:
@@ -62,6 +75,10 @@ class OperatorStats:
 
     ``callbacks`` / ``callback_seconds`` cover every script callback (port, timer, prestart,
     response, epoch_complete); the per-port split of port callbacks is in ``inputs``.
+    ``callback_buckets``: how many of those callbacks took at most each bound of
+    :data:`CALLBACK_BUCKETS` and more than the bound before it (the last entry: slower than every
+    bound); per bucket, not cumulative, so instances merge by adding (a histogram's distribution,
+    which the two totals alone cannot give).
     The snapshot fields: ``snapshots`` epochs snapshotted, ``state_bytes`` the size of the
     newest persisted state (``last_epoch``'s; 0 for stateless operators), ``state_bytes_total``
     over all epochs, ``alignment_seconds`` / ``serialize_seconds`` / ``persist_seconds`` in total
@@ -76,6 +93,7 @@ class OperatorStats:
     outputs: dict[str, PortStats] = field(default_factory=dict)
     callbacks: int = 0
     callback_seconds: float = 0.0
+    callback_buckets: list[int] = field(default_factory=empty_callback_buckets)
     snapshots: int = 0
     last_epoch: str | None = None
     state_bytes: int = 0
@@ -120,6 +138,7 @@ class OperatorStats:
         out = OperatorStats(**{f.name: getattr(self, f.name) for f in _SCALAR_FIELDS})
         out.inputs = {name: port.copy() for name, port in list(self.inputs.items())}
         out.outputs = {name: port.copy() for name, port in list(self.outputs.items())}
+        out.callback_buckets = list(self.callback_buckets)
         return out
 
     def as_dict(self) -> dict[str, object]:
@@ -127,10 +146,11 @@ class OperatorStats:
         data: dict[str, object] = {f.name: getattr(self, f.name) for f in _SCALAR_FIELDS}
         data["inputs"] = {name: _port_dict(p) for name, p in self.inputs.items()}
         data["outputs"] = {name: _port_dict(p) for name, p in self.outputs.items()}
+        data["callback_buckets"] = list(self.callback_buckets)
         return data
 
 
-_SCALAR_FIELDS = tuple(f for f in fields(OperatorStats) if f.name not in ("inputs", "outputs"))
+_SCALAR_FIELDS = tuple(f for f in fields(OperatorStats) if f.name not in ("inputs", "outputs", "callback_buckets"))
 _PORT_FIELDS = tuple(f.name for f in fields(PortStats))
 
 
@@ -158,6 +178,7 @@ def merge(a: OperatorStats, b: OperatorStats) -> OperatorStats:
         a.operator, a.group or b.group, _merge_ports(a.inputs, b.inputs), _merge_ports(a.outputs, b.outputs),
         callbacks=a.callbacks + b.callbacks,
         callback_seconds=a.callback_seconds + b.callback_seconds,
+        callback_buckets=[x + y for x, y in zip(a.callback_buckets, b.callback_buckets, strict=True)],
         snapshots=max(a.snapshots, b.snapshots),
         state_bytes_total=a.state_bytes_total + b.state_bytes_total,
         alignment_seconds=a.alignment_seconds + b.alignment_seconds,
@@ -204,4 +225,4 @@ class EpochStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-__all__ = ["STATES", "EpochStats", "OperatorStats", "PortStats", "merge", "merge_into"]
+__all__ = ["CALLBACK_BUCKETS", "STATES", "EpochStats", "OperatorStats", "PortStats", "merge", "merge_into"]

@@ -95,10 +95,20 @@ class Port:
 
 @dataclass
 class ScriptSource:
-    """The Python source of an operator and the name its tracebacks show."""
+    """The Python source of an operator and the name its tracebacks show.
+
+    ``first_line``: the line of ``filename`` the source's first line is on — 1 for script files and
+    inline code without a file line, the line after ``code: |`` for a YAML block, whose lines map one
+    to one onto the graph file's — so tracebacks and syntax errors name the line people edit.
+    """
 
     text: str
-    filename: str  # a real path for file:// scripts, a descriptive pseudo-name for inline ones
+    filename: str  # a real path for script files and YAML blocks, a descriptive pseudo-name otherwise
+    first_line: int = 1
+
+    def compilable(self) -> str:
+        """The text to compile under ``filename``: padded so that line numbers are the file's."""
+        return "\n" * (self.first_line - 1) + self.text
 
 
 @dataclass

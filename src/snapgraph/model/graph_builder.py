@@ -118,6 +118,7 @@ class GraphBuilder:
         extra_outports: dict[str, Port] | None,
         script_name: str,
         not_kept_if_broken: tuple[str, ...],
+        script_first_line: int = 1,
     ) -> Process:
         """Add the process ``component`` makes with this config and these ports.
 
@@ -137,6 +138,7 @@ class GraphBuilder:
             extra_outports=extra_outports,
             script_dir=self.path.parent,
             script_name=script_name,
+            script_first_line=script_first_line,
             repo=self.ctx.repo,
             problems=self.ctx.problems,
         )

@@ -75,13 +75,14 @@ def parse_ports(specs: Any, where: str, direction: str, problems: list[Problem])
 
 
 def read_script(
-    value: Any, base_dir: Path, inline_name: str, where: str, problems: list[Problem]
+    value: Any, base_dir: Path, inline_name: str, where: str, problems: list[Problem], inline_first_line: int = 1
 ) -> ScriptSource | None:
     """The ScriptSource for a ``script`` config value.
 
     ``file://path`` reads ``path`` relative to ``base_dir`` (filename = the
     real absolute path, so tracebacks point at it); anything else is inline
-    source named ``inline_name``. Returns None (with a Problem) if unreadable.
+    source named ``inline_name``, starting on its line ``inline_first_line``. Returns None (with a
+    Problem) if unreadable.
     """
     if value is None:
         value = ""
@@ -103,7 +104,7 @@ def read_script(
             problems.append(Problem(where, f"cannot read script file {file}: {exc}"))
             return None
         return ScriptSource(text, str(file))
-    return ScriptSource(value, inline_name)
+    return ScriptSource(value, inline_name, inline_first_line)
 
 
 @dataclass
@@ -284,6 +285,7 @@ def assemble_process(
     script_name: str,
     repo: OperatorsRepo,
     problems: list[Problem],
+    script_first_line: int = 1,
 ) -> Process | None:
     """Build the Process for one graph node, or None if its component cannot be used.
 
@@ -293,7 +295,8 @@ def assemble_process(
     config; for custom operators it overlays the operator's defaults. A
     ``script`` in ``config`` overrides the operator's script; a ``file://``
     path is relative to ``script_dir`` for base Python processes and to the
-    operator's folder for custom operators. ``script_name`` names inline code.
+    operator's folder for custom operators. ``script_name`` names inline code, whose first line is line
+    ``script_first_line`` of that file.
     """
     where = str(location)
     config = dict(config)
@@ -313,7 +316,7 @@ def assemble_process(
             location=location,
         )
     if component == PYTHON3_V2:
-        script = read_script(config.get("script", ""), script_dir, script_name, where, problems)
+        script = read_script(config.get("script", ""), script_dir, script_name, where, problems, script_first_line)
         for key in HIDDEN_CONFIG_KEYS:
             config.pop(key, None)
         return Process(
@@ -335,7 +338,7 @@ def assemble_process(
         return None
     script = operator.script
     if "script" in config:
-        script = read_script(config["script"], operator.dir, script_name, where, problems)
+        script = read_script(config["script"], operator.dir, script_name, where, problems, script_first_line)
     if script is None:
         problems.append(Problem(where, f"custom operator '{component}' has no script "
                                 "(operator.json config.script is missing)"))

@@ -218,12 +218,12 @@ def _check_script(process: Process) -> list[Problem]:
     if script is None:
         return []
     try:
-        compile(script.text, script.filename, "exec", dont_inherit=True)
+        compile(script.compilable(), script.filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         line = exc.lineno or 0
         text = (exc.text or "").rstrip("\n")
         if not text and line:
-            lines = script.text.splitlines()
+            lines = script.compilable().splitlines()
             if 0 < line <= len(lines):
                 text = lines[line - 1]
         detail = f"\n    {text.strip()}" if text.strip() else ""
@@ -232,7 +232,7 @@ def _check_script(process: Process) -> list[Problem]:
     except ValueError as exc:  # e.g. null bytes
         return [Problem(str(process.location), f"script {script.filename} cannot be compiled: {exc}")]
     return [Problem(str(process.location), f"Gen1 API in script {script.filename}:{call.line}: {call.message}")
-            for call in find_gen1_calls(ast.parse(script.text, script.filename))]
+            for call in find_gen1_calls(ast.parse(script.compilable(), script.filename))]
 
 
 # -- Gen1 API in scripts ------------------------------------------------------------------------

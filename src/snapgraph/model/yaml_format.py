@@ -324,6 +324,9 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
         component = spec.get("component")
         has_script = "script" in spec
         has_code = "code" in spec
+        # What inline code is called in tracebacks: the graph file itself, at the block's lines, when
+        # it is a literal block (``code: |``); else a descriptive name.
+        inline = (f"{c.file}::operators.{proc_name}.code", 1)
         if has_script and has_code:
             c.add(c.line_of(spec, "code"), f"operator '{proc_name}' has both script and code; use one")
         if has_script:
@@ -339,6 +342,8 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
                 c.add(c.line_of(spec, "code"), f"operator '{proc_name}': code must be a string")
             else:
                 config["script"] = code
+                if isinstance(spec, MarkedDict) and "code" in spec.block_lines:
+                    inline = (c.file, spec.block_lines["code"])
         if component is None:
             if not (has_script or has_code):
                 problems.append(Problem(where, "an operator needs 'script' or 'code' (a Python3 "
@@ -365,7 +370,8 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
             outports=None if custom else outputs,
             extra_inports=inputs if custom else None,
             extra_outports=outputs if custom else None,
-            script_name=f"{c.file}::operators.{proc_name}.code",
+            script_name=inline[0],
+            script_first_line=inline[1],
             not_kept_if_broken=("script",),
         )
         group = spec.get("group")

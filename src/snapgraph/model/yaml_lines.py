@@ -31,6 +31,9 @@ class MarkedDict(dict[Any, Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.key_lines: dict[Any, int] = {}
+        # For values written as a literal block (``key: |``): the line its text starts on, which
+        # maps one to one onto the text's lines.
+        self.block_lines: dict[Any, int] = {}
 
 
 class MarkedList(list[Any]):
@@ -74,6 +77,8 @@ def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedD
         key = loader.construct_object(key_node, deep=True)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
+        if isinstance(value_node, yaml.ScalarNode) and value_node.style == "|":
+            result.block_lines[key] = value_node.start_mark.line + 2  # the line after the "|"
     return result
 
 

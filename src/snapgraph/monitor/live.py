@@ -84,6 +84,9 @@ class OperatorView:
     run_send_seconds: float
     inputs: dict[str, PortView]
     outputs: dict[str, PortView]
+    # Callbacks of every attempt per duration bucket (stats.CALLBACK_BUCKETS, then the open last one; not
+    # cumulative): the distribution a histogram needs. Empty in a view made without counters.
+    run_callback_buckets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,9 @@ class RunWatcher(Instrument):
             run_send_seconds=carried.send_seconds + stats.send_seconds,
             inputs={port: _port_view(stats.inputs.get(port), carried.inputs.get(port)) for port in process.inports},
             outputs={port: _port_view(stats.outputs.get(port), carried.outputs.get(port))
-                     for port in process.outports})
+                     for port in process.outports},
+            run_callback_buckets=tuple(c + n for c, n in zip(carried.callback_buckets, stats.callback_buckets,
+                                                             strict=True)))
 
     def _fill_epoch_times(self, stats: dict[str, OperatorStats]) -> None:
         """Record each operator's times for the epoch it snapshotted last (its counters say which)."""

@@ -147,6 +147,24 @@ class Stdout:
 
 
 @dataclass(frozen=True)
+class OperatorLog:
+    """One line an operator logged with ``api.logger``, sent instead of written while the run forwards
+    its output (:attr:`RunOptions.forward_output`): the driver's display or JSON log places it."""
+
+    operator: str
+    level: str  # the logging level's name: DEBUG, INFO, WARNING, ERROR, CRITICAL
+    message: str  # the formatted message, with the traceback of a logged exception
+    time: float  # seconds since 1970, when it was logged
+
+
+@dataclass(frozen=True)
+class Stderr:
+    """What a group process wrote to its standard error while the run forwards its output."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class FaultFired:
     """An injected fault fired in the group: it must not fire again in this run."""
 
@@ -170,10 +188,10 @@ class Done:
 
 ToGroup = Go | TakeSnapshot | EpochComplete | DropTimers | Probe | Stop
 ToDriver = (Loaded | Failed | ShutdownFailed | Terminate | State | StateSaved | Ack | ProbeAnswer
-            | Stdout | FaultFired | KillEngine | Done)
+            | Stdout | OperatorLog | Stderr | FaultFired | KillEngine | Done)
 
 __all__ = [
     "Ack", "Done", "DropTimers", "EpochComplete", "Failed", "FaultFired", "Go", "KillEngine", "Loaded",
-    "Probe", "ProbeAnswer", "ShutdownFailed", "State", "StateSaved", "Stdout", "Stop",
+    "OperatorLog", "Probe", "ProbeAnswer", "ShutdownFailed", "State", "StateSaved", "Stderr", "Stdout", "Stop",
     "TakeSnapshot", "Terminate", "ToDriver", "ToGroup", "UnknownControlMessage",
 ]

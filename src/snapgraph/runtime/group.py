@@ -29,9 +29,10 @@ from snapgraph.model.graph import RETRY, Connection, Graph, Process
 from snapgraph.model.vtypes import VTypeRegistry
 from snapgraph.runtime.channels import Channel, Inbox, RemoteInput
 from snapgraph.runtime.completion import WorkCounts
+from snapgraph.runtime.control import OperatorLog
 from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.links import Sender
-from snapgraph.runtime.logs import operator_logger
+from snapgraph.runtime.logs import deliver, operator_logger
 from snapgraph.runtime.operator import OperatorRuntime, Target
 from snapgraph.runtime.options import RunOptions
 from snapgraph.snapshot.faults import FaultPlan
@@ -154,11 +155,13 @@ class GroupHost:
         self._engine_threads: set[int] = engine_threads if engine_threads is not None else set()
         self._stdout_lock = threading.Lock()
         self.stdout_sink: Callable[[str], None] | None = None  # set in group processes: output goes to the parent
+        self.log_sink: Callable[[OperatorLog], None] | None = None  # set when groups forward their logs
         self.operators: dict[str, OperatorRuntime] = {}
         for name in members:
             process = graph.processes[name]
             inbox = Inbox(self.is_stopping, self.activity.note_received)
-            self.operators[name] = OperatorRuntime(process, self, inbox, operator_logger(name, options.log_level))
+            logger = operator_logger(name, options.log_level, self.log_write)
+            self.operators[name] = OperatorRuntime(process, self, inbox, logger)
         self.inbound: dict[Connection, Channel] = {}
         self._remote_out: list[tuple[Connection, Sender]] = []  # connections to other groups
         self._remote_in: list[tuple[Connection, RemoteInput]] = []  # connections from other groups
@@ -237,6 +240,13 @@ class GroupHost:
         with self._stdout_lock:
             out.write(text)
             out.flush()
+
+    def log_write(self, record: OperatorLog) -> None:
+        """An operator's log line: to the driver when this group forwards its logs, else placed here."""
+        if self.log_sink is not None:
+            self.log_sink(record)
+            return
+        deliver(record)
 
     # -- what the driver calls -----------------------------------------------------------
     def load(self) -> list[OperatorFailure]:

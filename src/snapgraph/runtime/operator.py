@@ -30,6 +30,7 @@ import enum
 import threading
 import time
 import traceback
+from bisect import bisect_left
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
@@ -38,7 +39,7 @@ from snapgraph.api.header import Header
 from snapgraph.api.operator_api import Api, ResponseCallback, RuntimeInfo
 from snapgraph.api.streams import InputBody
 from snapgraph.api.table import Table
-from snapgraph.instruments.stats import OperatorStats
+from snapgraph.instruments.stats import CALLBACK_BUCKETS, OperatorStats
 from snapgraph.model.graph import Process, snapshot_while_busy
 from snapgraph.model.types import VType
 from snapgraph.runtime import script_guards
@@ -411,6 +412,7 @@ class OperatorRuntime:
                         stats.callback_seconds += elapsed
                         self.stats.callbacks += 1
                         self.stats.callback_seconds += elapsed
+                        self.stats.callback_buckets[bisect_left(CALLBACK_BUCKETS, elapsed)] += 1
                         script_guards.leave_if_forked()
                 else:
                     try:
@@ -562,11 +564,14 @@ class OperatorRuntime:
             stats = self.stats
             stats.callbacks += 1
             stats.callback_seconds += elapsed
+            stats.callback_buckets[bisect_left(CALLBACK_BUCKETS, elapsed)] += 1
             script_guards.leave_if_forked()
 
     def _fail(self, phase: str, exc: BaseException) -> NoReturn:
         failure = script_failure(self.name, phase, exc)
-        self.logger.error("%s failed: %s", phase, failure.traceback)
+        # One line: the failure ends the attempt, and its traceback is printed once, by whoever reports
+        # the attempt's end (the recovery's note, or the run's last lines).
+        self.logger.error("%s failed: %s", phase, failure.message)
         self.host.fail(failure)
         raise GraphStopping()
 

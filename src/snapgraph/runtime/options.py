@@ -19,4 +19,7 @@ class RunOptions:
     log_level: int = logging.INFO
     drain_timeout: float = 60.0  # seconds a draining graph gets to reach its final epoch
     in_process: bool = False  # run every group in this process (debugging) instead of one process per group
+    # Groups send their operators' log lines and their processes' script output to the driver as control
+    # messages instead of writing to the terminal (a live display or JSON logs owns the terminal).
+    forward_output: bool = False
     pin_cpus: bool = True  # keep the threads of a group of several operators on one CPU (group.pin_thread)

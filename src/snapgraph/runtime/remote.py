@@ -29,12 +29,14 @@ from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
 from snapgraph.runtime.engine import GraphDriver
 from snapgraph.runtime.failures import OperatorFailure
 from snapgraph.runtime.group import JOIN_TIMEOUT
+from snapgraph.runtime.logs import deliver, deliver_process_output
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.transport import GroupHandle, GroupSpec, GroupStartFailed, SharedStore, Transport, Where
 from snapgraph.snapshot.faults import KILL_EXIT_CODE, FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for every group's answer to a probe
+STATS_EVERY = 0.2  # seconds between two probes that ask for the operators' counters
 EXIT_GRACE = 5.0  # seconds a group gets to exit after reporting done, before it is ended by force
 START_FAILURE_GRACE = 1.0  # seconds a failed group start waits for a stop that may have caused it
 
@@ -88,6 +90,7 @@ class RemoteEngine(GraphDriver):
         self._home = {name: group for group, members in groups_of(graph).items() for name in members}
         self._stdout_lock = threading.Lock()
         self._probe_seq = 0
+        self._stats_asked = -STATS_EVERY  # when a probe last asked for the operators' counters
         self._probe_event = threading.Event()
 
     # -- starting -----------------------------------------------------------------------------
@@ -207,6 +210,10 @@ class RemoteEngine(GraphDriver):
                 self._probe_event.set()
             case msg.Stdout(text):
                 self.stdout_write(text)
+            case msg.OperatorLog():
+                deliver(report)
+            case msg.Stderr(text):
+                deliver_process_output(text)
             case msg.FaultFired(fault):
                 self.faults.mark_fired(fault)
             case msg.KillEngine(message):
@@ -253,7 +260,12 @@ class RemoteEngine(GraphDriver):
         self._probe_seq += 1
         seq = self._probe_seq
         self._probe_event.clear()
-        with_stats = bool(self.instruments)
+        # The operators' counters travel with a probe only while an instrument listens, and at most every
+        # STATS_EVERY seconds (probes go out every watch-loop tick; a display samples a few times a second).
+        now = time.monotonic()
+        with_stats = bool(self.instruments) and now - self._stats_asked >= STATS_EVERY
+        if with_stats:
+            self._stats_asked = now
         for child in self.children.values():
             child.send(msg.Probe(seq, with_stats))
         deadline = time.monotonic() + PROBE_TIMEOUT

@@ -92,7 +92,7 @@ def script_module_name(process: str) -> str:
 def run_script(source: ScriptSource, process: str, injected: dict[str, Any]) -> types.ModuleType:
     """Compile and run the script body of ``process`` as its module, with the preloaded names and
     ``injected`` ones (``api``) as its globals."""
-    text = source.text
+    text = source.compilable()
     if not Path(source.filename).is_file():
         linecache.cache[source.filename] = (len(text), None, text.splitlines(True), source.filename)
     code = compile(text, source.filename, "exec")

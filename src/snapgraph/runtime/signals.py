@@ -66,6 +66,12 @@ class StopOnSignals:
         self._target: StopTarget | None = None
         self._pending: str | None = None  # a stop requested before there was a target
         self._lock = threading.Lock()
+        self._before_forced_exit: list[Callable[[], None]] = []
+
+    def before_forced_exit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the watcher thread) just before a second signal forces the exit: a live
+        display gives the terminal back then, since a forced exit runs no cleanup of its own."""
+        self._before_forced_exit.append(callback)
 
     def attach(self, target: StopTarget) -> None:
         """From now on signals stop ``target``; a stop requested before is passed on at once."""
@@ -133,6 +139,8 @@ class StopOnSignals:
                             "finishing normally\n".encode())
                 return False
             code = forced_exit_code(signum)
+            for callback in self._before_forced_exit:
+                callback()
             os.write(2, (f"snapgraph: second signal ({name}): stopping at once without a final epoch, exit "
                          f"{code}; the run stays resumable with --resume\n").encode())
             self._exit_now(code)

@@ -10,7 +10,7 @@ with each instance through its :class:`GroupHandle`:
   ``EpochComplete``, ``DropTimers``, ``Probe``, ``Stop``;
 * group → driver (:data:`snapgraph.runtime.control.ToDriver`): ``Loaded``, ``Failed``,
   ``ShutdownFailed``, ``Terminate``, ``State``, ``StateSaved``, ``Ack``, ``ProbeAnswer``,
-  ``Stdout``, ``FaultFired``, ``KillEngine``, ``Done``.
+  ``Stdout``, ``OperatorLog``, ``Stderr``, ``FaultFired``, ``KillEngine``, ``Done``.
 
 Both are defined once, in :mod:`snapgraph.runtime.control`; a message a side does not
 know fails the attempt with :class:`~snapgraph.runtime.control.UnknownControlMessage`.
@@ -26,15 +26,17 @@ file descriptor needed), and runs :func:`serve_group` at the far end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn, Protocol
 
+from snapgraph.instruments.output import LineStream
 from snapgraph.model.graph import Connection, Graph
 from snapgraph.runtime import control as msg
 from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
@@ -168,6 +170,22 @@ class Colocated:
     engine_threads: set[int]
 
 
+@contextlib.contextmanager
+def _forwarding_streams(driver: _ReportingDriver) -> Iterator[None]:
+    """Replace this process's ``sys.stdout`` and ``sys.stderr`` by forwarding streams until the end."""
+    saved = sys.stdout, sys.stderr
+    # Whole lines, so nothing of the group writes to the terminal the driver's display owns.
+    sys.stdout = LineStream(lambda text: driver.send(msg.Stdout(text)), saved[0].encoding)
+    sys.stderr = LineStream(lambda text: driver.send(msg.Stderr(text)), saved[1].encoding)
+    try:
+        yield
+    finally:
+        forwarded = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = saved
+        for stream in forwarded:
+            stream.flush()
+
+
 class _ReportingDriver:
     """The Driver of a group that runs away from its driver: every report becomes a message."""
 
@@ -253,11 +271,25 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
                      engine_threads=colocated.engine_threads if colocated is not None else None)
     host.register_engine_thread()  # the control loop runs on this thread
     host.stdout_sink = lambda text: driver.send(msg.Stdout(text))
+    forwarding: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if spec.options.forward_output:
+        host.log_sink = driver.send
+        if colocated is None:  # a process of its own: its script output must not reach the terminal either
+            forwarding = _forwarding_streams(driver)
     for (connection, retries, _), ends in zip(spec.outbound, outbound, strict=True):
         links = [end.sending(host.activity.note_sent, host.is_stopping, host.register_engine_thread) for end in ends]
         host.connect_remote(connection, links[0] if len(links) == 1 else RoundRobinLink(links), retries)
     for (connection, _), end in zip(spec.inbound, inbound, strict=True):
         host.connect_inbound(connection, end.receiving(host.is_stopping, host.register_engine_thread))
+    with forwarding:
+        stuck = _serve(spec, control, host, driver, driver_gone)
+    driver.send(msg.Done(stuck, host.stats()))
+    return stuck
+
+
+def _serve(spec: GroupSpec, control: ControlEnd, host: GroupHost, driver: _ReportingDriver,
+           driver_gone: Callable[[], NoReturn]) -> list[str]:
+    """Load the group, obey the driver until it says stop, wait for the operators; the stuck ones."""
     try:
         try:
             driver.open_shared_store()
@@ -289,7 +321,6 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
         raise
     stuck = host.join()
     driver.close()
-    driver.send(msg.Done(stuck, host.stats()))
     return stuck
 
 

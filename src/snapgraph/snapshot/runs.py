@@ -70,7 +70,11 @@ def plan_run(store: SnapshotStore, graph_key: str, graph_name: str, graph_label:
         restore = store.restore_point(newest.run_id, accept_older=accept_older)
         run = store.reopen_run(newest.run_id)
         notes = list(restore.notes) if restore else []
-        origin = f"from epoch {restore.epoch}" if restore else "from the start (it has no complete epoch)"
+        if restore is None:
+            origin = "from the start (it has no complete epoch)"
+        else:
+            count = len(restore.states)
+            origin = f"from epoch {restore.epoch} (state of {count} operator{'' if count == 1 else 's'})"
         notes.append(f"resuming run {run.run_id} ({newest.status}) {origin}")
         return RunPlan(run, restore, True, notes)
     if newest is not None and newest.status in NEEDS_DECISION:

@@ -741,6 +741,35 @@ class StoreContract:
         finally:
             s.close()
 
+    def test_the_holders_progress_goes_with_its_heartbeat_and_only_the_holder_is_shown(
+            self, under_test: StoreUnderTest, clock: FakeClock) -> None:
+        s = under_test.open(clock=clock)
+        reader = under_test.open(clock=clock)
+        try:
+            lease = s.acquire_lease("/g.yaml")
+            assert reader.progress("/g.yaml") is None  # nothing reported yet
+            reports = iter(range(1, 10**6))
+            lease.report_progress(lambda: {"attempt": 1, "rows": next(reports)})
+            clock.now += 1
+            s.renew_lease(lease)
+            progress = reader.progress("/g.yaml")
+            assert progress is not None and progress.report == {"attempt": 1, "rows": 1} and progress.at == clock.now
+            lease.report_progress(lambda: {"broken": object()})  # not JSON: the heartbeat goes on without it
+            s.renew_lease(lease)
+            assert reader.progress("/g.yaml") == progress and under_test.lease_rows()[0]["heartbeat"] == clock.now
+            lease.release()
+            assert reader.progress("/g.yaml") is None  # gone with the lease
+            # A report left behind by an engine that died belongs to no holder: not shown to the next one.
+            dead = s.acquire_lease("/g.yaml")
+            dead.report_progress(lambda: {"attempt": 7})
+            s.renew_lease(dead)
+            assert reader.progress("/g.yaml") is not None
+            under_test.update_leases(token="someone-else")
+            assert reader.progress("/g.yaml") is None
+        finally:
+            s.close()
+            reader.close()
+
     def test_keep_alive_reports_a_lost_lease(self, store: SnapshotStore, under_test: StoreUnderTest) -> None:
         lease = store.acquire_lease("/g.yaml")
         lost: list[LeaseLost] = []

@@ -29,6 +29,7 @@ from snapgraph.snapshot.store.base import (
     LeaseHeld,
     LeaseHolder,
     LeaseLost,
+    Progress,
     RestorePoint,
     RunRecord,
     RunStatus,
@@ -69,7 +70,7 @@ __all__ = [
     "ABANDONED", "APPLICATION_ID", "COMPLETED", "COPIES", "DEFAULT_KEEP", "EPOCH_TABLES", "FAILED", "FORMAT",
     "HEARTBEAT", "LEASE_TTL", "NEEDS_DECISION", "RUNNING", "RUN_TABLES", "STATE_TABLES", "STOPPED",
     "EpochRecord", "Fence", "Lease", "LeaseHeld", "LeaseHolder", "LeaseLost", "MemorySpace", "MemoryStore",
-    "PostgresStore", "RestorePoint", "RunRecord", "RunStatus", "SQLiteStore", "SnapshotStore", "StoreDamage",
-    "StoreError", "StoreMissing", "StoreUnusable", "checksum", "epoch_digest", "holder_alive", "open_store",
-    "process_start", "this_host_id",
+    "PostgresStore", "Progress", "RestorePoint", "RunRecord", "RunStatus", "SQLiteStore", "SnapshotStore",
+    "StoreDamage", "StoreError", "StoreMissing", "StoreUnusable", "checksum", "epoch_digest", "holder_alive",
+    "open_store", "process_start", "this_host_id",
 ]

@@ -163,6 +163,25 @@ class RestorePoint:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """A running engine's report, renewed with its heartbeat: ``at`` (its clock), ``report`` (JSON data:
+    the attempt, epochs, rows moved per operator — what ``snapgraph status`` shows)."""
+
+    at: float
+    report: dict[str, object]
+
+
+def progress_key(graph_key: str) -> str:
+    """Where a store keeps a graph's progress report (in its ``meta`` records)."""
+    return f"progress {graph_key}"
+
+
+def progress_record(token: str, at: float, report: str) -> str:
+    """The stored form of a progress report: the holder's token, the time, the report (JSON text)."""
+    return json.dumps({"token": token, "at": at, "report": json.loads(report)})
+
+
+@dataclass(frozen=True)
 class LeaseHolder:
     """Who holds a graph's lease."""
 
@@ -259,9 +278,12 @@ class DropRunCopy:
 
 @dataclass(frozen=True)
 class RenewLease:
+    """Renew the lease of ``token``; with ``progress`` (JSON text), also record what its engine reports."""
+
     graph_key: str
     token: str
     heartbeat: float
+    progress: str = ""
 
 
 @dataclass(frozen=True)
@@ -430,7 +452,23 @@ class SnapshotStore(ABC):
             raise self._held(graph_key, holder, self.clock())
 
     def renew_lease(self, lease: Lease) -> None:
-        self._write([RenewLease(lease.graph_key, lease.token, self.clock())], durable=False)
+        self._write([RenewLease(lease.graph_key, lease.token, self.clock(), lease.progress_report())], durable=False)
+
+    def progress(self, graph_key: str) -> Progress | None:
+        """What the engine that holds the graph's lease reported at its last heartbeat (None: nothing,
+        or the report is not the current holder's)."""
+        stored = self._progress(graph_key)
+        holder = self._lease(graph_key)
+        if stored is None or holder is None:
+            return None
+        try:
+            record = json.loads(stored)
+        except ValueError:
+            return None
+        if not isinstance(record, dict) or record.get("token") != holder.token:
+            return None
+        report = record.get("report")
+        return Progress(float(record.get("at", 0.0)), report if isinstance(report, dict) else {})
 
     def release_lease(self, lease: Lease) -> None:
         self._write([DropLease(lease.graph_key, lease.token)], fenced=False)
@@ -670,6 +708,13 @@ class SnapshotStore(ABC):
                 f"recovery is refused and nothing was written. {alternative}")
 
     # -- listing ---------------------------------------------------------------------------------
+    def shown_status(self, run: RunRecord) -> str:
+        """How ``run`` is shown to people: its recorded status, except that a ``running`` run is
+        ``running`` only while an engine holds its graph's lease, and ``unfinished`` once it died."""
+        if run.status != RunStatus.RUNNING:
+            return str(run.status)
+        return "running" if self.live_holder(run.graph_key) is not None else "unfinished"
+
     def runs(self) -> list[RunRecord]:
         records = self._run_records()
         damaged = [run_id for run_id, record in records.items() if record is None]
@@ -721,6 +766,10 @@ class SnapshotStore(ABC):
     def _lease(self, graph_key: str) -> LeaseHolder | None: ...
 
     @abstractmethod
+    def _progress(self, graph_key: str) -> str | None:
+        """The stored progress record of the graph (:func:`progress_record`), if any."""
+
+    @abstractmethod
     def _runs(self, copy: Copy, *, run_id: str | None = None, graph_key: str | None = None) -> list[StoredRun]:
         """Every run record of ``copy`` (filtered by run id or graph key), as stored, damage and all."""
 
@@ -749,6 +798,20 @@ class Lease:
         self.lost: LeaseLost | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._report: Callable[[], dict[str, object]] | None = None
+
+    def report_progress(self, report: Callable[[], dict[str, object]]) -> None:
+        """Send ``report()`` (JSON data) with every heartbeat, for ``snapgraph status`` to read."""
+        self._report = report
+
+    def progress_report(self) -> str:
+        """The JSON text of the next report ("" when none is reported or it cannot be made)."""
+        if self._report is None:
+            return ""
+        try:
+            return json.dumps(self._report())
+        except Exception:  # noqa: BLE001 - a report must never cost the lease
+            return ""
 
     def keep_alive(self, on_lost: Callable[[LeaseLost], None], period: float = HEARTBEAT) -> None:
         """Renew every ``period`` seconds on a thread of its own; ``on_lost`` if it was taken over."""

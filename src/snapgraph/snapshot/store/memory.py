@@ -31,6 +31,7 @@ from snapgraph.snapshot.store.base import (
     StateIndex,
     StoredRun,
     Write,
+    progress_record,
 )
 
 
@@ -49,6 +50,7 @@ class MemorySpace:
         default_factory=lambda: {c: {} for c in COPIES})
     epochs: dict[Copy, dict[tuple[str, str], CompletionRow]] = field(default_factory=lambda: {c: {} for c in COPIES})
     leases: dict[str, LeaseHolder] = field(default_factory=dict)
+    progress: dict[str, str] = field(default_factory=dict)  # graph key -> progress record of its lease holder
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -91,14 +93,17 @@ class MemoryStore(SnapshotStore):
             case DropRunCopy(copy, stored_as):
                 if isinstance(stored_as, str):
                     space.runs[copy].pop(stored_as, None)
-            case RenewLease(graph_key, token, heartbeat):
+            case RenewLease(graph_key, token, heartbeat, progress):
                 current = space.leases.get(graph_key)
                 if current is not None and current.token == token:
                     space.leases[graph_key] = replace(current, heartbeat=heartbeat)
+                    if progress:
+                        space.progress[graph_key] = progress_record(token, heartbeat, progress)
             case DropLease(graph_key, token):
                 current = space.leases.get(graph_key)
                 if current is not None and current.token == token:
                     del space.leases[graph_key]
+                    space.progress.pop(graph_key, None)
             case _:
                 raise TypeError(f"not a store write: {write!r}")
 
@@ -114,6 +119,10 @@ class MemoryStore(SnapshotStore):
     def _lease(self, graph_key: str) -> LeaseHolder | None:
         with self.space.lock:
             return self.space.leases.get(graph_key)
+
+    def _progress(self, graph_key: str) -> str | None:
+        with self.space.lock:
+            return self.space.progress.get(graph_key)
 
     def _runs(self, copy: Copy, *, run_id: str | None = None, graph_key: str | None = None) -> list[StoredRun]:
         with self.space.lock:

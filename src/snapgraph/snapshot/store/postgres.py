@@ -53,6 +53,8 @@ from snapgraph.snapshot.store.base import (
     StoreMissing,
     StoreUnusable,
     Write,
+    progress_key,
+    progress_record,
 )
 
 CHUNK = 16 * 1024 * 1024  # bytes of state per row
@@ -239,11 +241,21 @@ class PostgresStore(SnapshotStore):
                         for kind in ("states", "epochs", "runs") for copy in COPIES]
             case DropRunCopy(copy, key):
                 return [(f"DELETE FROM {self._table('runs', copy)} WHERE run_id = %s", (key,))]
-            case RenewLease(graph_key, token, heartbeat):
-                return [(f"UPDATE {schema}.leases SET heartbeat = %s WHERE graph_key = %s AND token = %s",
-                         (heartbeat, graph_key, token))]
+            case RenewLease(graph_key, token, heartbeat, progress):
+                renew: list[tuple[str, tuple[object, ...]]] = [(
+                    f"UPDATE {schema}.leases SET heartbeat = %s WHERE graph_key = %s AND token = %s",
+                    (heartbeat, graph_key, token))]
+                if progress:
+                    renew.append((f"INSERT INTO {schema}.meta (key, value) SELECT %s, %s WHERE EXISTS (SELECT 1 "
+                                  f"FROM {schema}.leases WHERE graph_key = %s AND token = %s) ON CONFLICT (key) "
+                                  "DO UPDATE SET value = EXCLUDED.value",
+                                  (progress_key(graph_key), progress_record(token, heartbeat, progress), graph_key,
+                                   token)))
+                return renew
             case DropLease(graph_key, token):
-                return [(f"DELETE FROM {schema}.leases WHERE graph_key = %s AND token = %s", (graph_key, token))]
+                return [(f"DELETE FROM {schema}.meta WHERE key = %s AND EXISTS (SELECT 1 FROM {schema}.leases "
+                         "WHERE graph_key = %s AND token = %s)", (progress_key(graph_key), graph_key, token)),
+                        (f"DELETE FROM {schema}.leases WHERE graph_key = %s AND token = %s", (graph_key, token))]
         raise TypeError(f"not a store write: {write!r}")
 
     def _usable_connection(self) -> Any:
@@ -310,6 +322,10 @@ class PostgresStore(SnapshotStore):
     def _lease(self, graph_key: str) -> LeaseHolder | None:
         rows = self._read(f"SELECT {_LEASE_COLUMNS} FROM {self.schema}.leases WHERE graph_key = %s", (graph_key,))
         return LeaseHolder(*rows[0]) if rows else None
+
+    def _progress(self, graph_key: str) -> str | None:
+        rows = self._read(f"SELECT value FROM {self.schema}.meta WHERE key = %s", (progress_key(graph_key),))
+        return str(rows[0][0]) if rows else None
 
     @staticmethod
     def _where(run_id: str | None, graph_key: str | None) -> tuple[str, tuple[object, ...]]:

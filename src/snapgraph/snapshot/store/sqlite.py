@@ -43,6 +43,8 @@ from snapgraph.snapshot.store.base import (
     StoreMissing,
     StoreUnusable,
     Write,
+    progress_key,
+    progress_record,
 )
 
 APPLICATION_ID = 0x536E6770  # "Sngp" in SQLite's header: marks a file as a snapgraph store
@@ -133,11 +135,18 @@ def _statements(write: Write) -> list[_Statement]:
                     for table in (*STATE_TABLES, *EPOCH_TABLES, *RUN_TABLES)]
         case DropRunCopy(copy, key):
             return [(f"DELETE FROM {_TABLES['runs'][copy]} WHERE run_id = ?", (key,))]
-        case RenewLease(graph_key, token, heartbeat):
-            return [("UPDATE leases SET heartbeat = ? WHERE graph_key = ? AND token = ?",
-                     (heartbeat, graph_key, token))]
+        case RenewLease(graph_key, token, heartbeat, progress):
+            renew: list[_Statement] = [("UPDATE leases SET heartbeat = ? WHERE graph_key = ? AND token = ?",
+                                        (heartbeat, graph_key, token))]
+            if progress:
+                renew.append(("INSERT OR REPLACE INTO meta (key, value) SELECT ?, ? WHERE EXISTS "
+                              "(SELECT 1 FROM leases WHERE graph_key = ? AND token = ?)",
+                              (progress_key(graph_key), progress_record(token, heartbeat, progress), graph_key, token)))
+            return renew
         case DropLease(graph_key, token):
-            return [("DELETE FROM leases WHERE graph_key = ? AND token = ?", (graph_key, token))]
+            return [("DELETE FROM meta WHERE key = ? AND EXISTS (SELECT 1 FROM leases WHERE graph_key = ? AND "
+                     "token = ?)", (progress_key(graph_key), graph_key, token)),
+                    ("DELETE FROM leases WHERE graph_key = ? AND token = ?", (graph_key, token))]
     raise TypeError(f"not a store write: {write!r}")
 
 
@@ -329,6 +338,10 @@ class SQLiteStore(SnapshotStore):
     def _lease(self, graph_key: str) -> LeaseHolder | None:
         rows = self._read(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE graph_key = ?", (graph_key,))
         return LeaseHolder(*rows[0]) if rows else None
+
+    def _progress(self, graph_key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (progress_key(graph_key),))
+        return str(rows[0][0]) if rows else None
 
     def _runs(self, copy: Copy, *, run_id: str | None = None, graph_key: str | None = None) -> list[StoredRun]:
         where, args = _where(run_id, graph_key)
