@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import snapgraph_cli, write_files
+from conftest import ROW_COUNTING_SINK, snapgraph_cli, write_files
 from snapgraph.instruments import EventLog, Instrument, installed
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.runtime.engine import COMPLETED, Engine, RunOptions
@@ -76,25 +76,7 @@ api.set_restore_callback(restore)
 api.set_epoch_complete_callback(complete)
 """
 
-SINK = """
-import pickle
-
-rows = 0
-
-api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
-
-def on_input(msg_id, header, body):
-    global rows
-    rows += len(body.get())
-
-def restore(epoch, data):
-    global rows
-    rows = pickle.loads(data)
-
-api.set_port_callback("in", on_input)
-api.set_serialize_callback(lambda epoch: pickle.dumps(rows))
-api.set_restore_callback(restore)
-"""
+SINK = ROW_COUNTING_SINK  # a stateful sink that counts the rows it received
 
 FILES = {"graph.yaml": GRAPH, "gen.py": GEN, "sink.py": SINK}
 
