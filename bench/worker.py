@@ -169,13 +169,18 @@ def processes_of(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_pid.values())
 
 
-class Displays:
-    """Everything that watches a run, as ``snapgraph run --progress --metrics-port 0 --ui-port 0`` starts
-    it: one RunWatcher, the live terminal table (drawn into /dev/null as onto a terminal), the Prometheus
-    endpoint and the web monitor, with a scraper reading /metrics and the monitor's /api/run once a second
-    as Prometheus and an open browser tab would."""
+DISPLAY_PARTS = ("watcher", "progress", "endpoints")
 
-    def __init__(self, graph_file: Path, params: dict[str, Any]) -> None:
+
+class Displays:
+    """What watches a run, as ``snapgraph run --progress --metrics-port 0 --ui-port 0`` starts it, in parts
+    (``parts``, of :data:`DISPLAY_PARTS`): ``watcher`` — one RunWatcher whose view is read four times a
+    second, as the terminal table reads it, and group output forwarded to the engine; ``progress`` — the
+    live terminal table itself (drawn into /dev/null as onto a terminal); ``endpoints`` — the Prometheus
+    endpoint and the web monitor, with a scraper reading /metrics and the monitor's /api/run once a second
+    as Prometheus and an open browser tab would. Every part includes the watcher."""
+
+    def __init__(self, graph_file: Path, params: dict[str, Any], parts: tuple[str, ...] = DISPLAY_PARTS) -> None:
         import threading
         import urllib.request
 
@@ -185,42 +190,63 @@ class Displays:
         from snapgraph.model.loader import LoadOptions, load_graph
         from snapgraph.monitor.live import RunWatcher
         from snapgraph.monitor.metrics import serve_metrics
-        from snapgraph.monitor.progress import ProgressDisplay
+        from snapgraph.monitor.progress import REDRAW_EVERY, ProgressDisplay
         from snapgraph.monitor.web import LiveSource, MonitorServer
-        from snapgraph.runtime import logs
 
+        unknown = set(parts) - set(DISPLAY_PARTS)
+        if unknown:
+            raise ValueError(f"unknown display parts {sorted(unknown)}")
         graph = load_graph(graph_file, LoadOptions(params={k: str(v) for k, v in params.items()}))
         self.watcher = RunWatcher(graph)
         install(self.watcher)
-        self._devnull = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
-        self.display = ProgressDisplay(self.watcher, Console(file=self._devnull, force_terminal=True, width=120))
-        logs.set_destination(self.display)
-        self.metrics = serve_metrics(self.watcher, "127.0.0.1", 0)
-        self.monitor = MonitorServer(LiveSource(self.watcher, None), "127.0.0.1", 0).start()
-        self.display.start()
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._devnull = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
+        self.display = None
+        if "progress" in parts:
+            from snapgraph.runtime import logs
+
+            self.display = ProgressDisplay(self.watcher, Console(file=self._devnull, force_terminal=True, width=120))
+            logs.set_destination(self.display)
+            self.display.start()
+        else:
+            def read_view() -> None:
+                while not self._stop.wait(REDRAW_EVERY):
+                    self.watcher.view()
+
+            self._threads.append(threading.Thread(target=read_view, daemon=True))
+        self.metrics = self.monitor = None
         self.scrapes = 0
+        if "endpoints" in parts:
+            self.metrics = serve_metrics(self.watcher, "127.0.0.1", 0)
+            self.monitor = MonitorServer(LiveSource(self.watcher, None), "127.0.0.1", 0).start()
+            urls = (self.metrics.url, self.monitor.url + "api/run")
 
-        def scrape() -> None:
-            while not self._stop.wait(1.0):
-                for url in (self.metrics.url, self.monitor.url + "api/run"):
-                    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1
-                        answer.read()
-                self.scrapes += 1
+            def scrape() -> None:
+                while not self._stop.wait(1.0):
+                    for url in urls:
+                        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - 127.0.0.1
+                            answer.read()
+                    self.scrapes += 1
 
-        self._scraper = threading.Thread(target=scrape, daemon=True)
-        self._scraper.start()
+            self._threads.append(threading.Thread(target=scrape, daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def close(self) -> None:
         from snapgraph.instruments import uninstall
         from snapgraph.runtime import logs
 
         self._stop.set()
-        self._scraper.join(10)
-        self.display.close()
-        logs.set_destination(None)
-        self.metrics.close()
-        self.monitor.close()
+        for thread in self._threads:
+            thread.join(10)
+        if self.display is not None:
+            self.display.close()
+            logs.set_destination(None)
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.monitor is not None:
+            self.monitor.close()
         uninstall(self.watcher)
         self._devnull.close()
 
@@ -231,7 +257,9 @@ def run_snapgraph(spec: dict[str, Any]) -> dict[str, Any]:
                   "stateful": "true" if spec["snapshots"] else "false", "out_dir": tmp,
                   "gc_threshold": spec.get("gc_threshold", ""),
                   "proc_instances": spec.get("proc_instances", 1)}
-        displays = Displays(GRAPHS / "pipeline.yaml", params) if spec.get("displays") else None
+        parts = spec.get("displays") or ()
+        displays = Displays(GRAPHS / "pipeline.yaml", params, tuple(DISPLAY_PARTS if parts is True else parts)) \
+            if parts else None
         try:
             run = supervise(GRAPHS / "pipeline.yaml", params, in_process=spec["in_process"],
                             snapshots=spec["snapshots"], store_path=Path(tmp) / "store.db",

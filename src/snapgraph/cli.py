@@ -24,6 +24,7 @@ import click
 
 from snapgraph import __version__
 from snapgraph.model.graph import period_problem
+from snapgraph.model.guarantees import REQUIRABLE, Guarantee, compute_guarantees, unmet
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.model.params import parse_param_assignments
 from snapgraph.model.problems import GraphError
@@ -95,14 +96,55 @@ def main() -> None:
     """Run SAP Data Intelligence Gen2 graphs of Python3 operators anywhere."""
 
 
+def _period_option(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    problem = period_problem(value) if value is not None else None
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
+require_option = click.option(
+    "--require", type=click.Choice([g.value for g in REQUIRABLE]), metavar="GUARANTEE",
+    help="Refuse the graph (exit 2) unless every writer gets this delivery guarantee: exactly-once, "
+         "at-least-once or at-most-once (docs/guarantees.md).")
+
+
 @main.command()
 @with_graph_options
-def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None) -> None:
-    """Check GRAPH_FILE without running it; print every problem found."""
-    graph, _ = _load(graph_file, params, operators, connections)
+@click.option("--snapshot-period", type=float, callback=_period_option, metavar="SECONDS",
+              help="Check the graph as `run --snapshot-period SECONDS` runs it: the snapshot limitations and "
+                   "the delivery guarantee with snapshots.")
+@click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
+              help="The delivery guarantee with automatic recovery, as `run --max-retries N` gives it.")
+@require_option
+def validate(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
+             snapshot_period: float | None, max_retries: int | None, require: str | None) -> None:
+    """Check GRAPH_FILE without running it; print every problem found and each writer's delivery guarantee."""
+    graph, _ = _load(graph_file, params, operators, connections,
+                     snapshots=True if snapshot_period is not None else None)
+    _check_delivery(graph, snapshots=snapshot_period is not None or graph.settings.period is not None,
+                    recovery=(max_retries if max_retries is not None else graph.settings.max_retries) is not None,
+                    require=require, show=True)
     click.echo(
         f"{graph_file}: ok ({_count(len(graph.processes), 'operator')}, {_count(len(graph.connections), 'connection')})"
     )
+
+
+def _check_delivery(graph: Any, *, snapshots: bool, recovery: bool, require: str | None, show: bool) -> list[str]:
+    """Each writer's delivery guarantee (docs/guarantees.md) as the lines to print; with ``show`` they are
+    printed now. With ``require`` a graph whose weakest writer does not get it is refused: the lines, then
+    the weakest link, exit 2."""
+    guarantees = compute_guarantees(graph, snapshots=snapshots, recovery=recovery)
+    lines = [f"snapgraph: delivery: {g.describe()}" for g in guarantees] or [
+        "snapgraph: delivery: the graph has no writer (no operator writes outside the graph)"]
+    weakest = unmet(guarantees, Guarantee(require)) if require is not None else None
+    if show or weakest is not None:
+        _echo_lines(lines)
+    if weakest is not None:
+        has = "has no guarantee" if weakest.guarantee is Guarantee.NONE else f"is {weakest.guarantee.value}"
+        _invalid(f"--require {require}: writer '{weakest.writer}' {has}: {weakest.weakest_link}; "
+                 "nothing was started")
+    return lines
 
 
 def _backend_option(value: str | None) -> str | None:
@@ -113,13 +155,6 @@ def _backend_option(value: str | None) -> str | None:
         return None if value is None else get_backend(value).name
     except UnknownBackend as err:
         raise click.BadParameter(str(err)) from None
-
-
-def _period_option(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    problem = period_problem(value) if value is not None else None
-    if problem is not None:
-        raise click.BadParameter(problem)
-    return value
 
 
 @main.command()
@@ -172,13 +207,17 @@ def _period_option(ctx: click.Context, param: click.Parameter, value: float | No
               expose_value=False, callback=lambda ctx, param, value: ctx.meta.__setitem__(_LOG_FORMAT, value),
               help="json: one JSON object per line on standard error for every engine event, operator log "
                    "line and engine message (no live progress).")
+@require_option
 @click.option("--verbose", "-v", is_flag=True, help="Show api.logger.debug output.")
 def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
         stop_after: float | None, snapshot_period: float | None, store_path: str | None,
         max_retries: int | None, retry_interval: float | None, retry_threshold: float | None,
         resume: bool, fresh: bool, accept_older_epoch: bool, in_process: bool, backend: str | None,
-        verbose: bool) -> None:
-    """Run GRAPH_FILE until it completes, fails or is stopped."""
+        require: str | None, verbose: bool) -> None:
+    """Run GRAPH_FILE until it completes, fails or is stopped.
+
+    A run that recovers (snapshots or --max-retries) or is given --require first prints each writer's
+    delivery guarantee; a run that does neither ends at its first failure, and says nothing of it."""
     # First of all, so that no signal meets Python's default handlers once a run could be planned.
     signals = StopOnSignals().install()
     if resume and fresh:
@@ -189,8 +228,11 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
     graph, load_options = _load(graph_file, params, operators, connections,
                                 snapshots=True if snapshot_period is not None else None)
     snapshots_on = snapshot_period is not None or graph.settings.period is not None
-    forward_output = _start_displays(graph, signals, (store_path or DEFAULT_STORE) if snapshots_on else None)
     settings = graph.settings
+    recovery = (max_retries if max_retries is not None else settings.max_retries) is not None
+    delivery = _check_delivery(graph, snapshots=snapshots_on, recovery=recovery, require=require, show=False)
+    forward_output = _start_displays(graph, signals, (store_path or DEFAULT_STORE) if snapshots_on else None,
+                                     first_lines=delivery if snapshots_on or recovery or require else [])
     for group in graph.groups.values():
         if group.multiplicity > 1 and in_process:
             click.echo(f"snapgraph: warning: group {group.name!r} has multiplicity {group.multiplicity}; "
@@ -272,15 +314,29 @@ _DISPLAY = "snapgraph.progress_display"
 _ENDPOINTS = "snapgraph.endpoints"  # what this run serves (metrics, web monitor): name -> URL
 
 
-def _start_displays(graph: Any, signals: StopOnSignals, store_location: str | Path | None) -> bool:
-    """Everything that watches the run, before anything of it starts: the terminal's progress or JSON
-    logs, Prometheus metrics, the web monitor (one shared :class:`RunWatcher` for all; an address that
-    cannot be bound is bad input, exit 2, nothing of the run started). Whether the groups must forward
-    their output to this process."""
+def _start_displays(graph: Any, signals: StopOnSignals, store_location: str | Path | None, *,
+                    first_lines: list[str]) -> bool:
+    """Everything that watches the run, before anything of it starts: Prometheus metrics, the web monitor
+    (one shared :class:`RunWatcher` for all; an address that cannot be bound is bad input, exit 2, nothing
+    of the run started), then the terminal's progress or JSON logs. Whether the groups must forward their
+    output to this process.
+
+    ``first_lines`` and the addresses served go out before the live progress (which owns the terminal once
+    it started: they stay above it), or as JSON messages with ``--log-format json`` (every line of standard
+    error is JSON then)."""
+    json_logs = click.get_current_context().meta.get(_LOG_FORMAT) == "json"
+    served = [line for line in (_serve_metrics(graph), _serve_monitor(graph, store_location)) if line]
+    if not json_logs:
+        _echo_lines(first_lines + served)
     forward_output = _start_terminal_output(graph, signals)
-    _serve_metrics(graph)
-    _serve_monitor(graph, store_location)
+    if json_logs:
+        _echo_lines(first_lines + served)
     return forward_output
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
 
 
 def run_watcher(graph: Any) -> Any:
@@ -350,13 +406,13 @@ def _end_progress() -> None:
         logs.set_destination(None)
 
 
-def _serve_metrics(graph: Any) -> None:
+def _serve_metrics(graph: Any) -> str | None:
     """``--metrics-port``: serve /metrics before anything of the run starts; a port that cannot be bound
-    is bad input (exit 2, the store untouched)."""
+    is bad input (exit 2, the store untouched). The line that says where."""
     ctx = click.get_current_context()
     port, host = ctx.meta.get(_METRICS_PORT), ctx.meta.get(_METRICS_HOST, "127.0.0.1")
     if port is None:
-        return
+        return None
     from snapgraph.monitor.metrics import serve_metrics
 
     try:
@@ -365,15 +421,16 @@ def _serve_metrics(graph: Any) -> None:
         _invalid(f"--metrics-port {port}: cannot listen on {host}:{port}: {err.strerror or err}")
     ctx.call_on_close(server.close)
     ctx.meta.setdefault(_ENDPOINTS, {})["metrics"] = server.url
-    click.echo(f"snapgraph: metrics at {server.url}", err=True)
+    return f"snapgraph: metrics at {server.url}"
 
 
-def _serve_monitor(graph: Any, store_location: str | Path | None) -> None:
-    """``--ui-port``: the read-only web monitor of this run (and of the other runs of its store)."""
+def _serve_monitor(graph: Any, store_location: str | Path | None) -> str | None:
+    """``--ui-port``: the read-only web monitor of this run (and of the other runs of its store). The line
+    that says where."""
     ctx = click.get_current_context()
     port = ctx.meta.get(_UI_PORT)
     if port is None:
-        return
+        return None
     from snapgraph.monitor.web import DEFAULT_HOST, LiveSource, MonitorError, MonitorServer
 
     host = ctx.meta.get(_UI_HOST) or DEFAULT_HOST
@@ -383,7 +440,7 @@ def _serve_monitor(graph: Any, store_location: str | Path | None) -> None:
         _invalid(f"--ui-port {port}: {err}")
     ctx.call_on_close(server.close)
     ctx.meta.setdefault(_ENDPOINTS, {})["monitor"] = server.url
-    click.echo(f"snapgraph: monitor at {server.url}", err=True)
+    return f"snapgraph: monitor at {server.url}"
 
 
 def _report_progress(lease: Lease, graph: Any) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from snapgraph.model.builtins import BUILTIN_COMPONENTS
 from snapgraph.model.graph import GRAPH_TERMINATOR_V2, PYTHON3_V2, TERMINAL_V2, WIRETAP_V2
 from snapgraph.model.graph_builder import graph_name_from_path
 from snapgraph.model.loader import LoadOptions, load_graph
@@ -12,6 +13,8 @@ from snapgraph.model.problems import GraphError
 from snapgraph.model.types import ANY_PORT, PortType, VTypeScalar, VTypeTable
 
 from .helpers import FIXTURES, conn, graph_json, port, py_process
+
+SUPPORTED = ", ".join((PYTHON3_V2, *BUILTIN_COMPONENTS))  # as the messages list them
 
 DI_GRAPH = FIXTURES / "di_graph"
 
@@ -154,9 +157,8 @@ def test_unknown_component_names_file_process_component_and_dirs(files, tmp_path
     problems = problems_of(path, operator_dirs=[tmp_path / "ops"])
     # connections of the broken process are not reported again
     assert problems == [
-        f"{path}: process 'u': unknown component 'extract.users': not a built-in "
-        "(com.sap.system.python3Operator.v2, com.sap.util.graphTerminator.v2, com.sap.util.terminal.v2, "
-        "com.sap.util.wiretap.v2) and not found in the operators directories (searched "
+        f"{path}: process 'u': unknown component 'extract.users': not a built-in ({SUPPORTED}) "
+        "and not found in the operators directories (searched "
         f"{tmp_path / 'ops/extract/users/operator.json'})"
     ]
 
@@ -281,8 +283,7 @@ def test_di_extract_graphs_fail_only_on_the_built_ins_snapgraph_lacks(name: str)
     problems = problems_of(path, **di_extract_options(name))
     assert problems == [
         f"{path}: process '{process}': unknown component '{component}': snapgraph supports the built-in "
-        "components com.sap.system.python3Operator.v2, com.sap.util.graphTerminator.v2, com.sap.util.terminal.v2, "
-        "com.sap.util.wiretap.v2 and custom Python operators from --operators folders"
+        f"components {SUPPORTED} and custom Python operators from --operators folders"
         for process, component in DI_EXTRACT[name].items()]
 
 

@@ -272,3 +272,17 @@ def test_all_problems_are_reported_together() -> None:
         groups=[Group("g", nodes=["zz"])])
     problems = messages(graph)
     assert len(problems) == 6, problems
+
+
+def test_a_built_in_s_config_is_checked_by_its_descriptor_naming_the_key() -> None:
+    reader = Process(name="read", component="snapgraph.sql.reader", config={"table": "t"},
+                     outports={"output": Port("output", TABLE)}, location=Location("g.json", "process 'read'"))
+    writer = Process(name="write", component="snapgraph.sql.writer",
+                     config={"connection": {"connectionID": "DB", "connectionType": "SQLITE",
+                                            "connectionProperties": {"path": "x.db"}},
+                             "table": "t", "mode": "sideways"},
+                     inports={"input": Port("input", TABLE)}, location=Location("g.json", "process 'write'"))
+    found = messages(graph_of(reader, writer, connections=[link("read.output", "write.input")]))
+    assert any(m.startswith("g.json: process 'read': SQL Reader: config 'connection' is missing") for m in found)
+    assert any(m.startswith("g.json: process 'read': SQL Reader: config 'key' is missing") for m in found)
+    assert any(m.startswith("g.json: process 'write': SQL Writer: config 'mode'") for m in found), found

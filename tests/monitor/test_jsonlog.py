@@ -92,3 +92,20 @@ def test_a_failed_run_and_its_traceback_are_json_too(tmp_path: Path) -> None:
     messages = messages[len(printed):]
     assert messages[0].startswith("snapgraph: graph 'shipped' failed after")
     assert messages[1].startswith("Traceback (most recent call last):") and "KeyError: 5" in messages[1]
+
+
+def test_writes_to_the_file_descriptors_of_a_group_are_forwarded_too(tmp_path: Path) -> None:
+    """What bypasses ``sys.stderr`` — ``os.write(2, …)`` as C code does, a child process that inherited
+    the descriptor — still arrives as a JSON object, never as a raw line among them."""
+    write_files(tmp_path, {"g.yaml": GRAPH.replace(
+        '              print("to stderr", i, file=sys.stderr)',
+        '              import os, subprocess\n'
+        '              os.write(2, b"fd 2 %d\\n" % i)\n'
+        '              os.write(1, b"fd 1 %d\\n" % i)\n'
+        '              subprocess.run(["sh", "-c", "echo child err >&2; echo child out"], check=True)')})
+    ran = snapgraph_cli("run", "g.yaml", "--log-format", "json", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    records = [json.loads(line) for line in ran.stderr.splitlines()]
+    output = [r["fields"] for r in records if r["event"] == "output"]
+    assert output == [{"stream": "stderr", "text": text} for text in ("fd 2 10", "child err", "fd 2 20", "child err")]
+    assert ran.stdout == "fd 1 10\nchild out\nfd 1 20\nchild out\n"

@@ -150,3 +150,17 @@ def test_the_display_of_a_view_names_every_operator_and_the_run(tmp_path: Path) 
     text = console.export_text()
     assert re.search(r"^src\s+loading\s+0\s+0\s+0\s+0\s+0%$", text, re.M), text
     assert re.search(r"^sink\s+loading", text, re.M)
+
+
+def test_the_addresses_served_are_lines_of_their_own_above_the_display(tmp_path: Path) -> None:
+    write_files(tmp_path, {"g.yaml": GRAPH})
+    child = spawn(tmp_path, "--metrics-port", "0", "--ui-port", "0")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    shown = lines_of(child.before)
+    served = [line for line in shown if " at http://" in line]
+    assert len(served) == 2, shown
+    assert re.fullmatch(r"snapgraph: metrics at http://127\.0\.0\.1:\d+/metrics", served[0])
+    assert re.fullmatch(r"snapgraph: monitor at http://127\.0\.0\.1:\d+/", served[1])
+    assert shown.index(served[1]) < min(i for i, line in enumerate(shown) if line.startswith("graph 'watched'"))

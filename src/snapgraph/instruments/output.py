@@ -1,17 +1,26 @@
-"""A text stream that hands on what is written to it, a whole line or more at a time.
+"""Output that must not reach a terminal directly but go somewhere as lines.
 
-Used wherever output must not reach a terminal directly but go somewhere as lines: a group process's
-``sys.stdout``/``sys.stderr`` while it forwards its output to the engine (runtime/transport.py), the
-engine's standard error under ``--log-format json`` (monitor/jsonlog.py). A ``print`` writes its text and
-its newline in two calls; the stream waits for the newline, and keeps together the lines one write
-brought.
+:class:`LineStream` is a text stream that hands on what is written to it, a whole line or more at a
+time: a group process's ``sys.stdout``/``sys.stderr`` while it forwards its output to the engine
+(runtime/transport.py), the engine's standard error under ``--log-format json`` (monitor/jsonlog.py). A
+``print`` writes its text and its newline in two calls; the stream waits for the newline, and keeps
+together the lines one write brought.
+
+:func:`captured_fd` catches what bypasses ``sys.stdout``: writes to the file descriptor itself (a C
+extension's ``printf``, ``os.write(1, …)``, a child process that inherited it) go into a pipe whose
+reader hands them on as lines too.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import io
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+CAPTURE_JOIN_SECONDS = 2.0  # how long the end of a capture waits for a reader kept open by a child process
 
 
 class LineStream(io.TextIOBase):
@@ -47,4 +56,35 @@ class LineStream(io.TextIOBase):
             self._on_text(ready)
 
 
-__all__ = ["LineStream"]
+@contextlib.contextmanager
+def captured_fd(fd: int, on_text: Callable[[str], None], *, name: str = "output") -> Iterator[None]:
+    """While the block runs, what is written to ``fd`` goes to ``on_text`` line by line (a pipe's reads
+    cut anywhere, so a line is the only unit it has; the rest when the block ends); afterwards ``fd`` is
+    what it was. A thread of its own reads the pipe."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(fd)
+    os.dup2(write_end, fd)
+    os.close(write_end)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def pump() -> None:
+        pending = ""
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                *lines, pending = (pending + decoder.decode(chunk)).split("\n")
+                for line in lines:
+                    on_text(line + "\n")
+        if rest := pending + decoder.decode(b"", final=True):
+            on_text(rest)
+
+    reader = threading.Thread(target=pump, name=f"captured {name}", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)  # closes the pipe's last write end of ours: the reader sees its end
+        os.close(saved)
+        reader.join(CAPTURE_JOIN_SECONDS)
+
+
+__all__ = ["LineStream", "captured_fd"]

@@ -3,7 +3,8 @@
 What is read: ``processes`` (component, ``metadata.config``, ``inports`` /
 ``outports`` and ``additionalinports`` / ``additionaloutports``),
 ``connections``, ``groups`` (name, nodes, multiplicity, ``restartPolicy``,
-tags), ``parameters`` and the simple forms of ``parameterMapping``.
+tags), ``parameters``, the simple forms of ``parameterMapping`` and, beyond DI,
+a process's ``metadata.snapgraph.delivery`` (its delivery traits, docs/guarantees.md).
 UI-only keys (positions, labels, points) are ignored. Problems are collected,
 never raised, so one load reports everything wrong at once.
 """
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from snapgraph.model.delivery import DeliveryTraits, parse_declaration
 from snapgraph.model.graph import Endpoint, Graph, Location, Port
 from snapgraph.model.graph_builder import (
     GraphBuilder,
@@ -30,6 +32,7 @@ from snapgraph.model.problems import Problem
 __all__ = ["GENERATION", "LoadContext", "load_gen2_json", "parse_parameters"]
 
 GENERATION = 2
+SNAPGRAPH_METADATA = "snapgraph"  # a process's metadata key for what snapgraph reads beyond DI
 
 
 def parse_parameters(value: Any, where: str, problems: list[Problem]) -> dict[str, GraphParameter]:
@@ -129,6 +132,23 @@ def _int_value(value: Any, where: str, what: str, problems: list[Problem], defau
     return default
 
 
+def _parse_snapgraph_metadata(value: Any, where: str, problems: list[Problem]) -> DeliveryTraits | None:
+    """A process's ``metadata.snapgraph``: what snapgraph reads beyond DI (``delivery``); DI ignores it."""
+    if not isinstance(value, dict):
+        problems.append(Problem(where, f"metadata.{SNAPGRAPH_METADATA} must be an object with 'delivery', "
+                                f"got {value!r}"))
+        return None
+    for key in value:
+        if key != "delivery":
+            problems.append(Problem(where, f"unknown key '{key}' in metadata.{SNAPGRAPH_METADATA} "
+                                    "(allowed: delivery)"))
+    if "delivery" not in value:
+        return None
+    traits, found = parse_declaration(value["delivery"], f"metadata.{SNAPGRAPH_METADATA}.delivery")
+    problems.extend(Problem(where, problem.message) for problem in found)
+    return traits
+
+
 def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
     """Parse ``path`` as a DI Gen2 graph.json; None if it cannot be parsed at all.
 
@@ -199,7 +219,7 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
         outports = _ports_of(spec, meta, "outports", where, problems)
         extra_in = _ports_of(spec, meta, "additionalinports", where, problems)
         extra_out = _ports_of(spec, meta, "additionaloutports", where, problems)
-        builder.add_process(
+        process = builder.add_process(
             proc_name,
             component,
             location,
@@ -211,6 +231,8 @@ def load_gen2_json(path: Path, ctx: LoadContext) -> Graph | None:
             script_name=f"{file}::processes.{proc_name}.config.script",
             not_kept_if_broken=("script", "codelanguage"),
         )
+        if SNAPGRAPH_METADATA in meta:
+            process.delivery = _parse_snapgraph_metadata(meta[SNAPGRAPH_METADATA], where, problems)
 
     groups = data.get("groups") or []
     if not isinstance(groups, list):

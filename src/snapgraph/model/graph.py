@@ -16,6 +16,7 @@ from snapgraph.model.builtins import BUILTIN_COMPONENTS as BUILTIN_COMPONENTS  #
 from snapgraph.model.builtins import GRAPH_TERMINATOR_V2 as GRAPH_TERMINATOR_V2
 from snapgraph.model.builtins import TERMINAL_V2 as TERMINAL_V2
 from snapgraph.model.builtins import WIRETAP_V2 as WIRETAP_V2
+from snapgraph.model.delivery import DeliveryTraits
 from snapgraph.model.types import PortType
 
 if TYPE_CHECKING:
@@ -125,6 +126,9 @@ class Process:
     operator_dir: Path | None = None
     group: str = "default"
     location: Location = field(default_factory=lambda: Location("<graph>"))
+    # What the graph declares about its delivery (YAML ``delivery``, graph.json ``metadata.snapgraph``);
+    # None: nothing declared. A built-in's traits are on its descriptor instead (model/guarantees.py).
+    delivery: DeliveryTraits | None = None
 
     @property
     def is_python(self) -> bool:

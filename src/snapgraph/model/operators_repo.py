@@ -27,7 +27,7 @@ from snapgraph.model.graph import (
     ScriptSource,
 )
 from snapgraph.model.problems import Problem
-from snapgraph.model.types import ANY_PORT
+from snapgraph.model.types import ANY_PORT, DYNAMIC, TABLE, PortType
 from snapgraph.model.vtypes import VTypeRegistry, load_vtype_files, port_type_from_json
 
 FILE_PREFIX = "file://"
@@ -37,13 +37,20 @@ HIDDEN_CONFIG_KEYS = ("script", "codelanguage", "$type")
 _COMPONENT_ID = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
 
+DYNAMIC_TABLE = PortType(TABLE, DYNAMIC)
+
+
 def builtin_ports(component: str) -> tuple[dict[str, Port], dict[str, Port]]:
-    """Default (inports, outports) of a built-in component (its descriptor's); all are *any* ports."""
+    """Default (inports, outports) of a built-in component (its descriptor's): dynamic *table* ports where
+    the descriptor says so, *any* ports otherwise."""
     builtin = BUILTINS.get(component)
     if builtin is None:
         return {}, {}
-    return ({name: Port(name, ANY_PORT) for name in builtin.inports},
-            {name: Port(name, ANY_PORT) for name in builtin.outports})
+
+    def port(name: str) -> Port:
+        return Port(name, DYNAMIC_TABLE if name in builtin.table_ports else ANY_PORT)
+
+    return {name: port(name) for name in builtin.inports}, {name: port(name) for name in builtin.outports}
 
 
 def parse_ports(specs: Any, where: str, direction: str, problems: list[Problem]) -> dict[str, Port]:

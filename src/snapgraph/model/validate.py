@@ -5,7 +5,7 @@ so ``snapgraph validate`` can show them all. The checks follow DI's
 validation rules where they are documented (incompatible ports, error port
 for ``propagate to error port``, snapshot limitations) and add the ones a
 local runner can do cheaply (script syntax, Gen1 API calls in a script, unconnected
-Graph Terminator).
+Graph Terminator, a delivery declaration on a built-in).
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def validate_graph(graph: Graph, *, snapshots: bool = False,
             continue
         problems += _check_error_handling(graph, process)
         problems += _check_snapshot_while_busy(graph, process)
+        problems += _check_delivery_declaration(process)
         problems += _check_script(process)
+        problems += _check_builtin_config(process)
     problems += _check_builtin_inputs(graph, skip)
     problems += _check_groups(graph, snapshots)
     if snapshots:
@@ -213,6 +215,15 @@ def _check_snapshot_while_busy(graph: Graph, process: Process) -> list[Problem]:
     return []
 
 
+def _check_delivery_declaration(process: Process) -> list[Problem]:
+    """A built-in's delivery traits are on its descriptor; a graph cannot declare others for it."""
+    builtin = BUILTINS.get(process.component)
+    if builtin is None or process.delivery is None:
+        return []
+    return [Problem(str(process.location), f"{builtin.title} is a built-in operator: snapgraph knows its delivery "
+                    "traits (docs/guarantees.md), so it takes no delivery declaration")]
+
+
 def _check_script(process: Process) -> list[Problem]:
     script = process.script
     if script is None:
@@ -293,6 +304,15 @@ def find_gen1_calls(tree: ast.AST) -> list[Gen1Call]:
 
 def _is_api(node: ast.AST) -> bool:
     return isinstance(node, ast.Name) and node.id == "api"
+
+
+def _check_builtin_config(process: Process) -> list[Problem]:
+    """What a built-in's descriptor finds wrong with its config (each message names the config key)."""
+    builtin = BUILTINS.get(process.component)
+    if builtin is None:
+        return []
+    return [Problem(str(process.location), f"{builtin.title}: {message}")
+            for message in builtin.config_problems(process.config)]
 
 
 def _check_builtin_inputs(graph: Graph, skip: frozenset[str] | set[str]) -> list[Problem]:

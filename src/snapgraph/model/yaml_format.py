@@ -29,6 +29,7 @@ from typing import Any, Literal, overload
 import yaml
 
 from snapgraph.model.builtins import BUILTIN_ALIASES
+from snapgraph.model.delivery import DeliveryTraits, parse_declaration
 from snapgraph.model.graph import (
     BUILTIN_COMPONENTS,
     PYTHON3_V2,
@@ -75,7 +76,7 @@ COMPONENT_ALIASES = {
 TOP_KEYS = ("name", "description", "parameters", "operators", "connections", "groups",
             "snapshots", "recovery")
 OPERATOR_KEYS = ("script", "code", "component", "inputs", "outputs", "config", "group",
-                 "stateful", "description")
+                 "stateful", "description", "delivery")
 GROUP_KEYS = ("multiplicity", "restartPolicy", "tags", "nodes", "description")
 RECOVERY_KEYS = ("max_retries", "retry_interval", "retry_threshold")
 _KEY_HINTS = {
@@ -267,6 +268,16 @@ def _parse_settings(data: dict[str, Any], c: _Ctx, resolver: ParamResolver) -> S
     return settings
 
 
+def _parse_delivery(spec: dict[str, Any], proc_name: str, c: _Ctx) -> DeliveryTraits:
+    """An operator's ``delivery`` declaration; each problem at the line of its key."""
+    value = spec["delivery"]
+    traits, problems = parse_declaration(value, f"delivery of operator '{proc_name}'")
+    for problem in problems:
+        line = c.line_of(value, problem.key) if problem.key is not None else c.line_of(spec, "delivery")
+        c.add(line, problem.message)
+    return traits
+
+
 def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
     """Parse a snapgraph YAML graph; None if the file is not usable YAML at all.
 
@@ -361,7 +372,7 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
         outputs = _parse_ports(spec.get("outputs"), c, f"operator '{proc_name}' outputs",
                                c.line_of(spec, "outputs"))
         custom = component not in BUILTIN_COMPONENTS and component != PYTHON3_V2
-        builder.add_process(
+        process = builder.add_process(
             proc_name,
             component,
             location,
@@ -374,6 +385,8 @@ def load_yaml_graph(path: Path, ctx: LoadContext) -> Graph | None:
             script_first_line=inline[1],
             not_kept_if_broken=("script",),
         )
+        if "delivery" in spec:
+            process.delivery = _parse_delivery(spec, proc_name, c)
         group = spec.get("group")
         if group is not None:
             if not isinstance(group, str) or not group:

@@ -1,10 +1,13 @@
-"""What the built-in Gen2 operators do: Graph Terminator V2, Terminal V2 and Wiretap V2.
+"""What the built-in operators do: Graph Terminator V2, Terminal V2, Wiretap V2, and the connectors.
 
 Each built-in is described once, in :mod:`snapgraph.model.builtins` (id, YAML
 names, ports, checks); this module holds its behaviour, under the same id. They
 are written against the same ``api`` object as user scripts and run on the same
 dispatcher machinery; they reach beyond it only through a :class:`BuiltinHost`
-(the terminal's output, the terminator ending the run).
+(the terminal's output, the terminator ending the run). The connectors'
+behaviours live in :mod:`snapgraph.connectors`; here they get what only the
+runtime knows (whether snapshots are on, the crash points of ``SNAPGRAPH_FAULTS``),
+and a config they cannot run with becomes an invalid operator (exit 2).
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ from typing import Any
 from snapgraph.api.operator_api import Api
 from snapgraph.api.printing import describe
 from snapgraph.api.streams import whole_value
+from snapgraph.connectors.base import ConnectorConfigError, ConnectorContext
+from snapgraph.connectors.base import Setup as ConnectorSetup
+from snapgraph.connectors.registry import BEHAVIOURS as CONNECTORS
 from snapgraph.model.builtins import BUILTINS, GRAPH_TERMINATOR, TERMINAL, WIRETAP
 from snapgraph.model.graph import Process
 from snapgraph.model.types import DataTypeReference
+from snapgraph.runtime.failures import InvalidOperator
 from snapgraph.runtime.host import BuiltinHost
+from snapgraph.snapshot.faults import fault_point
 
 BATCH_HEADER = "com.sap.headers.batch"
 
@@ -108,11 +116,26 @@ def _wiretap(process: Process, api: Api, host: BuiltinHost) -> None:
     api.set_port_callback("in", on_input)
 
 
+def _connector(setup: ConnectorSetup) -> Setup:
+    """A connector's setup as the runtime calls it: with what only the runtime knows (whether snapshots are
+    on; its crash points, ``point:<operator>:nth`` items of ``SNAPGRAPH_FAULTS``), a config it cannot run
+    with turned into an invalid operator (exit 2)."""
+    def run(process: Process, api: Api, host: BuiltinHost) -> None:
+        context = ConnectorContext(process.name, host.snapshots_on, lambda step: fault_point(step, process.name))
+        try:
+            setup(api, context)
+        except ConnectorConfigError as err:
+            raise InvalidOperator(str(err)) from err
+
+    return run
+
+
 #: component id (model/builtins.py) -> what registers the built-in's callbacks.
 BEHAVIOURS: dict[str, Setup] = {
     GRAPH_TERMINATOR.component: _graph_terminator,
     TERMINAL.component: _terminal,
     WIRETAP.component: _wiretap,
+    **{component: _connector(setup) for component, setup in CONNECTORS.items()},
 }
 if set(BEHAVIOURS) != set(BUILTINS):  # pragma: no cover - a descriptor without a behaviour, or the reverse
     raise ImportError(f"built-ins without behaviour or descriptor: {sorted(set(BEHAVIOURS) ^ set(BUILTINS))}")

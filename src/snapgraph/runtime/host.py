@@ -26,10 +26,13 @@ class PendingWork(Protocol):
 
 
 class BuiltinHost(Protocol):
-    """The little a built-in operator reaches beyond its ``api``: output to the terminal, ending the run."""
+    """The little a built-in operator reaches beyond its ``api``: output to the terminal, ending the run,
+    whether the run takes snapshots."""
 
     def terminate(self, by: str) -> None: ...
     def stdout_write(self, text: str) -> None: ...
+    @property
+    def snapshots_on(self) -> bool: ...
 
 
 class OperatorHost(BuiltinHost, Protocol):
@@ -37,8 +40,6 @@ class OperatorHost(BuiltinHost, Protocol):
 
     @property
     def graph(self) -> Graph: ...
-    @property
-    def snapshots_on(self) -> bool: ...
     @property
     def restore(self) -> RestorePoint | None: ...
     @property

@@ -11,11 +11,17 @@ snapshot state.
 Besides ``api``, a script starts with the few modules that SAP's published
 examples use without importing them (:data:`PRELOADED_NAMES`); a script that
 binds one of those names itself (an import, an assignment) gets its own.
+
+``from hdbcli import dbapi`` finds snapgraph's HANA stand-in
+(:mod:`snapgraph.connectors.hdbcli_compat`) when SAP's own driver is not
+installed; each script's managed connections are registered for it as the
+script loads, and forgotten with the run's modules.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import linecache
 import pickle
@@ -27,6 +33,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from snapgraph.connectors import hdbcli_compat
 from snapgraph.model.graph import ScriptSource
 
 _ENGINE_DIR = str(Path(__file__).resolve().parents[1])
@@ -46,6 +53,9 @@ def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
       ``--operators`` folder.
     * plain ``import name`` of a module beside the graph file (handy for
       hand-written YAML graphs that share a helper between scripts).
+    * ``from hdbcli import dbapi``: the stand-in's folder goes at the END of
+      ``sys.path``, and only when no ``hdbcli`` is importable, so SAP's real
+      driver, when installed, always wins.
     """
     folder = str(Path(graph_folder).resolve())
     if folder not in sys.path:
@@ -59,25 +69,32 @@ def prepare_imports(graph_folder: Path, operator_dirs: list[Path]) -> None:
     for path in paths:
         if path not in package.__path__:
             package.__path__.append(path)
+    if hdbcli_compat.IMPORT_FOLDER not in sys.path and importlib.util.find_spec("hdbcli") is None:
+        sys.path.append(hdbcli_compat.IMPORT_FOLDER)
 
 
 def forget_script_modules(graph_folder: Path, before: set[str]) -> None:
     """Drop the script and helper modules of a run, so the next attempt or run starts afresh.
 
     Only modules that were not loaded before the run (``before``) go, and only
-    the operators' script modules, helpers (``operators.*``) and modules from
-    the graph's folder: a failed attempt's globals (connections, say) must not
-    stay reachable.
+    the operators' script modules, helpers (``operators.*``), modules from
+    the graph's folder and the hdbcli stand-in's: a failed attempt's globals
+    (connections, say) must not stay reachable. The stand-in's folder leaves
+    ``sys.path`` and it forgets the run's managed connections.
     """
     folder = str(Path(graph_folder).resolve())
-    if folder in sys.path:
-        sys.path.remove(folder)
+    for added in (folder, hdbcli_compat.IMPORT_FOLDER):
+        if added in sys.path:
+            sys.path.remove(added)
+    hdbcli_compat.forget_connections()
     for name, module in list(sys.modules.items()):
         if name in before or name == "__main__":
             continue
-        origin = getattr(module, "__file__", None) or ""
-        if name.startswith(("operators.", SCRIPT_MODULE_PREFIX)) or (
-                origin and str(Path(origin).resolve()).startswith(folder + "/")):
+        file = getattr(module, "__file__", None)
+        origin = str(Path(file).resolve()) if file else ""
+        stand_in = name.partition(".")[0] == "hdbcli" and origin.startswith(hdbcli_compat.IMPORT_FOLDER + "/")
+        if name.startswith(("operators.", SCRIPT_MODULE_PREFIX)) or stand_in or (
+                origin and origin.startswith(folder + "/")):
             del sys.modules[name]
 
 
@@ -100,6 +117,9 @@ def run_script(source: ScriptSource, process: str, injected: dict[str, Any]) -> 
     module.__file__ = source.filename
     module.__dict__.update(PRELOADED_NAMES)
     module.__dict__.update(injected)
+    config = getattr(injected.get("api"), "config", None)
+    if config is not None:  # the operator's managed connections, for `from hdbcli import dbapi`
+        hdbcli_compat.register_connections(getattr(config, name) for name in dir(config))
     sys.modules[module.__name__] = module
     exec(code, module.__dict__)  # noqa: S102 - running the user's operator script is the point
     return module

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn, Protocol
 
-from snapgraph.instruments.output import LineStream
+from snapgraph.instruments.output import LineStream, captured_fd
 from snapgraph.model.graph import Connection, Graph
 from snapgraph.runtime import control as msg
 from snapgraph.runtime.control import ToDriver, ToGroup, UnknownControlMessage
@@ -172,18 +172,28 @@ class Colocated:
 
 @contextlib.contextmanager
 def _forwarding_streams(driver: _ReportingDriver) -> Iterator[None]:
-    """Replace this process's ``sys.stdout`` and ``sys.stderr`` by forwarding streams until the end."""
+    """Until the end, forward this process's output to the driver as whole lines, so that nothing of the
+    group writes to the terminal the driver's display owns: ``sys.stdout`` and ``sys.stderr`` by forwarding
+    streams, and file descriptors 1 and 2 (written by C code and child processes) by captured pipes."""
+    def stdout(text: str) -> None:
+        driver.send(msg.Stdout(text))
+
+    def stderr(text: str) -> None:
+        driver.send(msg.Stderr(text))
+
     saved = sys.stdout, sys.stderr
-    # Whole lines, so nothing of the group writes to the terminal the driver's display owns.
-    sys.stdout = LineStream(lambda text: driver.send(msg.Stdout(text)), saved[0].encoding)
-    sys.stderr = LineStream(lambda text: driver.send(msg.Stderr(text)), saved[1].encoding)
-    try:
-        yield
-    finally:
-        forwarded = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = saved
-        for stream in forwarded:
-            stream.flush()
+    for stream in saved:
+        stream.flush()
+    with captured_fd(1, stdout, name="stdout"), captured_fd(2, stderr, name="stderr"):
+        sys.stdout = LineStream(stdout, saved[0].encoding)
+        sys.stderr = LineStream(stderr, saved[1].encoding)
+        try:
+            yield
+        finally:
+            forwarded = sys.stdout, sys.stderr
+            sys.stdout, sys.stderr = saved
+            for stream in forwarded:
+                stream.flush()
 
 
 class _ReportingDriver:

@@ -3,7 +3,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const POLL_MS = 1000;
-const monitor = { mode: null, selectedRun: null, selectedOperator: null, layout: null, layoutRun: undefined,
+const monitor = { refreshes: 0, mode: null, selectedRun: null, selectedOperator: null, layout: null, layoutRun: undefined,
                   view: null, firstRender: null };
 
 function el(tag, attrs = {}, ...children) {
@@ -207,14 +207,25 @@ function render() {
 
 async function refresh() {
   try {
-    const runs = await getJSON("/api/runs");
+    // The run list, the run and (when the run shown changed) its picture are asked for at once. Only the
+    // first refresh of a store's monitor learns from the run list which run to show, and asks again.
+    const asked = monitor.selectedRun;
+    const query = runQuery();
+    const ticket = ++monitor.refreshes;
+    const [runs, layout, view] = await Promise.all([
+      getJSON("/api/runs"),
+      monitor.layoutRun !== asked ? getJSON("/api/layout" + query).catch(() => null) : monitor.layout,
+      getJSON("/api/run" + query).catch(() => null),
+    ]);
+    if (ticket !== monitor.refreshes) return;  // a newer refresh (a click on a run) is on its way
     monitor.mode = runs.mode;
-    if (runs.mode === "store" && !monitor.selectedRun && runs.runs.length) monitor.selectedRun = runs.runs[0].run;
-    if (monitor.layoutRun !== monitor.selectedRun) {
-      monitor.layout = await getJSON("/api/layout" + runQuery()).catch(() => null);
-      monitor.layoutRun = monitor.selectedRun;
+    if (runs.mode === "store" && !asked && runs.runs.length) {
+      monitor.selectedRun = runs.runs[0].run;
+      return refresh();
     }
-    monitor.view = runs.runs.length ? await getJSON("/api/run" + runQuery()) : null;
+    monitor.layout = layout;
+    monitor.layoutRun = asked;
+    monitor.view = runs.runs.length ? view : null;
     drawRuns(runs.runs);
     render();
     document.getElementById("footer").textContent = `read-only · ${runs.mode} · updated ${new Date().toLocaleTimeString("en-GB")}`;

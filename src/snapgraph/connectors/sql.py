@@ -1,0 +1,443 @@
+"""The SQL reader and writer: built-in operators over SQLite, PostgreSQL and MariaDB.
+
+Both are written against the Gen2 ``api`` object exactly as a user script is (their descriptors,
+``snapgraph.sql.reader`` / ``snapgraph.sql.writer``, are in :mod:`snapgraph.model.builtins`; the config
+keys and what each promises are in docs/connectors.md). The runtime calls :func:`setup_sql_reader` or
+:func:`setup_sql_writer` where a script body would run, with a ``checkpoint(step)`` function that names
+the crash points below for ``SNAPGRAPH_FAULTS`` (this package does not import the snapshot layer).
+
+**The reader** reads a table or a query in the order of its ``key`` column(s), by keyset pagination:
+``WHERE (key) > (last key read) ORDER BY key LIMIT batch + 1`` (never OFFSET: the position stays right
+when rows before it are deleted, and a page costs the same at any depth). Each page of ``batch`` rows is
+one ``api.Table`` message with a ``com.sap.headers.batch`` header ``[index, isLast, 0, batch, "rows"]``;
+the one row beyond the page tells whether it is the last. Its state is the last key published and the
+batch index, so after a restore it continues right after the rows its snapshot covered: replayable as
+long as new rows arrive with greater keys. When the source is exhausted the timer ends (returns -1), or
+with ``streaming: true`` it polls again every ``poll`` seconds. Crash point: ``sql_reader_published``
+(a batch published, the position not yet advanced).
+
+**The writer** writes the rows of each message on ``input`` into the target table, in one of three modes:
+
+* ``append``: a plain ``INSERT`` committed per message. A replay after a recovery inserts its rows again:
+  at-least-once, and it says so when it starts.
+* ``upsert``: ``INSERT ... ON CONFLICT (key) DO UPDATE`` (SQLite, PostgreSQL) / ``ON DUPLICATE KEY UPDATE``
+  (MariaDB) committed per message; the key must be the target's primary key or a unique key. A replay
+  writes the same rows over themselves: idempotent, exactly-once with a replayable source and
+  deterministic processing.
+* ``transactional``: the rows of an epoch reach the target exactly once, by this protocol (the code below
+  follows it in this order). Two tables beside the target, created if missing and never others:
+  ``<target>__sg_staged`` (writer, epoch, seq, a pickled chunk of rows) and ``<target>__sg_epochs`` (writer,
+  newest epoch applied); "writer" is ``<graph>/<operator>``, so several writers can share a target.
+
+  1. *Load*: check the config and the target's columns, create the two tables if missing.
+  2. *Port callback*: the message's rows join the current epoch's pending rows, in memory; nothing is
+     written.
+  3. *serialize(E)*: the pending rows are inserted into the staging table tagged with E and committed
+     before serialize returns, so they are durable before the operator acknowledges E (crash point
+     ``sql_writer_staged``: staged, state not yet persisted).
+  4. *epoch_complete(E)*: every staged epoch up to E that the marker does not cover yet, oldest first, is
+     applied in ONE transaction each: its rows inserted into the target, the marker set to it, its staged
+     rows deleted (crash point ``sql_writer_moved``: all done but the commit; ``sql_writer_committed``: just
+     after it). An epoch the marker covers is skipped, so the second ``epoch_complete(E)`` after a recovery
+     from E is a no-op.
+  5. *restore(E)* (a recovery): staged rows of epochs after E are deleted, since they never completed and
+     are replayed; then staged epochs up to E are applied as in step 4 — E completed, but the failed attempt
+     may have died before its ``epoch_complete`` applied it (SAP's "transactional writer caveat": the marker
+     is the log that tells whether it did). A marker beyond E (a restore of an older epoch, as
+     ``--accept-older-epoch`` does) is reported: those rows are written again.
+  6. *prestart without a restore* (a new run): this writer's staged rows and marker left by an earlier run
+     are deleted; epochs of a new run are not comparable with them.
+  7. *Without snapshots* there are no epochs: the pending rows are committed in one transaction when a
+     message with ``isLast`` true in its ``com.sap.headers.batch`` header arrives (the reader's last batch),
+     which is the end of the input. Shutdown cannot be the end: it also runs when the attempt failed,
+     and a recovery without snapshots starts from scratch, so rows committed then would be written twice.
+     A failure before the last batch commits nothing (the restart writes everything once); a failure after
+     its commit, before the graph ends, writes it again. Rows still pending at shutdown are reported, not
+     written.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from snapgraph.api.operator_api import Api
+from snapgraph.connectors.base import Checkpoint, ConnectorConfigError, ConnectorContext, Setup
+from snapgraph.connectors.databases import (
+    MARIADB,
+    DatabaseError,
+    Dialect,
+    companion_table,
+    dialect_of,
+    insert_statement,
+    open_connection,
+    result_columns,
+    unique_keys,
+    upsert_statement,
+)
+from snapgraph.model.builtin_operator import BuiltinOperator, config_switch
+from snapgraph.model.sql_builtins import SQL_READER, SQL_WRITER, sql_column_list
+
+BATCH_HEADER = "com.sap.headers.batch"
+DEFAULT_BATCH = 1000
+DEFAULT_POLL = 1.0
+#: Rows per staged chunk (one row of the staging table) in transactional mode.
+STAGED_CHUNK_ROWS = 1000
+
+class SqlConfigError(ConnectorConfigError):
+    """A reader or writer that cannot run as configured: names the operator and the config key."""
+
+
+def _config(api: Api) -> dict[str, Any]:
+    return {name: getattr(api.config, name) for name in dir(api.config)}
+
+
+def _check(operator: str, descriptor: BuiltinOperator, config: Mapping[str, Any]) -> None:
+    problems = descriptor.config_problems(config)
+    if problems:
+        raise SqlConfigError(f"operator {operator!r} ({descriptor.title}): " + "; ".join(problems))
+
+
+def _connect(config: Mapping[str, Any]) -> tuple[Any, Dialect]:
+    connection = config["connection"]
+    return open_connection(connection), dialect_of(connection)
+
+
+def _columns_of(operator: str, connection: Any, dialect: Dialect, source: str, key: str, what: str) -> list[str]:
+    try:
+        return result_columns(connection, dialect, source)
+    except Exception as err:  # the driver's error for an unknown table or a bad query
+        raise SqlConfigError(f"operator {operator!r}: config {key!r}: cannot read {what}: "
+                             f"{type(err).__name__}: {str(err).strip()}") from err
+
+
+def _pick(operator: str, key: str, wanted: list[str], available: list[str], what: str) -> None:
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise SqlConfigError(f"operator {operator!r}: config {key!r}: no column {', '.join(map(repr, unknown))} "
+                             f"in {what} (its columns: {', '.join(available)})")
+
+
+# -- the reader ------------------------------------------------------------------------------------------
+
+def setup_sql_reader(api: Api, context: ConnectorContext) -> None:
+    """Register the SQL reader's callbacks on ``api`` (raises :class:`SqlConfigError` for a bad config,
+    :class:`DatabaseError` when the database cannot be reached)."""
+    operator, checkpoint = context.operator, context.checkpoint
+    config = _config(api)
+    _check(operator, SQL_READER, config)
+    connection, dialect = _connect(config)
+    key = sql_column_list(config, "key")
+    if config.get("table") is not None:
+        table = str(config["table"]).strip()
+        source, source_key, what = dialect.quote(table), "table", f"table {table!r}"
+    else:
+        query = str(config["query"]).strip().rstrip(";")
+        source, source_key, what = f"({query}) AS {dialect.quote('sg_source')}", "query", "the query"
+    available = _columns_of(operator, connection, dialect, source, source_key, what)
+    columns = sql_column_list(config, "columns") or available
+    _pick(operator, "columns", columns, available, what)
+    _pick(operator, "key", key, columns, f"the columns read from {what}")
+    batch = int(config.get("batch", DEFAULT_BATCH))
+    streaming = config_switch(config.get("streaming", False)) is True
+    poll = float(config.get("poll", DEFAULT_POLL))
+    key_positions = [columns.index(name) for name in key]
+    select = f"SELECT {dialect.quote_all(columns)} FROM {source}"
+    after = f" WHERE ({dialect.quote_all(key)}) > ({dialect.marks(len(key))})"
+    order = f" ORDER BY {dialect.quote_all(key)} LIMIT {batch + 1}"
+
+    position: dict[str, Any] = {"last": None, "index": 0, "ended": False}
+
+    def next_page() -> list[list[Any]]:
+        cursor = connection.cursor()
+        try:
+            if position["last"] is None:
+                cursor.execute(select + order)
+            else:
+                cursor.execute(select + after + order, list(position["last"]))
+            return [list(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+            connection.rollback()  # end the read transaction: the next poll sees rows committed since
+
+    def read_batch() -> float:
+        rows = next_page()
+        more = len(rows) > batch
+        rows = rows[:batch]
+        if not rows and (streaming or position["ended"]):
+            return poll if streaming else -1
+        is_last = not more and not streaming
+        header = {BATCH_HEADER: [position["index"], is_last, 0, batch, "rows"]}
+        api.outputs.output.publish(api.Table(rows), header)
+        checkpoint("sql_reader_published")
+        if rows:
+            position["last"] = tuple(rows[-1][i] for i in key_positions)
+        position["index"] += 1
+        position["ended"] = is_last
+        if more:
+            return 0
+        return poll if streaming else -1
+
+    def serialize(epoch: str) -> bytes:
+        return pickle.dumps(position)
+
+    def restore(epoch: str, state: bytes) -> None:
+        position.update(pickle.loads(state))
+
+    def shutdown() -> None:
+        connection.close()
+
+    api.set_initial_snapshot_info(api.InitialProcessInfo(
+        is_stateful=True, outports_info={"output": api.OutportInfo(is_generator=True)}))
+    api.add_timer(read_batch)
+    api.set_serialize_callback(serialize)
+    api.set_restore_callback(restore)
+    api.set_shutdown(shutdown)
+
+
+# -- the writer ------------------------------------------------------------------------------------------
+
+class _Target:
+    """The writer's side of the database: the target table, its statement, and the transactions."""
+
+    def __init__(self, operator: str, api: Api, config: Mapping[str, Any], mode: str) -> None:
+        self.operator = operator
+        self.connection, self.dialect = _connect(config)
+        self.table = str(config["table"]).strip()
+        available = _columns_of(operator, self.connection, self.dialect, self.dialect.quote(self.table), "table",
+                                f"the target table {self.table!r}")
+        self.columns = sql_column_list(config, "columns") or available
+        _pick(operator, "columns", self.columns, available, f"the target table {self.table!r}")
+        key = sql_column_list(config, "key")
+        _pick(operator, "key", key, self.columns, f"the columns written to {self.table!r}")
+        if mode == "upsert":
+            self._check_unique(api, key)
+            self.statement = upsert_statement(self.dialect, self.table, self.columns, key)
+        else:
+            self.statement = insert_statement(self.dialect, self.table, self.columns)
+
+    def _check_unique(self, api: Api, key: list[str]) -> None:
+        keys = unique_keys(self.connection, self.dialect, self.table)
+        if not any(set(found) == set(key) for found in keys):
+            shown = "; ".join(", ".join(found) for found in keys) or "none"
+            raise SqlConfigError(
+                f"operator {self.operator!r}: config 'key': ({', '.join(key)}) is not the primary key or a unique "
+                f"key of {self.table!r}, so an upsert cannot find the row to overwrite (its unique keys: {shown})")
+        if self.dialect is MARIADB and len(keys) > 1:
+            api.logger.warning("table %r has %d unique keys: MariaDB's ON DUPLICATE KEY UPDATE overwrites the row "
+                               "that any of them matches, not only by (%s)", self.table, len(keys), ", ".join(key))
+
+    def rows_of(self, body: Any) -> list[list[Any]]:
+        """The rows of one input message, each as long as the column list (else a clear error)."""
+        rows = [list(row) for row in body.get()]
+        for index, row in enumerate(rows):
+            if len(row) != len(self.columns):
+                raise ValueError(f"operator {self.operator!r}: row {index} of a message on port 'input' has "
+                                 f"{len(row)} values, but {len(self.columns)} columns are written to "
+                                 f"{self.table!r} ({', '.join(self.columns)})")
+        return rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor whose statements commit together at the end of the block, or roll back on any error
+        (so a failed callback leaves no lock behind, even while its connection lingers)."""
+        cursor = self.connection.cursor()
+        try:
+            yield cursor
+            self.connection.commit()
+        except BaseException:
+            self.connection.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def insert(self, cursor: Any, rows: list[list[Any]]) -> None:
+        if rows:
+            cursor.executemany(self.statement, rows)
+
+
+def setup_sql_writer(api: Api, context: ConnectorContext) -> None:
+    """Register the SQL writer's callbacks on ``api`` for its ``mode`` (raises :class:`SqlConfigError` for a
+    bad config or target, :class:`DatabaseError` when the database cannot be reached)."""
+    operator, snapshots_on, checkpoint = context.operator, context.snapshots_on, context.checkpoint
+    config = _config(api)
+    _check(operator, SQL_WRITER, config)
+    mode = str(config.get("mode", "append"))
+    target = _Target(operator, api, config, mode)
+    if mode == "transactional":
+        _TransactionalWriter(operator, api, target, snapshots_on, checkpoint).register()
+        return
+    if mode == "append":
+        api.logger.info("mode append: plain INSERTs; a replay after a recovery inserts its rows again "
+                        "(at-least-once)")
+
+    def on_input(msg_id: bytes, header: Any, body: Any) -> None:
+        with target.transaction() as cursor:
+            target.insert(cursor, target.rows_of(body))
+        checkpoint("sql_writer_committed")
+
+    api.set_port_callback("input", on_input)
+    api.set_shutdown(target.connection.close)
+
+
+class _TransactionalWriter:
+    """Transactional mode: the protocol of the module docstring, its steps in that order."""
+
+    def __init__(self, operator: str, api: Api, target: _Target, snapshots_on: bool, checkpoint: Checkpoint) -> None:
+        self.api = api
+        self.target = target
+        self.snapshots_on = snapshots_on
+        self.checkpoint = checkpoint
+        self.writer = f"{api.graph_name}/{operator}"
+        self.staged = companion_table(target.table, "sg_staged")
+        self.markers = companion_table(target.table, "sg_epochs")
+        self.pending: list[list[Any]] = []
+        self.restored = False
+        self.create_tables()
+
+    def register(self) -> None:
+        api = self.api
+        if self.snapshots_on:
+            api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
+            api.set_serialize_callback(self.serialize)
+            api.set_epoch_complete_callback(self.epoch_complete)
+            api.set_restore_callback(self.restore)
+            api.set_prestart(self.prestart)
+        api.set_port_callback("input", self.on_input)
+        api.set_shutdown(self.shutdown)
+
+    # 1. load
+    def create_tables(self) -> None:
+        d = self.target.dialect
+        with self.target.transaction() as cursor:
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {d.quote(self.staged)} (writer VARCHAR(255) NOT NULL, "
+                           f"epoch VARCHAR(64) NOT NULL, seq INTEGER NOT NULL, chunk {d.binary_type} NOT NULL, "
+                           "PRIMARY KEY (writer, epoch, seq))")
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {d.quote(self.markers)} (writer VARCHAR(255) NOT NULL "
+                           "PRIMARY KEY, epoch VARCHAR(64) NOT NULL)")
+
+    # 2. port callback
+    def on_input(self, msg_id: bytes, header: Any, body: Any) -> None:
+        self.pending.extend(self.target.rows_of(body))
+        if not self.snapshots_on and _is_last_batch(header):
+            self.commit_input()  # 7.
+
+    # 3. serialize(E)
+    def serialize(self, epoch: str) -> bytes:
+        d, mark = self.target.dialect, self.target.dialect.placeholder
+        chunks = [self.pending[i:i + STAGED_CHUNK_ROWS] for i in range(0, len(self.pending), STAGED_CHUNK_ROWS)]
+        if chunks:
+            with self.target.transaction() as cursor:
+                cursor.executemany(f"INSERT INTO {d.quote(self.staged)} (writer, epoch, seq, chunk) VALUES "
+                                   f"({mark}, {mark}, {mark}, {mark})",
+                                   [(self.writer, epoch, seq, pickle.dumps(chunk)) for seq, chunk in enumerate(chunks)])
+            self.checkpoint("sql_writer_staged")
+        staged = len(self.pending)
+        self.pending = []
+        return json.dumps({"epoch": epoch, "staged_rows": staged}).encode()
+
+    # 4. epoch_complete(E)
+    def epoch_complete(self, epoch: str) -> None:
+        self.apply_through(epoch)
+
+    def apply_through(self, epoch: str) -> None:
+        """Apply every staged epoch up to ``epoch`` that the marker does not cover, oldest first, each in
+        one transaction with the marker; an epoch the marker covers is not applied again."""
+        d, mark = self.target.dialect, self.target.dialect.placeholder
+        applied = self.applied_epoch()
+        for staged_epoch in self.staged_epochs():
+            if staged_epoch > epoch or (applied is not None and staged_epoch <= applied):
+                continue
+            with self.target.transaction() as cursor:
+                cursor.execute(f"SELECT chunk FROM {d.quote(self.staged)} WHERE writer = {mark} AND epoch = {mark} "
+                               "ORDER BY seq", (self.writer, staged_epoch))
+                for (chunk,) in cursor.fetchall():
+                    self.target.insert(cursor, pickle.loads(bytes(chunk)))
+                cursor.execute(f"DELETE FROM {d.quote(self.markers)} WHERE writer = {mark}", (self.writer,))
+                cursor.execute(f"INSERT INTO {d.quote(self.markers)} (writer, epoch) VALUES ({mark}, {mark})",
+                               (self.writer, staged_epoch))
+                cursor.execute(f"DELETE FROM {d.quote(self.staged)} WHERE writer = {mark} AND epoch = {mark}",
+                               (self.writer, staged_epoch))
+                self.checkpoint("sql_writer_moved")
+            self.checkpoint("sql_writer_committed")
+
+    def staged_epochs(self) -> list[str]:
+        """The epochs this writer has staged rows of, oldest first (compared here, not by the database's
+        collation: epoch ids are ISO-8601 timestamps of one fixed format, so their text order is time order)."""
+        d = self.target.dialect
+        cursor = self.target.connection.cursor()
+        try:
+            cursor.execute(f"SELECT DISTINCT epoch FROM {d.quote(self.staged)} WHERE writer = {d.placeholder}",
+                           (self.writer,))
+            return sorted(str(row[0]) for row in cursor.fetchall())
+        finally:
+            cursor.close()
+            self.target.connection.rollback()
+
+    def applied_epoch(self) -> str | None:
+        """The newest epoch this writer applied (its marker), None if none."""
+        d = self.target.dialect
+        cursor = self.target.connection.cursor()
+        try:
+            cursor.execute(f"SELECT epoch FROM {d.quote(self.markers)} WHERE writer = {d.placeholder}", (self.writer,))
+            row = cursor.fetchone()
+            return None if row is None else str(row[0])
+        finally:
+            cursor.close()
+            self.target.connection.rollback()
+
+    # 5. restore(E)
+    def restore(self, epoch: str, state: bytes) -> None:
+        self.restored = True
+        d, mark = self.target.dialect, self.target.dialect.placeholder
+        applied = self.applied_epoch()
+        if applied is not None and applied > epoch:
+            self.api.logger.warning("restoring epoch %s, but %r already holds the rows of epoch %s: the replay "
+                                    "writes the rows of the epochs between them again", epoch, self.target.table,
+                                    applied)
+            with self.target.transaction() as cursor:
+                cursor.execute(f"DELETE FROM {d.quote(self.markers)} WHERE writer = {mark}", (self.writer,))
+        replayed = [staged for staged in self.staged_epochs() if staged > epoch]
+        if replayed:
+            with self.target.transaction() as cursor:
+                cursor.executemany(f"DELETE FROM {d.quote(self.staged)} WHERE writer = {mark} AND epoch = {mark}",
+                                   [(self.writer, staged) for staged in replayed])
+        self.apply_through(epoch)
+
+    # 6. prestart without a restore
+    def prestart(self) -> None:
+        if self.restored:
+            return
+        d, mark = self.target.dialect, self.target.dialect.placeholder
+        with self.target.transaction() as cursor:
+            cursor.execute(f"DELETE FROM {d.quote(self.staged)} WHERE writer = {mark}", (self.writer,))
+            cursor.execute(f"DELETE FROM {d.quote(self.markers)} WHERE writer = {mark}", (self.writer,))
+
+    # 7. without snapshots
+    def commit_input(self) -> None:
+        with self.target.transaction() as cursor:
+            self.target.insert(cursor, self.pending)
+            self.checkpoint("sql_writer_moved")
+        self.checkpoint("sql_writer_committed")
+        self.pending = []
+
+    def shutdown(self) -> None:
+        if self.pending and not self.snapshots_on:
+            self.api.logger.warning("%d rows were not written to %r: no message with isLast in its %s header "
+                                    "ended the input", len(self.pending), self.target.table, BATCH_HEADER)
+        self.target.connection.close()
+
+
+def _is_last_batch(header: Any) -> bool:
+    batch = header.get(BATCH_HEADER) if header is not None else None
+    return batch is not None and len(list(batch)) > 1 and config_switch(list(batch)[1]) is True
+
+
+__all__ = ["BATCH_HEADER", "DatabaseError", "SqlConfigError", "setup_sql_reader", "setup_sql_writer"]
+
+
+#: component id -> setup (collected by snapgraph.connectors.registry)
+BEHAVIOURS: dict[str, Setup] = {SQL_READER.component: setup_sql_reader, SQL_WRITER.component: setup_sql_writer}

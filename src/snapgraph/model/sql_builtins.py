@@ -1,0 +1,115 @@
+"""The SQL family of built-ins: the SQL reader and writer's descriptors and config checks (behaviour:
+:mod:`snapgraph.connectors.sql`; the config keys and what each promises: docs/connectors.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from snapgraph.model.builtin_operator import BuiltinOperator, column_names, config_number, config_switch
+from snapgraph.model.delivery import DeliveryTraits, WriterKind
+
+#: The connectionType values the SQL connectors open (snapgraph.connectors.databases has a dialect each).
+SQL_CONNECTION_TYPES = ("MARIADB", "MYSQL", "POSTGRES", "SQLITE")
+#: The SQL writer's modes -> how each makes a replay harmless.
+SQL_WRITER_MODES: dict[str, WriterKind] = {
+    "append": WriterKind.PLAIN,  # plain INSERT: a replay inserts again (at-least-once)
+    "upsert": WriterKind.IDEMPOTENT,  # INSERT ... ON CONFLICT by key: a replay overwrites with the same rows
+    "transactional": WriterKind.TRANSACTIONAL,  # staged per epoch, moved once in epoch_complete
+}
+
+
+def sql_column_list(config: Mapping[str, Any], key: str) -> list[str]:
+    """The column names under config ``key`` (a list or a comma-separated string; [] when absent)."""
+    value = config.get(key)
+    return [] if value is None else (column_names(value) or [])
+
+
+def _check_connection(config: Mapping[str, Any]) -> list[str]:
+    connection = config.get("connection")
+    if connection is None:
+        return ["config 'connection' is missing: it names the database, {connectionID: ID} of --connections"]
+    if not isinstance(connection, Mapping):
+        return [f"config 'connection' must be {{connectionID: ID}}, got {connection!r}"]
+    kind = connection.get("connectionType")
+    if kind is None:
+        return []  # not resolved (yet): an unknown connectionID is reported by the connection resolution
+    if str(kind).upper() not in SQL_CONNECTION_TYPES:
+        return [f"config 'connection': connection {connection.get('connectionID', '?')!r} has connectionType "
+                f"{kind!r}, which is not a SQL database (one of {', '.join(SQL_CONNECTION_TYPES)})"]
+    return []
+
+
+def _check_columns(config: Mapping[str, Any], key: str, required: bool, why: str = "") -> list[str]:
+    if config.get(key) is None:
+        return [f"config '{key}' is missing: {why}"] if required else []
+    if column_names(config[key]) is None:
+        return [f"config '{key}' must be a column name or a list of column names, got {config[key]!r}"]
+    return []
+
+
+def sql_reader_config_problems(config: Mapping[str, Any]) -> list[str]:
+    """The SQL reader's config: a connection, exactly one of ``table`` / ``query``, a ``key`` to order by;
+    optional ``columns`` (table only), ``batch`` (rows per message, >= 1), ``streaming`` (keep polling)
+    and ``poll`` (seconds between polls when streaming, > 0)."""
+    problems = _check_connection(config)
+    table, query = config.get("table"), config.get("query")
+    if (table is None) == (query is None):
+        problems.append("config 'table' or 'query' (exactly one of them) names what to read"
+                        + ("" if table is None else ", not both"))
+    for key, value in (("table", table), ("query", query)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            problems.append(f"config '{key}' must be a non-empty string, got {value!r}")
+    if query is not None and config.get("columns") is not None:
+        problems.append("config 'columns' applies to a 'table'; a 'query' selects its columns itself")
+    problems += _check_columns(config, "key", True, "the column(s) the reader orders by and resumes after "
+                               "(unique, increasing for new rows)")
+    problems += _check_columns(config, "columns", False)
+    if "batch" in config and ((n := config_number(config["batch"], integer=True)) is None or n < 1):
+        problems.append(f"config 'batch' must be a whole number of rows >= 1, got {config['batch']!r}")
+    if "streaming" in config and config_switch(config["streaming"]) is None:
+        problems.append(f"config 'streaming' must be true or false, got {config['streaming']!r}")
+    if "poll" in config and ((s := config_number(config["poll"], integer=False)) is None or s <= 0):
+        problems.append(f"config 'poll' must be a number of seconds > 0, got {config['poll']!r}")
+    return problems
+
+
+def sql_writer_config_problems(config: Mapping[str, Any]) -> list[str]:
+    """The SQL writer's config: a connection, the target ``table``, a ``mode`` (append, upsert or
+    transactional; default append), ``key`` (required for upsert) and optional ``columns``."""
+    problems = _check_connection(config)
+    table = config.get("table")
+    if not isinstance(table, str) or not table.strip():
+        problems.append("config 'table' is missing: the target table to write into" if table is None
+                        else f"config 'table' must be a non-empty string, got {table!r}")
+    mode = config.get("mode", "append")
+    if mode not in SQL_WRITER_MODES:
+        problems.append(f"config 'mode' must be one of {', '.join(SQL_WRITER_MODES)}, got {mode!r}")
+    problems += _check_columns(config, "key", mode == "upsert", "upsert mode writes by key: the column(s) of "
+                               "the target's primary key or a unique key")
+    problems += _check_columns(config, "columns", False)
+    return problems
+
+
+def _sql_writer_delivery(config: Mapping[str, Any]) -> DeliveryTraits:
+    return DeliveryTraits(writer=SQL_WRITER_MODES[str(config.get("mode", "append"))])
+
+
+SQL_READER = BuiltinOperator(
+    "snapgraph.sql.reader", "SQL Reader", aliases=("sql-reader",),
+    outports=("output",), table_ports=("output",),
+    # Replays message by message: each message is a page read again from the key restored with it, so no
+    # batch is ever half sent at a snapshot (SAP's "batches" condition does not arise).
+    delivery=DeliveryTraits(replayable=True, deterministic=True),
+    config_check=sql_reader_config_problems,
+)
+SQL_WRITER = BuiltinOperator(
+    "snapgraph.sql.writer", "SQL Writer", aliases=("sql-writer",),
+    inports=("input",), table_ports=("input",),
+    delivery=DeliveryTraits(writer=WriterKind.PLAIN),  # the weakest mode, append
+    config_check=sql_writer_config_problems,
+    delivery_by_config=_sql_writer_delivery,
+)
+
+#: the family, in the order the registry lists them
+SQL_BUILTINS = (SQL_READER, SQL_WRITER)
