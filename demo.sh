@@ -11,6 +11,6 @@ python3 -m venv .venv
 echo "--- running examples/seed_wal.yaml with two injected crashes (writer between its insert and its WAL record; coordinator before an epoch's completion record)"
 SNAPGRAPH_FAULTS='between_write_and_wal:*:120,before_complete:*:1' \
   .venv/bin/snapgraph run examples/seed_wal.yaml --connections examples/connections-sqlite.yaml --fresh 2>&1 \
-  | grep -E '^snapgraph: (attempt|graph)' || true
+  | grep -E '^snapgraph: (delivery|attempt|graph)' || true
 echo "--- checking the target table"
 .venv/bin/python examples/seed_check.py test2

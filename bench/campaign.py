@@ -47,6 +47,13 @@ with a one-line reproduction each, and make the exit code 1.
 
 The plan of a schedule is a pure function of (seed, db, mode, graph, scale); where a signal lands
 depends on timing, so a replay reruns the same plan, not necessarily the same interleaving.
+
+The campaign is ``snapgraph chaos`` (src/snapgraph/chaos/) with the seed's graphs and more: its engine
+runs are :class:`snapgraph.chaos.engine.EngineRun` s, and its fault, signal, double-signal,
+sigkill-engine and kill-group steps are carried out and judged by :func:`snapgraph.chaos.steps.perform`,
+the same code as the command's; what only the campaign does is here: the plans with store damage and
+failing drains, growing the source between runs, the strike timing by the writer's progress, the
+PostgreSQL store, and the comparison with the seed's expected rows.
 """
 
 from __future__ import annotations
@@ -59,13 +66,11 @@ import hashlib
 import importlib.util
 import itertools
 import json
-import os
 import random
 import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,6 +80,10 @@ from typing import Any
 
 import yaml
 
+from snapgraph.chaos.engine import LEFTOVER_GRACE, EngineResult, EngineRun, collect_left_behind, tail
+from snapgraph.chaos.schedules import Step as ChaosStep
+from snapgraph.chaos.steps import StepOutcome, judge_engine, perform
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 GRAPHS = {"wal": "seed_wal.yaml", "upsert": "seed_upsert.yaml"}
@@ -83,9 +92,6 @@ OPERATORS = {"wal": ["generator", "writer"], "upsert": ["generator", "processing
 STATEFUL = {"wal": ["generator", "writer"], "upsert": ["generator"]}
 WITH_INPUTS = {"wal": ["writer"], "upsert": ["processing", "writer"]}
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
-RUN_TIMEOUT = 150.0  # seconds one engine run may take before it counts as hung
-SLOW_STOP = 8.0  # seconds from a stop signal to the engine's exit that count as a hung stop
-LEFTOVER_GRACE = 10.0  # seconds processes of a finished engine may take to go away
 KINDS = ("fault", "sigkill-engine", "signal", "double-signal", "failing-drain", "kill-group", "damage")
 
 # Source rows per (graph, db) at scale 1: a failure-free run lasts about 1-3 s on 2 cores.
@@ -108,10 +114,10 @@ _db = _load_example("db")
 # the plan
 
 
-@dataclasses.dataclass
-class Step:
-    kind: str
-    params: dict[str, Any]
+@dataclasses.dataclass(frozen=True)
+class Step(ChaosStep):
+    """A step of snapgraph chaos's kinds (carried out by snapgraph.chaos.steps) or one of the campaign's
+    own (``failing-drain``, ``damage``); signals and kills strike at ``early`` or ``progress`` timing."""
 
     def label(self) -> str:
         p = self.params
@@ -775,77 +781,7 @@ def make_store(kind: str, folder: Path) -> SQLiteStoreFile | PostgresStoreSchema
 
 
 # ---------------------------------------------------------------------------------------------
-# processes
-
-
-def _stat(pid: str) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def session_processes(sessions: set[int], folder: Path) -> list[tuple[int, str]]:
-    """Live processes of these sessions, or whose command line or cwd names ``folder`` (not us)."""
-    found = []
-    me = os.getpid()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if int(pid) == me:
-            continue
-        stat = _stat(pid)
-        if stat is None or stat[0] == "Z":
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            cwd = ""
-        if int(stat[3]) in sessions or str(folder) in cmdline or cwd == str(folder):
-            found.append((int(pid), cmdline.strip()[:160]))
-    return found
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        stat = _stat(p)
-        if stat is not None and stat[1] == str(pid) and stat[0] != "Z":
-            out.append(int(p))
-    return sorted(out)
-
-
-def group_processes(engine_pid: int) -> list[int]:
-    """The group processes of an engine: the children of its fork server."""
-    result = []
-    for child in children(engine_pid):
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"forkserver" in cmdline:
-            result += children(child)
-        elif b"snapgraph-group" in cmdline:
-            result.append(child)
-    return sorted(result)
-
-
-# ---------------------------------------------------------------------------------------------
-# running one schedule
-
-
-@dataclasses.dataclass
-class RunRecord:
-    step: int
-    kind: str
-    args: list[str]
-    faults: str | None
-    returncode: int | None
-    stderr: str
-    seconds: float
-    action: dict[str, Any]
+# running one schedule: engine runs, and the fault, signal and kill steps, through snapgraph.chaos
 
 
 @dataclasses.dataclass
@@ -867,7 +803,14 @@ class ScheduleResult:
 
 
 class Runner:
-    """Runs one schedule in a temporary folder of its own."""
+    """Runs one schedule in a temporary folder of its own.
+
+    It is the :class:`snapgraph.chaos.steps.StepContext` of its steps: ``fault``, ``signal``,
+    ``double-signal``, ``sigkill-engine`` and ``kill-group`` are carried out and judged by
+    :func:`snapgraph.chaos.steps.perform`, as ``snapgraph chaos`` does them; the campaign adds its own
+    strike timing (the writer's progress in the target table), the store damage, the failing drain and
+    the comparison of the target with the seed's expected rows.
+    """
 
     def __init__(self, schedule: Schedule, *, keep: bool = False, log: Any = None) -> None:
         self.s = schedule
@@ -882,6 +825,8 @@ class Runner:
         self.unprocessed = False  # rows were appended after the last run that completed
         self.last_status: str | None = None
         self.db: TargetDB | None = None
+        self.in_process = schedule.mode == "in-process"
+        self._index: int | str = 0  # the step being carried out (names its stderr file)
 
     # -- helpers ------------------------------------------------------------------------------
     def anomaly(self, step: int | str, text: str) -> None:
@@ -897,7 +842,7 @@ class Runner:
         args = [sys.executable, "-m", "snapgraph", "run", str(EXAMPLES / GRAPHS[self.s.graph]),
                 "--connections", str(self.db.connections_file), "--store", self.store.location,  # type: ignore[union-attr]
                 "--snapshot-period", "1"]
-        if self.s.mode == "in-process":
+        if self.in_process:
             args.append("--in-process")
         if resume:
             args.append("--resume")
@@ -905,74 +850,52 @@ class Runner:
             args += ["--max-retries", "5" if retries else "0", "--retry-interval", "0"]
         return args
 
-    def start(self, index: int, *, faults: str | None = None, retries: bool | None = None,
-              resume: bool | None = None) -> tuple[subprocess.Popen[bytes], list[str], Path]:
-        env = {k: v for k, v in os.environ.items() if k != "SNAPGRAPH_FAULTS"}
-        env["PYTHONUNBUFFERED"] = "1"
-        if faults:
-            env["SNAPGRAPH_FAULTS"] = faults
-        if resume is None:
-            resume = self.started
-        args = self.args(resume=resume, retries=retries)
-        err = self.folder / f"run{self.result.runs:02d}-step{index}.err"
-        with open(err, "wb") as errf, open(self.folder / "stdout.log", "ab") as outf:
-            proc = subprocess.Popen(args, cwd=self.folder, stdout=outf, stderr=errf, env=env,
-                                    start_new_session=True)
-        self.sessions.add(proc.pid)
+    def start(self, label: str, *, faults: str | None = None, retries: bool | None = None,
+              resume: bool | None = None) -> EngineRun:
+        """An engine run of the schedule (StepContext): ``resume`` None: ``--resume`` once a run exists."""
+        resume = self.started if resume is None else resume
+        err = self.folder / f"run{self.result.runs:02d}-step{self._index}.err"
+        run = EngineRun(label, self.args(resume=resume, retries=retries), cwd=self.folder, folder=self.folder,
+                        stderr_path=err, stdout_path=self.folder / "stdout.log", faults=faults).start()
+        self.sessions.add(run.pid)
         self.result.runs += 1
-        return proc, args, err
+        return run
 
-    def wait(self, index: int | str, proc: subprocess.Popen[bytes], err: Path, args: list[str],
-             faults: str | None, kind: str, started: float, action: dict[str, Any]) -> RunRecord:
-        try:
-            proc.wait(timeout=max(1.0, RUN_TIMEOUT - (time.monotonic() - started)))
-            code: int | None = proc.returncode
-        except subprocess.TimeoutExpired:
-            self.anomaly(index, f"{kind}: the engine did not end within {RUN_TIMEOUT:.0f}s "
-                                f"(hung; stderr kept in {err}); killed")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            code = None
-        record = RunRecord(index if isinstance(index, int) else -1, kind, args, faults, code,
-                           err.read_text(errors="replace"), time.monotonic() - started, action)
-        if "operators still busy after stop" in record.stderr:
+    def wait(self, index: int | str, run: EngineRun) -> EngineResult:
+        """The end of an engine run this campaign carries out itself (damage, failing drain, final resume),
+        held to the rules of every engine run (snapgraph.chaos.steps.judge_engine)."""
+        result = run.wait()
+        outcome = StepOutcome(result.label, result.label, engine=result)
+        judge_engine(result, outcome)
+        for text in outcome.anomalies:
+            self.anomaly(index, text)
+        self.count_busy(result)
+        return result
+
+    def count_busy(self, result: EngineResult) -> None:
+        if "operators still busy after stop" in result.stderr:
             # A stop while scripts still load leaves the loading ones behind on purpose (docs: the
             # attempt ends at once); counted, and an anomaly only when the stop was also slow.
             self.result.busy_at_exit += 1
-        sent = action.get("sent")
-        if isinstance(sent, list) and sent and record.seconds - sent[0] > SLOW_STOP:
-            self.anomaly(index, f"{kind}: the stop took {record.seconds - sent[0]:.1f}s after the signal "
-                                f"(more than {SLOW_STOP:.0f}s): {tail(record.stderr)}")
-        self.check_leftovers(index)
-        return record
 
     def check_leftovers(self, index: int | str) -> None:
-        deadline = time.monotonic() + LEFTOVER_GRACE
-        while True:
-            left = session_processes(self.sessions, self.folder)
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                self.anomaly(index, f"processes left behind {LEFTOVER_GRACE:.0f}s after the engine ended: {left}")
-                for pid, _ in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                return
-            time.sleep(0.05)
+        left = collect_left_behind(self.sessions, self.folder)
+        if left:
+            self.anomaly(index, f"processes left behind {LEFTOVER_GRACE:.0f}s after the engine ended: {left}")
 
-    def wait_progress(self, proc: subprocess.Popen[bytes], timing: str, delay: float) -> bool:
-        """When to strike; False if the engine ended first.
+    def wait_to_strike(self, run: EngineRun, params: dict[str, Any]) -> bool:
+        """When to strike (StepContext); False if the engine ended first.
 
         ``early``: ``delay`` seconds after the engine started. ``progress``: once the writer has
         written something new, ``delay`` (0..1) of the time the rest of the rows should take at the
         rate just measured.
         """
-        if timing == "progress":
+        delay = float(params["delay"])
+        if params["timing"] == "progress":
             baseline = self.db.count(self.target)  # type: ignore[union-attr]
             deadline = time.monotonic() + 60
             count = baseline
-            while proc.poll() is None and time.monotonic() < deadline:
+            while run.running() and time.monotonic() < deadline:
                 count = self.db.count(self.target)  # type: ignore[union-attr]
                 if count > baseline >= 0:
                     break
@@ -983,10 +906,7 @@ class Runner:
             rate = (c2 - count) / max(1e-3, time.monotonic() - t1)
             remaining = max(0, self.source_rows - c2)
             delay = delay * (min(5.0, remaining / rate) if rate > 0 else 1.0)
-        end = time.monotonic() + delay
-        while proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.005)
-        return proc.poll() is None
+        return run.sleep_while_running(delay)
 
     def status(self) -> str | None:
         runs = self.store.runs()
@@ -1009,80 +929,16 @@ class Runner:
         self.result.steps.append({"kind": "grow", "note": f"appended source rows {start}..{end - 1}"})
         self.log(f"    grow: source rows {start}..{end - 1} appended (the previous run had completed)")
 
-    def run_fault(self, index: int, step: Step) -> dict[str, Any]:
-        faults = step.params["faults"]
-        started = time.monotonic()
-        proc, args, err = self.start(index, faults=faults, retries=True)
-        rec = self.wait(index, proc, err, args, faults, "fault", started, {})
-        fired = "injected fault" in rec.stderr
-        info: dict[str, Any] = {"kind": "fault", "spec": faults, "rc": rec.returncode, "fired": fired}
-        if rec.returncode == 0:
-            if "completed after" not in rec.stderr:
-                self.anomaly(index, f"fault {faults}: exit 0 but not completed: {tail(rec.stderr)}")
-            self.expect_status(index, "completed", rec)
-            info["recovered"] = len(re.findall(r"attempt \d+ failed", rec.stderr))
-            if fired and not info["recovered"]:
-                self.anomaly(index, f"fault {faults}: fired but no attempt failed: {tail(rec.stderr)}")
-        elif rec.returncode == 137:
-            if not fired:
-                self.anomaly(index, f"fault {faults}: exit 137 without an injected fault: {tail(rec.stderr)}")
-            self.expect_status(index, "running", rec)
-        elif rec.returncode is not None:
-            self.anomaly(index, f"fault {faults}: exit {rec.returncode} (expected 0 or 137): {tail(rec.stderr)}")
-        return info
-
-    def run_signal(self, index: int, step: Step) -> dict[str, Any]:
-        p = step.params
-        signum = getattr(signal, p["signal"])
-        double = step.kind == "double-signal"
-        started = time.monotonic()
-        proc, args, err = self.start(index)
-        running = self.wait_progress(proc, p["timing"], p["delay"])
-        sent = []
-        if running:
-            for i in range(2 if double else 1):
-                if i:
-                    time.sleep(0.05)
-                if proc.poll() is not None:
-                    break
-                (os.killpg if p["target"] == "group" else os.kill)(proc.pid, signum)
-                sent.append(time.monotonic() - started)
-        rec = self.wait(index, proc, err, args, None, step.kind, started, {"sent": sent})
-        info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": rec.returncode, "sent": len(sent)}
-        code = rec.returncode
-        completed = code == 0 and "completed after" in rec.stderr
-        stopped = code == 0 and "stopped after" in rec.stderr
-        if not sent or completed:
-            info["fired"] = False
-            info["finished_before"] = True
-            if code != 0 or not completed:
-                self.anomaly(index, f"{step.label()}: no signal landed, yet exit {code}: {tail(rec.stderr)}")
-            else:
-                self.expect_status(index, "completed", rec)
-            return info
-        info["fired"] = True
-        if stopped:
-            info["result"] = "stopped"
-            if f"{p['signal']} received" not in rec.stderr:
-                self.anomaly(index, f"{step.label()}: stopped, but not by {p['signal']}: {tail(rec.stderr)}")
-            self.expect_status(index, "stopped", rec)
-        elif double and code == 128 + signum:
-            info["result"] = "forced"
-            if "second signal" not in rec.stderr:
-                self.anomaly(index, f"{step.label()}: exit {code} without the second-signal message")
-            # A forced exit leaves the run unfinished: one recorded stopped/completed would contradict
-            # exit 130/143 (the second signal must wait for that record and then change nothing).
-            self.expect_status(index, "running", rec)
-        elif code in (-signal.SIGINT, -signal.SIGTERM) or (code == 1 and "KeyboardInterrupt" in rec.stderr):
-            info["result"] = "killed-before-handlers"
-            if p["timing"] != "early":
-                self.anomaly(index, f"{step.label()}: the engine died of the signal (exit {code}) after the "
-                                    f"graph was running: {tail(rec.stderr)}")
-            info["status_after"] = self.status()
-        else:
-            self.anomaly(index, f"{step.label()}: exit {code} (expected 0 stopped"
-                                f"{f' or {128 + signum}' if double else ''}): {tail(rec.stderr)}")
-        return info
+    def run_chaos_step(self, index: int, step: Step) -> dict[str, Any]:
+        """A fault, signal, double-signal, sigkill-engine or kill-group step, as snapgraph chaos does it."""
+        outcome = perform(self, step)
+        for text in outcome.anomalies:
+            self.anomaly(index, text)
+        if outcome.engine is not None:
+            self.count_busy(outcome.engine)
+            if outcome.status == "completed" and outcome.engine.returncode == 0:
+                self.unprocessed = False
+        return outcome.as_info()
 
     def run_failing_drain(self, index: int, step: Step) -> dict[str, Any]:
         """A stop whose drain fails (the fault point ``drain``): a failure of the attempt like any other.
@@ -1092,14 +948,11 @@ class Runner:
         """
         p = step.params
         signum = getattr(signal, p["signal"])
-        started = time.monotonic()
-        proc, args, err = self.start(index, faults=p["fault"], retries=p["retries"])
-        running = self.wait_progress(proc, p["timing"], p["delay"])
-        sent = []
-        if running:
-            (os.killpg if p["target"] == "group" else os.kill)(proc.pid, signum)
-            sent.append(time.monotonic() - started)
-        rec = self.wait(index, proc, err, args, p["fault"], step.kind, started, {"sent": sent})
+        run = self.start(step.label(), faults=p["fault"], retries=p["retries"])
+        if self.wait_to_strike(run, p):
+            run.send(signum, whole_group=p["target"] == "group")
+        rec = self.wait(index, run)
+        sent = rec.sent
         code = rec.returncode
         info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": code, "sent": len(sent)}
         info["fired"] = "injected fault" in rec.stderr and "at drain" in rec.stderr
@@ -1132,58 +985,6 @@ class Runner:
             self.expect_status(index, "failed", rec)
         return info
 
-    def run_sigkill(self, index: int, step: Step) -> dict[str, Any]:
-        p = step.params
-        started = time.monotonic()
-        proc, args, err = self.start(index)
-        running = self.wait_progress(proc, p["timing"], p["delay"])
-        if running:
-            (os.killpg if p["target"] == "group" else os.kill)(proc.pid, signal.SIGKILL)
-        rec = self.wait(index, proc, err, args, None, step.kind, started, {"sent": running})
-        info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": rec.returncode}
-        if rec.returncode == -signal.SIGKILL and ("completed after" in rec.stderr or self.status() == "completed"):
-            # The kill landed after the run's completion was recorded (before or after the engine said
-            # so on stderr), while the engine exited: the run is over, as the store says.
-            info["fired"] = False
-            info["finished_before"] = True
-            self.expect_status(index, "completed", rec)
-        elif rec.returncode == -signal.SIGKILL:
-            info["fired"] = True
-            self.expect_status(index, "running", rec)
-        elif rec.returncode == 0 and "completed after" in rec.stderr:
-            info["fired"] = False
-            info["finished_before"] = True
-            self.expect_status(index, "completed", rec)
-        else:
-            self.anomaly(index, f"{step.label()}: exit {rec.returncode}: {tail(rec.stderr)}")
-        return info
-
-    def run_kill_group(self, index: int, step: Step) -> dict[str, Any]:
-        p = step.params
-        started = time.monotonic()
-        proc, args, err = self.start(index, retries=True)
-        running = self.wait_progress(proc, p["timing"], p["delay"])
-        victim = None
-        if running:
-            groups = group_processes(proc.pid)
-            if groups:
-                victim = groups[p["which"] % len(groups)]
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(victim, signal.SIGKILL)
-        rec = self.wait(index, proc, err, args, None, step.kind, started, {"victim": victim})
-        died = "the group process died" in rec.stderr
-        info: dict[str, Any] = {"kind": step.kind, "spec": step.label(), "rc": rec.returncode,
-                                "fired": bool(victim) and died, "victim": victim}
-        if victim is None:
-            info["finished_before"] = True
-        if rec.returncode == 0 and "completed after" in rec.stderr:
-            self.expect_status(index, "completed", rec)
-            if victim is not None and not died:
-                info["finished_before"] = True  # killed while the attempt was already ending
-        else:
-            self.anomaly(index, f"{step.label()}: exit {rec.returncode} (expected 0 completed): {tail(rec.stderr)}")
-        return info
-
     def run_damage(self, index: int, step: Step) -> dict[str, Any]:
         backup = self.folder / "before-damage"
         self.store.backup(backup)
@@ -1193,9 +994,7 @@ class Runner:
         self.log(f"    damage: {what}")
         damaged_contents = self.store.contents()
         damaged_bytes = self.store.raw_digest()
-        started = time.monotonic()
-        proc, args, err = self.start(index, resume=True)
-        rec = self.wait(index, proc, err, args, None, "damage", started, {"damage": what})
+        rec = self.wait(index, self.start(f"damage({what})", resume=True))
         info: dict[str, Any] = {"kind": "damage", "spec": what, "rc": rec.returncode, "fired": True}
         kind = damage_kind(what)  # what was really done
         nothing = what.endswith("(nothing damaged)")
@@ -1240,13 +1039,13 @@ class Runner:
             info["restored_backup"] = True
         return info
 
-    def expect_status(self, index: int | str, expected: str, rec: RunRecord) -> None:
+    def expect_status(self, index: int | str, expected: str, rec: EngineResult) -> None:
         status = self.status()
         self.last_status = status
         if status == "completed" and rec.returncode == 0:
             self.unprocessed = False
         if status != expected:
-            self.anomaly(index, f"{rec.kind}: exit {rec.returncode} but the store says the run is {status!r} "
+            self.anomaly(index, f"{rec.label}: exit {rec.returncode} but the store says the run is {status!r} "
                                 f"(expected {expected!r}): {tail(rec.stderr)}")
 
     # -- the whole schedule ---------------------------------------------------------------------
@@ -1258,13 +1057,12 @@ class Runner:
             for index, step in enumerate(self.s.steps):
                 if step.kind != "damage":  # a damage step resumes the damaged run as it is
                     self.grow_if_completed(index)
-                handler = {"fault": self.run_fault, "signal": self.run_signal, "double-signal": self.run_signal,
-                           "sigkill-engine": self.run_sigkill, "kill-group": self.run_kill_group,
-                           "failing-drain": self.run_failing_drain,
-                           "damage": self.run_damage}[step.kind]
+                handler = {"failing-drain": self.run_failing_drain,
+                           "damage": self.run_damage}.get(step.kind, self.run_chaos_step)
                 if step.kind == "damage" and not self.store.exists():
                     self.result.steps.append({"kind": "damage", "spec": "no store yet", "fired": False})
                     continue
+                self._index = index
                 info = handler(index, step)
                 self.started = self.started or self.run_count() > 0
                 self.last_status = self.status()
@@ -1301,9 +1099,8 @@ class Runner:
         for attempt in range(4):
             if self.last_status == "completed" and self.started and not self.unprocessed:
                 break
-            started = time.monotonic()
-            proc, args, err = self.start("final", resume=self.started)  # type: ignore[arg-type]
-            rec = self.wait("final", proc, err, args, None, "final resume", started, {})
+            self._index = "final"
+            rec = self.wait("final", self.start("final resume", resume=self.started))
             if rec.returncode == 0 and "completed after" in rec.stderr:
                 self.started = True
                 self.expect_status("final", "completed", rec)
@@ -1322,11 +1119,6 @@ class Runner:
             left = self.db.count("WAL")  # type: ignore[union-attr]
             if left:
                 self.anomaly("final", f"the WAL table still holds {left} rows after the run completed")
-
-
-def tail(text: str, lines: int = 4) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)[-900:]
 
 
 def run_schedule(schedule: Schedule, *, keep: bool = False, log: Any = None) -> ScheduleResult:

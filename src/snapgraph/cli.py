@@ -13,6 +13,8 @@ import contextlib
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
 import threading
 import time
@@ -300,6 +302,97 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+@main.command()
+@with_graph_options
+@click.option("--schedules", type=click.IntRange(min=1), default=10, show_default=True, metavar="N",
+              help="How many fault schedules to run after the failure-free run.")
+@click.option("--seed", type=int, default=1, show_default=True, metavar="S",
+              help="The first schedule's seed; schedule k has seed S+k-1 (--seed S+k-1 --schedules 1 replays it).")
+@click.option("--setup", metavar="CMD",
+              help="A shell command that resets your targets, run before the failure-free run and every schedule.")
+@click.option("--check", metavar="CMD",
+              help="A shell command run after each completed run; its exit code and standard output must equal "
+                   "the failure-free run's (e.g. a query printing a digest of the target table).")
+@click.option("--compare-sinks", is_flag=True,
+              help="Compare what reached each writer, as its kind makes it its result (YAML graphs; the default "
+                   "without --check).")
+@click.option("--point", "points", multiple=True, metavar="NAME",
+              help="A crash point your scripts or connectors reach (fault_point(NAME), e.g. sql_writer_moved), "
+                   "to inject faults at besides the protocol steps (repeatable).")
+@click.option("--snapshot-period", type=float, callback=_period_option, metavar="SECONDS",
+              help="Take snapshots every SECONDS (1 s to 24 h); overrides the graph file.")
+@click.option("--in-process", is_flag=True, help="Run every group in the engine's process.")
+@click.option("--backend", metavar="NAME", callback=lambda ctx, param, value: _backend_option(value),
+              help="Where the groups run: process (default), inprocess or thread.")
+@click.option("--progress/--no-progress", "show_progress", default=None,
+              help="Show a progress bar on standard error (default: when it is a terminal).")
+def chaos(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], connections: str | None,
+          schedules: int, seed: int, setup: str | None, check: str | None, compare_sinks: bool,
+          points: tuple[str, ...], snapshot_period: float | None, in_process: bool, backend: str | None,
+          show_progress: bool | None) -> None:
+    """Prove GRAPH_FILE's delivery guarantee: run it without faults, then under N seeded fault schedules
+    (exceptions, exits and kills at every protocol step of every operator, SIGKILL of group processes,
+    SIGKILL / SIGTERM / a second signal to the engine, each followed by --resume), and compare each result
+    with the failure-free one. Exit 0 all passed, 1 a schedule failed, 2 bad input (docs/chaos.md)."""
+    from snapgraph.chaos.compare import CheckCommand, Comparison, SinkComparison
+    from snapgraph.chaos.recorder import RecorderError, taps_for
+    from snapgraph.chaos.runner import ChaosConfig, ChaosInputError
+    from snapgraph.chaos.session import run_chaos
+
+    if check is not None and compare_sinks:
+        raise click.UsageError("--check and --compare-sinks exclude each other")
+    if in_process and backend not in (None, "inprocess"):
+        raise click.UsageError(f"--in-process and --backend {backend} exclude each other")
+    graph, _ = _load(graph_file, params, operators, connections, snapshots=True)
+    if snapshot_period is None and graph.settings.period is None:
+        _invalid(f"chaos: {graph_file} takes no snapshots; give --snapshot-period SECONDS (or snapshots.period "
+                 "in the graph file): a fault schedule resumes runs from their snapshots")
+    comparison: Comparison
+    if check is not None:
+        comparison = CheckCommand(check, Path.cwd())
+    else:
+        try:
+            comparison = SinkComparison(Path(graph_file), taps_for(graph))
+        except RecorderError as err:
+            _invalid(f"chaos: {err}")
+    run_args: list[str] = []
+    for assignment in params:
+        run_args += ["--param", assignment]
+    for folder in operators:
+        run_args += ["--operators", str(Path(folder).resolve())]
+    if connections:
+        run_args += ["--connections", str(Path(connections).resolve())]
+    if snapshot_period is not None:
+        run_args += ["--snapshot-period", f"{snapshot_period:g}"]
+    if in_process:
+        run_args.append("--in-process")
+    if backend is not None:
+        run_args += ["--backend", backend]
+    chaos_args = [arg for point in points for arg in ("--point", point)]
+    if setup is not None:
+        chaos_args += ["--setup", setup]
+    chaos_args += ["--check", check] if check is not None else ["--compare-sinks"] if compare_sinks else []
+
+    def reproduce(schedule_seed: int) -> str:
+        return shlex.join(["snapgraph", "chaos", graph_file, "--seed", str(schedule_seed), "--schedules", "1",
+                           *chaos_args, *run_args])
+
+    config = ChaosConfig(
+        graph_file=Path(graph_file).resolve(), run_args=tuple(run_args), operators=tuple(graph.processes),
+        groups_as_processes=not in_process and backend in (None, "process"), schedules=schedules, seed=seed,
+        comparison=comparison, setup=setup, extra_points=points, cwd=Path.cwd(), reproduce=reproduce)
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the engine running then goes too (its own session)
+    try:
+        code = run_chaos(config, sys.stdout, sys.stderr, progress=show_progress)
+    except ChaosInputError as err:
+        _invalid(f"chaos: {err}")
+    sys.exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 # What the display options of ``run`` leave in the command's context (click's ``ctx.meta``).

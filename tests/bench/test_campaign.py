@@ -1,7 +1,9 @@
 """The crash / stop / damage campaign of bench/campaign.py, on the real ``snapgraph`` command line.
 
-The normal suite checks the harness itself (plans are a function of the seed, the comparison and
-a negative control catch what they must), a stop that arrives while the groups start, and a small
+The campaign runs its engine runs and its fault, signal and kill steps through snapgraph.chaos (the
+code of ``snapgraph chaos``, tested in tests/chaos/), so the fixed schedules below exercise that code
+on the seed's graphs too. The normal suite checks the harness itself (plans are a function of the seed,
+the comparison and a negative control catch what they must), a stop that arrives while the groups start, and a small
 fixed set of schedules (below: every kind of step, both graphs, both databases, both modes) whose
 steps all must fire. The deterministic crash, stop and damage cases live in
 tests/cli/test_cli_stops.py and tests/runtime/test_exactly_once.py. The campaign proper (random

@@ -564,6 +564,38 @@ def test_wiretap_prints_and_forwards_unchanged(run_yaml, rec):
     assert got[4] == ({"k": ["v"]}, None, "none")
 
 
+def test_wiretap_forwards_untyped_values_of_an_any_port_untyped(run_yaml, rec):
+    """A dict on an any port arrives with type id "*"; the wiretap must pass it on, not call it a scalar."""
+    graph = """
+    operators:
+      gen:
+        script: gen.py
+        outputs: {out: any}
+      tap: {component: wiretap}
+      sink:
+        script: sink.py
+        inputs: {in: any}
+    connections:
+      - gen.out -> tap.in
+      - tap.out -> sink.in
+    """
+    gen = """
+    def tick():
+        api.outputs.out.publish({"a": 1})
+        api.outputs.out.publish("text")
+        api.outputs.out.publish({"b": [2]})
+        return -1
+    api.add_timer(tick)
+    """
+    sink = """
+    import sg_rec
+    api.set_port_callback("in", lambda m, h, b: sg_rec.add("got", b.get()))
+    """
+    run = run_yaml(graph, {"gen.py": gen, "sink.py": sink})
+    assert_completed(run)
+    assert rec["got"] == [{"a": 1}, "text", {"b": [2]}]
+
+
 def test_wiretap_forwards_a_stream_after_reading_it(run_yaml, rec):
     graph = """
     operators:

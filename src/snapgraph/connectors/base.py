@@ -9,10 +9,12 @@ nothing of the run written), anything else an operator failure that recovery han
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from snapgraph.api.operator_api import Api
+from snapgraph.model.builtin_operator import BuiltinOperator
 
 #: A named crash point of a connector's protocol: ``checkpoint("sql_writer_staged")`` fires the faults that
 #: SNAPGRAPH_FAULTS plans as ``sql_writer_staged:<operator>:<nth>[:action]`` (docs/testing.md).
@@ -35,4 +37,19 @@ class ConnectorContext:
 
 Setup = Callable[[Api, ConnectorContext], None]
 
-__all__ = ["Checkpoint", "ConnectorConfigError", "ConnectorContext", "Setup"]
+
+def config_of(api: Api) -> dict[str, Any]:
+    """The operator's whole config (``api.config``, connections resolved) as a plain mapping."""
+    return {name: getattr(api.config, name) for name in dir(api.config)}
+
+
+def check_config(operator: str, descriptor: BuiltinOperator, config: Mapping[str, Any],
+                 error: type[ConnectorConfigError] = ConnectorConfigError) -> None:
+    """Raise ``error`` with every problem the descriptor's checks find in ``config`` (the same checks the
+    model runs at validation, here against the config the operator really got)."""
+    problems = descriptor.config_problems(config)
+    if problems:
+        raise error(f"operator {operator!r} ({descriptor.title}): " + "; ".join(problems))
+
+
+__all__ = ["Checkpoint", "ConnectorConfigError", "ConnectorContext", "Setup", "check_config", "config_of"]

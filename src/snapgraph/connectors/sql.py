@@ -54,18 +54,24 @@ with ``streaming: true`` it polls again every ``poll`` seconds. Crash point: ``s
      A failure before the last batch commits nothing (the restart writes everything once); a failure after
      its commit, before the graph ends, writes it again. Rows still pending at shutdown are reported, not
      written.
+
+**Parts other connectors reuse** (SAP's database operators, :mod:`snapgraph.connectors.sap_database`):
+:class:`PagedQuery` (the pages of a table or query; without a key it pages by offset in the order of
+every column), :func:`register_reader` (the reader's timer, state and crash point for any port and
+table type), :class:`Target` (a target table's columns, statement and transactions, its errors naming
+the caller's config keys), :func:`columns_of` and :func:`pick_columns`.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from snapgraph.api.operator_api import Api
-from snapgraph.connectors.base import Checkpoint, ConnectorConfigError, ConnectorContext, Setup
+from snapgraph.connectors.base import Checkpoint, ConnectorConfigError, ConnectorContext, Setup, check_config, config_of
 from snapgraph.connectors.databases import (
     MARIADB,
     DatabaseError,
@@ -78,12 +84,14 @@ from snapgraph.connectors.databases import (
     unique_keys,
     upsert_statement,
 )
-from snapgraph.model.builtin_operator import BuiltinOperator, config_switch
+from snapgraph.model.builtin_operator import config_switch
 from snapgraph.model.sql_builtins import SQL_READER, SQL_WRITER, sql_column_list
 
 BATCH_HEADER = "com.sap.headers.batch"
 DEFAULT_BATCH = 1000
 DEFAULT_POLL = 1.0
+#: Seconds between two looks for the trigger message of a reader that waits for one.
+TRIGGER_WAIT = 0.05
 #: Rows per staged chunk (one row of the staging table) in transactional mode.
 STAGED_CHUNK_ROWS = 1000
 
@@ -91,22 +99,13 @@ class SqlConfigError(ConnectorConfigError):
     """A reader or writer that cannot run as configured: names the operator and the config key."""
 
 
-def _config(api: Api) -> dict[str, Any]:
-    return {name: getattr(api.config, name) for name in dir(api.config)}
-
-
-def _check(operator: str, descriptor: BuiltinOperator, config: Mapping[str, Any]) -> None:
-    problems = descriptor.config_problems(config)
-    if problems:
-        raise SqlConfigError(f"operator {operator!r} ({descriptor.title}): " + "; ".join(problems))
-
-
 def _connect(config: Mapping[str, Any]) -> tuple[Any, Dialect]:
     connection = config["connection"]
     return open_connection(connection), dialect_of(connection)
 
 
-def _columns_of(operator: str, connection: Any, dialect: Dialect, source: str, key: str, what: str) -> list[str]:
+def columns_of(operator: str, connection: Any, dialect: Dialect, source: str, key: str, what: str) -> list[str]:
+    """The column names of ``source`` (see :func:`result_columns`); a driver error names config ``key``."""
     try:
         return result_columns(connection, dialect, source)
     except Exception as err:  # the driver's error for an unknown table or a bad query
@@ -114,7 +113,8 @@ def _columns_of(operator: str, connection: Any, dialect: Dialect, source: str, k
                              f"{type(err).__name__}: {str(err).strip()}") from err
 
 
-def _pick(operator: str, key: str, wanted: list[str], available: list[str], what: str) -> None:
+def pick_columns(operator: str, key: str, wanted: list[str], available: list[str], what: str) -> None:
+    """Refuse, naming config ``key``, any of ``wanted`` that is not among ``available``."""
     unknown = [name for name in wanted if name not in available]
     if unknown:
         raise SqlConfigError(f"operator {operator!r}: config {key!r}: no column {', '.join(map(repr, unknown))} "
@@ -123,63 +123,85 @@ def _pick(operator: str, key: str, wanted: list[str], available: list[str], what
 
 # -- the reader ------------------------------------------------------------------------------------------
 
-def setup_sql_reader(api: Api, context: ConnectorContext) -> None:
-    """Register the SQL reader's callbacks on ``api`` (raises :class:`SqlConfigError` for a bad config,
-    :class:`DatabaseError` when the database cannot be reached)."""
-    operator, checkpoint = context.operator, context.checkpoint
-    config = _config(api)
-    _check(operator, SQL_READER, config)
-    connection, dialect = _connect(config)
-    key = sql_column_list(config, "key")
-    if config.get("table") is not None:
-        table = str(config["table"]).strip()
-        source, source_key, what = dialect.quote(table), "table", f"table {table!r}"
-    else:
-        query = str(config["query"]).strip().rstrip(";")
-        source, source_key, what = f"({query}) AS {dialect.quote('sg_source')}", "query", "the query"
-    available = _columns_of(operator, connection, dialect, source, source_key, what)
-    columns = sql_column_list(config, "columns") or available
-    _pick(operator, "columns", columns, available, what)
-    _pick(operator, "key", key, columns, f"the columns read from {what}")
-    batch = int(config.get("batch", DEFAULT_BATCH))
-    streaming = config_switch(config.get("streaming", False)) is True
-    poll = float(config.get("poll", DEFAULT_POLL))
-    key_positions = [columns.index(name) for name in key]
-    select = f"SELECT {dialect.quote_all(columns)} FROM {source}"
-    after = f" WHERE ({dialect.quote_all(key)}) > ({dialect.marks(len(key))})"
-    order = f" ORDER BY {dialect.quote_all(key)} LIMIT {batch + 1}"
+class PagedQuery:
+    """The pages of a table or a query in one fixed order, each read by its own statement.
 
-    position: dict[str, Any] = {"last": None, "index": 0, "ended": False}
+    With ``key`` columns the order is the key's and a page starts after the last key read (keyset
+    pagination, see the module docstring); without, the order is every column's and a page starts at an
+    offset (``ORDER BY 1, 2, ... LIMIT n OFFSET m``: identical rows are interchangeable, so the order is
+    total; it replays as long as the result does not change between the reads). ``batch`` None reads
+    everything in one page. A position is ``{"last": key tuple or None, "offset": rows read}``.
+    """
 
-    def next_page() -> list[list[Any]]:
-        cursor = connection.cursor()
+    def __init__(self, connection: Any, dialect: Dialect, source: str, columns: list[str], key: list[str],
+                 batch: int | None) -> None:
+        self.connection = connection
+        self.batch = batch
+        self.key_positions = [columns.index(name) for name in key]
+        self.select = f"SELECT {dialect.quote_all(columns)} FROM {source}"
+        order = dialect.quote_all(key) if key else ", ".join(str(i + 1) for i in range(len(columns)))
+        self.order = f" ORDER BY {order}"
+        self.after = f" WHERE ({dialect.quote_all(key)}) > ({dialect.marks(len(key))})" if key else ""
+
+    def page(self, position: Mapping[str, Any]) -> tuple[list[list[Any]], bool]:
+        """The rows of the page at ``position`` and whether more rows follow it."""
+        limit = "" if self.batch is None else f" LIMIT {self.batch + 1}"
+        cursor = self.connection.cursor()
         try:
-            if position["last"] is None:
-                cursor.execute(select + order)
+            if self.key_positions and position["last"] is not None:
+                cursor.execute(self.select + self.after + self.order + limit, list(position["last"]))
+            elif self.key_positions or not position["offset"]:
+                cursor.execute(self.select + self.order + limit)
             else:
-                cursor.execute(select + after + order, list(position["last"]))
-            return [list(row) for row in cursor.fetchall()]
+                cursor.execute(self.select + self.order + limit + f" OFFSET {int(position['offset'])}")
+            rows = [list(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
-            connection.rollback()  # end the read transaction: the next poll sees rows committed since
+            self.connection.rollback()  # end the read transaction: the next poll sees rows committed since
+        if self.batch is None or len(rows) <= self.batch:
+            return rows, False
+        return rows[:self.batch], True
+
+    def advance(self, position: dict[str, Any], rows: list[list[Any]]) -> None:
+        """Move ``position`` past ``rows`` (a page just published)."""
+        if rows and self.key_positions:
+            position["last"] = tuple(rows[-1][i] for i in self.key_positions)
+        position["offset"] += len(rows)
+
+
+def register_reader(api: Api, context: ConnectorContext, query: PagedQuery, *, port: str, streaming: bool = False,
+                    poll: float = DEFAULT_POLL, table_of: Callable[[list[list[Any]]], Any] | None = None,
+                    headers: Mapping[str, Any] | None = None, trigger_port: str | None = None) -> None:
+    """Register a replayable reader of ``query`` on ``api``: a timer publishes one page per call on
+    ``port`` as ``table_of(rows)`` (default ``api.Table(rows)``) with a ``com.sap.headers.batch`` header
+    ``[index, isLast, 0, batch, "rows"]`` and ``headers``; its state is the position and the batch index.
+    With a connected ``trigger_port`` it waits for a first message there (its arrival is state too).
+    Crash point: ``sql_reader_published`` (a page published, the position not yet advanced)."""
+    checkpoint = context.checkpoint
+    size = query.batch if query.batch is not None else 0
+    position: dict[str, Any] = {"last": None, "offset": 0, "index": 0, "ended": False,
+                                "triggered": trigger_port is None or not api.is_inport_connected[trigger_port]}
+    make_table = table_of or api.Table
 
     def read_batch() -> float:
-        rows = next_page()
-        more = len(rows) > batch
-        rows = rows[:batch]
+        if not position["triggered"]:
+            return TRIGGER_WAIT
+        rows, more = query.page(position)
         if not rows and (streaming or position["ended"]):
             return poll if streaming else -1
         is_last = not more and not streaming
-        header = {BATCH_HEADER: [position["index"], is_last, 0, batch, "rows"]}
-        api.outputs.output.publish(api.Table(rows), header)
+        header = {BATCH_HEADER: [position["index"], is_last, 0, size, "rows"], **(headers or {})}
+        getattr(api.outputs, port).publish(make_table(rows), header)
         checkpoint("sql_reader_published")
-        if rows:
-            position["last"] = tuple(rows[-1][i] for i in key_positions)
+        query.advance(position, rows)
         position["index"] += 1
         position["ended"] = is_last
         if more:
             return 0
         return poll if streaming else -1
+
+    def on_trigger(msg_id: bytes, header: Any, body: Any) -> None:
+        position["triggered"] = True
 
     def serialize(epoch: str) -> bytes:
         return pickle.dumps(position)
@@ -187,33 +209,66 @@ def setup_sql_reader(api: Api, context: ConnectorContext) -> None:
     def restore(epoch: str, state: bytes) -> None:
         position.update(pickle.loads(state))
 
-    def shutdown() -> None:
-        connection.close()
-
     api.set_initial_snapshot_info(api.InitialProcessInfo(
-        is_stateful=True, outports_info={"output": api.OutportInfo(is_generator=True)}))
+        is_stateful=True, outports_info={port: api.OutportInfo(is_generator=True)}))
     api.add_timer(read_batch)
+    if trigger_port is not None and api.is_inport_connected[trigger_port]:
+        api.set_port_callback(trigger_port, on_trigger)
     api.set_serialize_callback(serialize)
     api.set_restore_callback(restore)
-    api.set_shutdown(shutdown)
+    api.set_shutdown(query.connection.close)
+
+
+def setup_sql_reader(api: Api, context: ConnectorContext) -> None:
+    """Register the SQL reader's callbacks on ``api`` (raises :class:`SqlConfigError` for a bad config,
+    :class:`DatabaseError` when the database cannot be reached)."""
+    operator = context.operator
+    config = config_of(api)
+    check_config(operator, SQL_READER, config, SqlConfigError)
+    connection, dialect = _connect(config)
+    key = sql_column_list(config, "key")
+    if config.get("table") is not None:
+        table = str(config["table"]).strip()
+        source, source_key, what = dialect.quote(table), "table", f"table {table!r}"
+    else:
+        source, source_key, what = query_source(dialect, str(config["query"])), "query", "the query"
+    available = columns_of(operator, connection, dialect, source, source_key, what)
+    columns = sql_column_list(config, "columns") or available
+    pick_columns(operator, "columns", columns, available, what)
+    pick_columns(operator, "key", key, columns, f"the columns read from {what}")
+    query = PagedQuery(connection, dialect, source, columns, key, int(config.get("batch", DEFAULT_BATCH)))
+    register_reader(api, context, query, port="output", streaming=config_switch(config.get("streaming", False)) is True,
+                    poll=float(config.get("poll", DEFAULT_POLL)))
+
+
+def query_source(dialect: Dialect, query: str) -> str:
+    """A query as the source of a SELECT: ``(query) AS sg_source`` (a trailing semicolon dropped)."""
+    return f"({query.strip().rstrip(';')}) AS {dialect.quote('sg_source')}"
 
 
 # -- the writer ------------------------------------------------------------------------------------------
 
-class _Target:
-    """The writer's side of the database: the target table, its statement, and the transactions."""
+class Target:
+    """The writer's side of the database: the target table, its statement, and the transactions.
 
-    def __init__(self, operator: str, api: Api, config: Mapping[str, Any], mode: str) -> None:
+    ``columns`` None writes every column of the table; ``key`` (with ``upsert``) must be its primary key
+    or a unique key. ``config_keys`` names the config keys of the table, its columns and the key in
+    messages (the SQL writer's ``table``, ``columns``, ``key``; SAP's operators have their own).
+    """
+
+    def __init__(self, operator: str, api: Api, connection: Mapping[str, Any], table: str, columns: list[str] | None,
+                 key: list[str], *, upsert: bool, config_keys: tuple[str, str, str] = ("table", "columns", "key")
+                 ) -> None:
         self.operator = operator
-        self.connection, self.dialect = _connect(config)
-        self.table = str(config["table"]).strip()
-        available = _columns_of(operator, self.connection, self.dialect, self.dialect.quote(self.table), "table",
-                                f"the target table {self.table!r}")
-        self.columns = sql_column_list(config, "columns") or available
-        _pick(operator, "columns", self.columns, available, f"the target table {self.table!r}")
-        key = sql_column_list(config, "key")
-        _pick(operator, "key", key, self.columns, f"the columns written to {self.table!r}")
-        if mode == "upsert":
+        self.connection, self.dialect = open_connection(dict(connection)), dialect_of(dict(connection))
+        self.table = table
+        table_key, columns_key, self.key_key = config_keys
+        available = columns_of(operator, self.connection, self.dialect, self.dialect.quote(self.table), table_key,
+                               f"the target table {self.table!r}")
+        self.columns = columns or available
+        pick_columns(operator, columns_key, self.columns, available, f"the target table {self.table!r}")
+        pick_columns(operator, self.key_key, key, self.columns, f"the columns written to {self.table!r}")
+        if upsert:
             self._check_unique(api, key)
             self.statement = upsert_statement(self.dialect, self.table, self.columns, key)
         else:
@@ -224,18 +279,19 @@ class _Target:
         if not any(set(found) == set(key) for found in keys):
             shown = "; ".join(", ".join(found) for found in keys) or "none"
             raise SqlConfigError(
-                f"operator {self.operator!r}: config 'key': ({', '.join(key)}) is not the primary key or a unique "
-                f"key of {self.table!r}, so an upsert cannot find the row to overwrite (its unique keys: {shown})")
+                f"operator {self.operator!r}: config {self.key_key!r}: ({', '.join(key)}) is not the primary key or a "
+                f"unique key of {self.table!r}, so an upsert cannot find the row to overwrite "
+                f"(its unique keys: {shown})")
         if self.dialect is MARIADB and len(keys) > 1:
             api.logger.warning("table %r has %d unique keys: MariaDB's ON DUPLICATE KEY UPDATE overwrites the row "
                                "that any of them matches, not only by (%s)", self.table, len(keys), ", ".join(key))
 
-    def rows_of(self, body: Any) -> list[list[Any]]:
-        """The rows of one input message, each as long as the column list (else a clear error)."""
+    def rows_of(self, body: Any, port: str = "input") -> list[list[Any]]:
+        """The rows of one message on ``port``, each as long as the column list (else a clear error)."""
         rows = [list(row) for row in body.get()]
         for index, row in enumerate(rows):
             if len(row) != len(self.columns):
-                raise ValueError(f"operator {self.operator!r}: row {index} of a message on port 'input' has "
+                raise ValueError(f"operator {self.operator!r}: row {index} of a message on port {port!r} has "
                                  f"{len(row)} values, but {len(self.columns)} columns are written to "
                                  f"{self.table!r} ({', '.join(self.columns)})")
         return rows
@@ -263,10 +319,11 @@ def setup_sql_writer(api: Api, context: ConnectorContext) -> None:
     """Register the SQL writer's callbacks on ``api`` for its ``mode`` (raises :class:`SqlConfigError` for a
     bad config or target, :class:`DatabaseError` when the database cannot be reached)."""
     operator, snapshots_on, checkpoint = context.operator, context.snapshots_on, context.checkpoint
-    config = _config(api)
-    _check(operator, SQL_WRITER, config)
+    config = config_of(api)
+    check_config(operator, SQL_WRITER, config, SqlConfigError)
     mode = str(config.get("mode", "append"))
-    target = _Target(operator, api, config, mode)
+    target = Target(operator, api, config["connection"], str(config["table"]).strip(),
+                    sql_column_list(config, "columns") or None, sql_column_list(config, "key"), upsert=mode == "upsert")
     if mode == "transactional":
         _TransactionalWriter(operator, api, target, snapshots_on, checkpoint).register()
         return
@@ -286,7 +343,7 @@ def setup_sql_writer(api: Api, context: ConnectorContext) -> None:
 class _TransactionalWriter:
     """Transactional mode: the protocol of the module docstring, its steps in that order."""
 
-    def __init__(self, operator: str, api: Api, target: _Target, snapshots_on: bool, checkpoint: Checkpoint) -> None:
+    def __init__(self, operator: str, api: Api, target: Target, snapshots_on: bool, checkpoint: Checkpoint) -> None:
         self.api = api
         self.target = target
         self.snapshots_on = snapshots_on
@@ -322,7 +379,7 @@ class _TransactionalWriter:
     # 2. port callback
     def on_input(self, msg_id: bytes, header: Any, body: Any) -> None:
         self.pending.extend(self.target.rows_of(body))
-        if not self.snapshots_on and _is_last_batch(header):
+        if not self.snapshots_on and is_last_batch(header):
             self.commit_input()  # 7.
 
     # 3. serialize(E)
@@ -431,12 +488,13 @@ class _TransactionalWriter:
         self.target.connection.close()
 
 
-def _is_last_batch(header: Any) -> bool:
+def is_last_batch(header: Any) -> bool:
     batch = header.get(BATCH_HEADER) if header is not None else None
     return batch is not None and len(list(batch)) > 1 and config_switch(list(batch)[1]) is True
 
 
-__all__ = ["BATCH_HEADER", "DatabaseError", "SqlConfigError", "setup_sql_reader", "setup_sql_writer"]
+__all__ = ["BATCH_HEADER", "DatabaseError", "PagedQuery", "SqlConfigError", "Target", "columns_of", "is_last_batch",
+           "pick_columns", "query_source", "register_reader", "setup_sql_reader", "setup_sql_writer"]
 
 
 #: component id -> setup (collected by snapgraph.connectors.registry)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from snapgraph.model.builtin_operator import BuiltinOperator
 from snapgraph.model.delivery import DeliveryTraits
+from snapgraph.model.file_builtins import FILE_BUILTINS
+from snapgraph.model.nats_builtins import NATS_BUILTINS
+from snapgraph.model.sap_database_builtins import SAP_DATABASE_BUILTINS
 from snapgraph.model.sql_builtins import SQL_BUILTINS
 
 GRAPH_TERMINATOR = BuiltinOperator(
@@ -29,7 +32,8 @@ WIRETAP = BuiltinOperator("com.sap.util.wiretap.v2", "Wiretap", aliases=("wireta
 
 #: component id -> descriptor, for every built-in.
 BUILTINS: dict[str, BuiltinOperator] = {
-    b.component: b for b in (GRAPH_TERMINATOR, TERMINAL, WIRETAP, *SQL_BUILTINS)}
+    b.component: b for b in (GRAPH_TERMINATOR, TERMINAL, WIRETAP, *SQL_BUILTINS, *SAP_DATABASE_BUILTINS,
+                             *FILE_BUILTINS, *NATS_BUILTINS)}
 BUILTIN_COMPONENTS = tuple(BUILTINS)
 #: YAML short name -> component id.
 BUILTIN_ALIASES: dict[str, str] = {alias: b.component for b in BUILTINS.values() for alias in b.aliases}

@@ -25,18 +25,21 @@ def sql_column_list(config: Mapping[str, Any], key: str) -> list[str]:
     return [] if value is None else (column_names(value) or [])
 
 
-def _check_connection(config: Mapping[str, Any]) -> list[str]:
-    connection = config.get("connection")
+def connection_problems(config: Mapping[str, Any], key: str = "connection",
+                        types: tuple[str, ...] = SQL_CONNECTION_TYPES, what: str = "a SQL database") -> list[str]:
+    """The problems of the managed connection under config ``key``: missing, not ``{connectionID: ID}``, or
+    (once resolved) of a connectionType not in ``types`` (``what`` says what those are)."""
+    connection = config.get(key)
     if connection is None:
-        return ["config 'connection' is missing: it names the database, {connectionID: ID} of --connections"]
+        return [f"config '{key}' is missing: it names the database, {{connectionID: ID}} of --connections"]
     if not isinstance(connection, Mapping):
-        return [f"config 'connection' must be {{connectionID: ID}}, got {connection!r}"]
+        return [f"config '{key}' must be {{connectionID: ID}}, got {connection!r}"]
     kind = connection.get("connectionType")
     if kind is None:
         return []  # not resolved (yet): an unknown connectionID is reported by the connection resolution
-    if str(kind).upper() not in SQL_CONNECTION_TYPES:
-        return [f"config 'connection': connection {connection.get('connectionID', '?')!r} has connectionType "
-                f"{kind!r}, which is not a SQL database (one of {', '.join(SQL_CONNECTION_TYPES)})"]
+    if str(kind).upper() not in types:
+        return [f"config '{key}': connection {connection.get('connectionID', '?')!r} has connectionType "
+                f"{kind!r}, which is not {what} (one of {', '.join(types)})"]
     return []
 
 
@@ -52,7 +55,7 @@ def sql_reader_config_problems(config: Mapping[str, Any]) -> list[str]:
     """The SQL reader's config: a connection, exactly one of ``table`` / ``query``, a ``key`` to order by;
     optional ``columns`` (table only), ``batch`` (rows per message, >= 1), ``streaming`` (keep polling)
     and ``poll`` (seconds between polls when streaming, > 0)."""
-    problems = _check_connection(config)
+    problems = connection_problems(config)
     table, query = config.get("table"), config.get("query")
     if (table is None) == (query is None):
         problems.append("config 'table' or 'query' (exactly one of them) names what to read"
@@ -77,7 +80,7 @@ def sql_reader_config_problems(config: Mapping[str, Any]) -> list[str]:
 def sql_writer_config_problems(config: Mapping[str, Any]) -> list[str]:
     """The SQL writer's config: a connection, the target ``table``, a ``mode`` (append, upsert or
     transactional; default append), ``key`` (required for upsert) and optional ``columns``."""
-    problems = _check_connection(config)
+    problems = connection_problems(config)
     table = config.get("table")
     if not isinstance(table, str) or not table.strip():
         problems.append("config 'table' is missing: the target table to write into" if table is None

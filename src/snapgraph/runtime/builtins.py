@@ -25,7 +25,7 @@ from snapgraph.connectors.base import Setup as ConnectorSetup
 from snapgraph.connectors.registry import BEHAVIOURS as CONNECTORS
 from snapgraph.model.builtins import BUILTINS, GRAPH_TERMINATOR, TERMINAL, WIRETAP
 from snapgraph.model.graph import Process
-from snapgraph.model.types import DataTypeReference
+from snapgraph.model.types import ANY, DYNAMIC, DataTypeReference
 from snapgraph.runtime.failures import InvalidOperator
 from snapgraph.runtime.host import BuiltinHost
 from snapgraph.snapshot.faults import fault_point
@@ -109,8 +109,11 @@ def _wiretap(process: Process, api: Api, host: BuiltinHost) -> None:
             line = _render(api, layout, header, value, started, print_headers=True)
             host.stdout_write(line if line.endswith("\n") else line + "\n")
         if api.is_outport_connected["out"]:
-            # Forward unchanged: the receiver sees the base type and type id the wiretap got.
-            api.outputs.out.set_dynamic_type(DataTypeReference(body.get_base_type(), body.get_type_id()))
+            # Forward unchanged: the receiver sees the base type and type id the wiretap got; a value that
+            # came untyped (a dict, say, on an any port: type id "*") goes on untyped.
+            type_id = body.get_type_id()
+            base = ANY if type_id == DYNAMIC else body.get_base_type()
+            api.outputs.out.set_dynamic_type(DataTypeReference(base, type_id))
             api.outputs.out.publish(value, header)
 
     api.set_port_callback("in", on_input)

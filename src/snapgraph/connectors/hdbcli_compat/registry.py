@@ -96,7 +96,7 @@ def serving_database(address: str, port: Any, user: str, password: str | None) -
         props = connection["connectionProperties"]
         if _same_host(props.get("host"), address) and _same_port(props.get("port"), port) \
                 and str(props.get("user", "")) == str(user):
-            served = _served_by(key, connection)
+            served = served_by(key, connection)
             if served is not None:
                 matches.append((key, props, served))
     if not matches:
@@ -116,7 +116,9 @@ def serving_database(address: str, port: Any, user: str, password: str | None) -
     return Served(key, {"connectionID": f"{key} ({SERVED_BY})" if via_hana else key, **served})
 
 
-def _served_by(key: str, connection: dict[str, Any]) -> dict[str, Any] | None:
+def served_by(key: str, connection: dict[str, Any]) -> dict[str, Any] | None:
+    """The database connection that serves the managed connection ``key``: a SQL database connection is its
+    own; a HANA connection names it in ``connectionProperties.snapgraphDatabase``; anything else: None."""
     kind = str(connection.get("connectionType", "")).upper()
     if kind in DIALECTS:
         return {"connectionType": kind, "connectionProperties": connection["connectionProperties"]}
@@ -149,4 +151,4 @@ def _describe(props: dict[str, Any]) -> str:
 
 
 __all__ = ["HANA_TYPES", "SERVED_BY", "LookupFailed", "Served", "forget_connections", "register_connections",
-           "serving_database"]
+           "served_by", "serving_database"]

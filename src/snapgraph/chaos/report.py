@@ -1,0 +1,56 @@
+"""What ``snapgraph chaos`` prints: a line per schedule, the summary, and each failure with its reproduction.
+
+The summary counts schedules and how many passed, the steps carried out (and those left out because the
+run had completed before them), the faults injected and how many fired, the signals and kills sent and
+how many landed while the graph ran. Each failed schedule gets its seed, its plan, what differed or went
+wrong, the folder kept with its engines' standard error, and one command line that replays exactly that
+schedule (the same plan; where a signal lands depends on timing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from snapgraph.chaos.runner import Reference, ScheduleResult
+
+
+def schedule_line(number: int, total: int, result: ScheduleResult) -> str:
+    planned, fired = result.faults()
+    strikes, landed = result.strikes()
+    verdict = "passed" if result.passed else "FAILED"
+    skipped = f", {result.skipped} skipped" if result.skipped else ""
+    return (f"[{number}/{total}] seed {result.schedule.seed}: {result.schedule.label()} | {verdict} | "
+            f"faults fired {fired}/{planned}, strikes landed {landed}/{strikes}{skipped}; "
+            f"{result.engine_runs} engine runs, {result.seconds:.1f}s")
+
+
+def reference_line(reference: Reference, description: str) -> str:
+    shape = reference.shape
+    receivers = ", ".join(f"{name} {shape.messages_in[name]}" for name in shape.receivers) or "none"
+    return (f"failure-free run: completed in {reference.seconds:.1f}s, {shape.epochs} epoch(s); messages received: "
+            f"{receivers}; comparing {description}")
+
+
+def summary(results: list[ScheduleResult], reproduce: Callable[[int], str]) -> list[str]:
+    passed = sum(1 for r in results if r.passed)
+    steps = sum(len(r.steps) for r in results)
+    skipped = sum(r.skipped for r in results)
+    planned = sum(r.faults()[0] for r in results)
+    fired = sum(r.faults()[1] for r in results)
+    strikes = sum(r.strikes()[0] for r in results)
+    landed = sum(r.strikes()[1] for r in results)
+    lines = [
+        f"schedules: {len(results)}, passed {passed}, failed {len(results) - passed}",
+        f"steps: {steps} carried out, {skipped} left out (the run had completed before them); "
+        f"faults injected {planned}, fired {fired}; signals and kills {strikes}, landed while the graph ran {landed}",
+    ]
+    for result in results:
+        if result.passed:
+            continue
+        lines.append(f"FAILED seed {result.schedule.seed}: {result.schedule.label()}")
+        if result.difference:
+            lines.append(f"  result differs from the failure-free run: {result.difference}")
+        lines += [f"  {anomaly.splitlines()[0][:700]}" for anomaly in result.anomalies]
+        lines.append(f"  kept: {result.folder}")
+        lines.append(f"  reproduce: {reproduce(result.schedule.seed)}")
+    return lines
