@@ -318,7 +318,7 @@ class _Source:
         assert self.subscription is not None
         try:
             messages = self.server.events.run(self.subscription.fetch(self.batch, timeout=FETCH_WAIT))
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nothing arrived in time: nats-py raises its own TimeoutError or asyncio's
             messages = []
         pending = 0
         for msg in messages:
