@@ -316,11 +316,11 @@ def run(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], co
               help="A shell command run after each completed run; its exit code and standard output must equal "
                    "the failure-free run's (e.g. a query printing a digest of the target table).")
 @click.option("--compare-sinks", is_flag=True,
-              help="Compare what reached each writer, as its kind makes it its result (YAML graphs; the default "
-                   "without --check).")
+              help="Compare what reached each writer, as its kind makes it its result (the default without "
+                   "--check).")
 @click.option("--point", "points", multiple=True, metavar="NAME",
-              help="A crash point your scripts or connectors reach (fault_point(NAME), e.g. sql_writer_moved), "
-                   "to inject faults at besides the protocol steps (repeatable).")
+              help="A crash point your scripts reach (fault_point(NAME)), to inject faults at besides the "
+                   "protocol steps and the built-ins' own crash points (repeatable).")
 @click.option("--snapshot-period", type=float, callback=_period_option, metavar="SECONDS",
               help="Take snapshots every SECONDS (1 s to 24 h); overrides the graph file.")
 @click.option("--in-process", is_flag=True, help="Run every group in the engine's process.")
@@ -333,12 +333,14 @@ def chaos(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], 
           points: tuple[str, ...], snapshot_period: float | None, in_process: bool, backend: str | None,
           show_progress: bool | None) -> None:
     """Prove GRAPH_FILE's delivery guarantee: run it without faults, then under N seeded fault schedules
-    (exceptions, exits and kills at every protocol step of every operator, SIGKILL of group processes,
-    SIGKILL / SIGTERM / a second signal to the engine, each followed by --resume), and compare each result
-    with the failure-free one. Exit 0 all passed, 1 a schedule failed, 2 bad input (docs/chaos.md)."""
+    (exceptions, exits and kills at every protocol step of every operator and at the built-ins' own crash
+    points, SIGKILL of group processes, SIGKILL / SIGTERM / a second signal to the engine, each followed by
+    --resume), and compare each result with the failure-free one. Exit 0 all passed, 1 a schedule failed,
+    2 bad input (docs/chaos.md)."""
     from snapgraph.chaos.compare import CheckCommand, Comparison, SinkComparison
     from snapgraph.chaos.recorder import RecorderError, taps_for
     from snapgraph.chaos.runner import ChaosConfig, ChaosInputError
+    from snapgraph.chaos.schedules import crash_points_of_graph
     from snapgraph.chaos.session import run_chaos
 
     if check is not None and compare_sinks:
@@ -382,7 +384,10 @@ def chaos(graph_file: str, params: tuple[str, ...], operators: tuple[str, ...], 
     config = ChaosConfig(
         graph_file=Path(graph_file).resolve(), run_args=tuple(run_args), operators=tuple(graph.processes),
         groups_as_processes=not in_process and backend in (None, "process"), schedules=schedules, seed=seed,
-        comparison=comparison, setup=setup, extra_points=points, cwd=Path.cwd(), reproduce=reproduce)
+        comparison=comparison, setup=setup, extra_points=points, cwd=Path.cwd(), reproduce=reproduce,
+        groups=sum(graph.groups[name].multiplicity if name in graph.groups else 1
+                   for name in {process.group or "default" for process in graph.processes.values()}),
+        crash_points=crash_points_of_graph(graph))
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the engine running then goes too (its own session)
     try:
         code = run_chaos(config, sys.stdout, sys.stderr, progress=show_progress)

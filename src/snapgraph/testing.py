@@ -18,7 +18,8 @@ control. See docs/testing.md for a walk-through.
   ``restore`` round-trips, and replaying the inputs after a restore gives the outputs a run without
   a restore gave.
 * :func:`run_graph` runs a small graph on the real :class:`~snapgraph.runtime.engine.Engine` and
-  captures every output port.
+  captures every output port; :func:`run_with_faults` runs a graph file under automatic recovery with
+  crash faults at named protocol points, to compare its result with a failure-free run.
 * :func:`batch_header` / :func:`last_batch` build ``com.sap.headers.batch`` headers, Gen2's
   end-of-input convention; :class:`Recorder` lets scripts record values for the test to read.
 """
@@ -62,14 +63,16 @@ from snapgraph.runtime.messages import STREAM_CAPACITY, Barrier, Message, Messag
 from snapgraph.runtime.operator import OperatorRuntime
 from snapgraph.runtime.options import RunOptions
 from snapgraph.runtime.scripts import forget_script_modules, prepare_imports
+from snapgraph.runtime.supervisor import SupervisedResult
+from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.state import unpack_state
 from snapgraph.snapshot.store import RestorePoint
 
 __all__ = [
-    "ABORT", "EOF", "BATCH_HEADER", "CapturedMessage", "CapturedPort", "GraphRun", "ManualClock",
+    "ABORT", "EOF", "BATCH_HEADER", "CapturedMessage", "CapturedPort", "FaultRun", "GraphRun", "ManualClock",
     "OperatorBusy", "OperatorError", "OperatorRun", "OperatorTest", "Recorder", "RestoreCheck",
     "RestoreMismatch", "Send", "SendStream", "Step", "Tick", "batch_header", "check_restore",
-    "last_batch", "run_graph", "run_operator",
+    "last_batch", "run_graph", "run_operator", "run_with_faults",
 ]
 
 BATCH_HEADER: Final = "com.sap.headers.batch"
@@ -1004,6 +1007,78 @@ def run_graph(graph: str | Path, files: Mapping[str, str] | None = None, *,
     finally:
         if temporary is not None:
             temporary.cleanup()
+
+
+@dataclass
+class FaultRun:
+    """What :func:`run_with_faults` returns: the supervised run and the fault plan it ran under."""
+
+    outcome: SupervisedResult
+    plan: FaultPlan
+
+    @property
+    def status(self) -> str:
+        return str(self.outcome.result.status)
+
+    @property
+    def unfired(self) -> list[str]:
+        """The planned faults that never fired (a fault test asserts this is empty)."""
+        return [str(fault) for fault in self.plan.remaining()]
+
+    def check_recovered(self) -> FaultRun:
+        """Raise :class:`OperatorError` unless the run completed after at least one failed attempt, every
+        planned fault fired, and the last attempt restored a snapshot (it did not start from scratch);
+        returns itself."""
+        problems = []
+        if self.status != "completed":
+            problems.append(f"{self.status}: {self.outcome.result.reason}")
+        if self.unfired:
+            problems.append(f"faults that never fired: {', '.join(self.unfired)}")
+        if self.outcome.attempts < 2:
+            problems.append("no attempt failed")
+        if self.outcome.restored_from[-1] is None:
+            problems.append("the last attempt started from scratch")
+        if problems:
+            raise OperatorError(OperatorFailure("<graph>", "the run", "; ".join(problems), ""))
+        return self
+
+
+def run_with_faults(graph: Path, faults: str = "", *, period: float | None = 0.02, max_retries: int = 6,
+                    connections: Path | None = None, in_process: bool = True, store: Path | None = None,
+                    cwd: Path | None = None) -> FaultRun:
+    """Run the graph file ``graph`` as ``snapgraph run`` would, under automatic recovery, with the crash
+    faults ``faults`` (``SNAPGRAPH_FAULTS`` syntax: ``point:operator:nth[:raise|exit|kill]``, comma
+    separated) and snapshots every ``period`` seconds (None: no snapshots; shorter than the CLI allows,
+    so that a small test input spans many epochs).
+
+    The snapshot store is ``store`` (default: a new SQLite file in the graph's folder), ``connections``
+    the ``--connections`` file, ``cwd`` the working directory for the run (relative paths in configs);
+    ``in_process`` False runs groups as processes. Compare what the graph wrote with a failure-free run
+    (``faults=""``) and check :attr:`FaultRun.unfired`, or :meth:`FaultRun.check_recovered`.
+    """
+    import os
+    import uuid
+
+    from snapgraph.model.loader import LoadOptions, load_graph
+    from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
+    from snapgraph.snapshot.store import open_store
+
+    plan = FaultPlan.parse(faults)
+    loaded = load_graph(graph, LoadOptions(snapshots=period is not None, connections_file=connections))
+    location = store or graph.parent / f"store-{uuid.uuid4().hex[:6]}.db"
+    previous = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        outcome = Supervisor(
+            loaded, RunOptions(stdout=io.StringIO(), in_process=in_process),
+            RecoveryPolicy(max_retries=max_retries, retry_interval=0, retry_threshold=30),
+            store=open_store(str(location)) if period is not None else None,
+            period=period, faults=plan, say=lambda text: None,
+        ).run()
+    finally:
+        os.chdir(previous)
+    return FaultRun(outcome, plan)
 
 
 # -- recording from scripts --------------------------------------------------------------------------------------

@@ -146,12 +146,17 @@ FIXED = [
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("schedule", FIXED, ids=lambda s: f"{s.seed}-{s.label()}")
 def test_fixed_schedules_are_exactly_once_and_every_step_fires(schedule: object) -> None:
-    result = campaign.run_schedule(schedule)
-    text, anomalies = campaign.summarize([result])
-    assert anomalies == 0, text
-    struck = [st for st in result.steps if st["kind"] != "grow"]
-    assert len(struck) == len(schedule.steps)  # type: ignore[attr-defined]
-    assert all(st.get("fired") for st in struck), f"a step did not strike: {result.steps}"
+    """Every run must be exactly once; a step timed by progress may miss on a loaded machine (the run got
+    there first), so the schedule is run again, up to three times, until every step has struck."""
+    for _ in range(3):
+        result = campaign.run_schedule(schedule)
+        text, anomalies = campaign.summarize([result])
+        assert anomalies == 0, text
+        struck = [st for st in result.steps if st["kind"] != "grow"]
+        assert len(struck) == len(schedule.steps)  # type: ignore[attr-defined]
+        if all(st.get("fired") for st in struck):
+            return
+    pytest.fail(f"a step did not strike in three runs: {result.steps}")
 
 
 def _damage(damage: str, how: str, salt: int, fallback: str = "newest-epoch") -> object:
@@ -197,20 +202,25 @@ def _store_schemas(schema: str) -> int:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("schedule", FIXED_PG_STORE, ids=lambda s: f"{s.seed}-{s.label()}")
 def test_fixed_schedules_with_the_postgres_store(schedule: object) -> None:
-    runner = campaign.Runner(schedule)  # type: ignore[arg-type]
-    assert runner.store.location.startswith("postgresql://")
-    result = runner.run()
-    text, anomalies = campaign.summarize([result])
-    assert anomalies == 0, text
-    struck = [st for st in result.steps if st["kind"] != "grow"]
-    assert len(struck) == len(schedule.steps)  # type: ignore[attr-defined]
-    assert all(st.get("fired") for st in struck), f"a step did not strike: {result.steps}"
+    """As the fixed schedules above (run again, up to three times, until every step has struck)."""
+    for _ in range(3):
+        runner = campaign.Runner(schedule)  # type: ignore[arg-type]
+        assert runner.store.location.startswith("postgresql://")
+        result = runner.run()
+        text, anomalies = campaign.summarize([result])
+        assert anomalies == 0, text
+        struck = [st for st in result.steps if st["kind"] != "grow"]
+        assert len(struck) == len(schedule.steps)  # type: ignore[attr-defined]
+        assert _store_schemas(runner.store.schema) == 0  # the schedule's store schema is dropped
+        if all(st.get("fired") for st in struck):
+            break
+    else:
+        pytest.fail(f"a step did not strike in three runs: {result.steps}")
     for st in struck:
         if st["kind"] == "damage":
             assert not st["spec"].endswith("(nothing damaged)"), st
             want = {"refused"} if st["damage"] in campaign.MUST_REFUSE else {"healed", "worked"}
             assert st["result"] in want, st
-    assert _store_schemas(runner.store.schema) == 0  # the schedule's store schema is dropped
 
 
 def test_postgres_store_plans_get_row_damage_and_replay_names_the_store() -> None:

@@ -4,6 +4,7 @@ user would write for them."""
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class SqlCopy:
     graph: Path
     connections: Path
     rows: int
+    run_args: tuple[str, ...] = ()  # what the graph needs on the command line besides --connections
 
     @property
     def setup(self) -> str:
@@ -92,3 +94,33 @@ def write_sql_copy(folder: Path, *, mode: str = "append", rows: int = 1500, dela
     connections.write_text(yaml.safe_dump({"DB": {"connectionType": "SQLITE",
                                                   "connectionProperties": {"path": "data.db"}}}))
     return SqlCopy(folder, folder / "graph.yaml", connections, rows)
+
+
+def write_sql_copy_json(folder: Path, *, mode: str = "append", rows: int = 1500, delay: float = 0.01) -> SqlCopy:
+    """The graph of :func:`write_sql_copy` (with its groups) as a DI graph.json: the same processes, the
+    pace script inline, delivery declared in ``metadata.snapgraph``; snapshots from ``--snapshot-period 1``."""
+    copy = write_sql_copy(folder, mode=mode, rows=rows, delay=delay)
+    spec = yaml.safe_load(copy.graph.read_text())
+    copy.graph.unlink()
+    components = {"sql-reader": "snapgraph.sql.reader", "sql-writer": "snapgraph.sql.writer"}
+    processes: dict[str, object] = {}
+    for name, operator in spec["operators"].items():
+        if "component" in operator:
+            processes[name] = {"component": components[operator["component"]],
+                               "metadata": {"config": operator["config"]}}
+        else:
+            processes[name] = {"component": "com.sap.system.python3Operator.v2", "metadata": {
+                "config": {"script": (folder / operator["script"]).read_text(), **operator["config"]},
+                "inports": [{"name": port, "type": "*"} for port in operator["inputs"]],
+                "outports": [{"name": port, "type": "*"} for port in operator["outputs"]],
+                "snapgraph": {"delivery": operator["delivery"]}}}
+    connections = []
+    for line in spec["connections"]:
+        source, target = (end.strip().rsplit(".", 1) for end in line.split("->"))
+        connections.append({"src": {"process": source[0], "port": source[1]},
+                            "tgt": {"process": target[0], "port": target[1]}})
+    groups = [{"name": "source", "nodes": ["reader", "pace"]}, {"name": "sink", "nodes": ["writer"]}]
+    graph = folder / "graph.json"
+    graph.write_text(json.dumps({"description": spec["name"], "processes": processes, "connections": connections,
+                                 "groups": groups}, indent=2))
+    return SqlCopy(folder, graph, copy.connections, rows, run_args=("--snapshot-period", "1"))

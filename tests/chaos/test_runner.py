@@ -8,15 +8,16 @@ import pytest
 
 from snapgraph.chaos.compare import CheckCommand, Comparison, SinkComparison
 from snapgraph.chaos.recorder import taps_for
+from snapgraph.chaos.report import reference_warnings, schedule_line
 from snapgraph.chaos.runner import ChaosConfig, ChaosInputError, ChaosRunner
-from snapgraph.chaos.schedules import Schedule, Step
+from snapgraph.chaos.schedules import Schedule, Step, crash_points_of_graph
 from snapgraph.model.loader import LoadOptions, load_graph
-from tests.chaos.graphs import SqlCopy, write_sql_copy
+from tests.chaos.graphs import SqlCopy, write_sql_copy, write_sql_copy_json
 
 
 def _config(copy: SqlCopy, comparison: Comparison, **changes: object) -> ChaosConfig:
     fields: dict[str, object] = {
-        "graph_file": copy.graph, "run_args": ("--connections", str(copy.connections)),
+        "graph_file": copy.graph, "run_args": ("--connections", str(copy.connections), *copy.run_args),
         "operators": ("reader", "pace", "writer"), "groups_as_processes": True, "schedules": 1, "seed": 1,
         "comparison": comparison, "setup": copy.setup, "cwd": copy.folder, **changes}
     return ChaosConfig(**fields)  # type: ignore[arg-type]
@@ -68,6 +69,23 @@ def test_an_idempotent_writer_passes_and_the_copy_goes(tmp_path: Path) -> None:
         runner.close(keep=False)
 
 
+def test_the_writers_of_a_graph_json_are_taped_too(tmp_path: Path) -> None:
+    """--compare-sinks on a DI graph.json: the taps are processes of the copy, and the plain writer's
+    replayed messages show (a fault in the writer after its first snapshot)."""
+    copy = write_sql_copy_json(tmp_path, rows=600)
+    runner = ChaosRunner(_config(copy, _sinks(copy)))
+    try:
+        reference = runner.reference()
+        assert dict(reference.shape.messages_in) == {"reader": 0, "pace": 60, "writer": 60}
+        result = runner.run_schedule(Schedule(7, (Step("fault", {"faults": "port_callback:writer:45:raise"}),)),
+                                     reference)
+        assert result.faults() == (1, 1)
+        assert result.difference is not None and "delivered again after a replay" in result.difference, result
+        assert sorted(p.name for p in copy.folder.iterdir() if p.name.startswith(".")) == []
+    finally:
+        runner.close(keep=False)
+
+
 def test_nothing_to_compare_is_bad_input(tmp_path: Path) -> None:
     copy = write_sql_copy(tmp_path, rows=100, delay=0.0)
     check = CheckCommand(copy.check, copy.folder)
@@ -78,3 +96,26 @@ def test_nothing_to_compare_is_bad_input(tmp_path: Path) -> None:
     (copy.folder / "pace.py").write_text("raise RuntimeError('broken script')\n")
     with pytest.raises(ChaosInputError, match=r"the failure-free run did not complete \(exit 1\).*broken script"):
         ChaosRunner(_config(copy, check)).reference()
+
+
+def test_a_kill_before_the_run_is_recorded_starts_it_afresh(tmp_path: Path) -> None:
+    """SIGKILL at once (the engine still loading, no run in its store) is a valid outcome: the next run starts
+    the graph afresh, not with --resume; a fault that does not fire is counted, and the pass says so."""
+    copy = write_sql_copy(tmp_path, mode="transactional", rows=100, delay=0.0)
+    graph = load_graph(copy.graph, LoadOptions(connections_file=copy.connections))
+    runner = ChaosRunner(_config(copy, CheckCommand(copy.check, copy.folder), groups=2,
+                                 crash_points=crash_points_of_graph(graph)))
+    try:
+        reference = runner.reference()
+        assert reference.shape.epochs == 1 and reference_warnings(reference), "a single epoch: a warning"
+        schedule = Schedule(8, (Step("sigkill-engine", {"target": "engine", "timing": "early", "delay": 0.0}),
+                                Step("fault", {"faults": "sql_writer_moved:writer:40:raise"})))
+        result = runner.run_schedule(schedule, reference)
+        assert result.passed, (result.difference, result.anomalies)
+        assert [(o.result, o.status, o.fired) for o in result.steps] == [
+            ("killed-before-run", None, False), ("completed", "completed", False)]
+        assert "--resume" not in result.steps[1].engine.args  # type: ignore[union-attr]
+        assert result.faults() == (1, 0) and result.faults_all_fired is False
+        assert "| passed (its fault did not fire) |" in schedule_line(1, 1, result)
+    finally:
+        runner.close(keep=False)

@@ -30,7 +30,8 @@ def test_a_session_prints_its_schedules_and_exits_by_the_verdict(tmp_path: Path,
     assert "schedule 5 (1/1)" in err.getvalue() or "done" in err.getvalue(), "the progress bar"
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("snapgraph-chaos-")]
     if expected == EXIT_PASSED:
-        assert lines[2:] == ["schedules: 1, passed 1, failed 0", lines[3]] and kept == []
+        assert lines[2:] == ["schedules: 1, passed 1, failed 0", lines[3], lines[4]] and kept == []
+        assert lines[4].startswith("schedules with faults: ")
     else:
         assert "  reproduce: again 5" in lines and len(kept) == 1
         assert (kept[0] / "schedule-5").is_dir() and (kept[0] / "reference").is_dir()

@@ -112,11 +112,11 @@ def test_unknown_component(tmp_path):
     graph = """
     operators:
       reader:
-        component: com.sap.file.read.v2
+        component: com.sap.kafka.consumer2.v2
     """
     proc = cli(tmp_path, {"graph.yaml": graph}, "run", "graph.yaml")
     assert proc.returncode == 2
-    assert "graph.yaml:2: process 'reader': unknown component 'com.sap.file.read.v2'" in proc.stderr
+    assert "graph.yaml:2: process 'reader': unknown component 'com.sap.kafka.consumer2.v2'" in proc.stderr
 
 
 @pytest.mark.parametrize("connection,message", [

@@ -16,11 +16,9 @@ from typing import Any
 
 import yaml
 
-from snapgraph.model.loader import LoadOptions, load_graph
-from snapgraph.runtime.engine import RunOptions
-from snapgraph.runtime.supervisor import RecoveryPolicy, SupervisedResult, Supervisor
+from snapgraph.runtime.supervisor import SupervisedResult
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.store import open_store
+from snapgraph.testing import run_with_faults
 
 # A stateless, deterministic operator between reader and writer that takes `delay` seconds per message, so
 # that a run lasts long enough for several snapshot epochs.
@@ -92,20 +90,9 @@ def run_supervised(folder: Path, graph: Path, faults: str = "", *, period: float
                    connections: Path | None = None) -> tuple[SupervisedResult, FaultPlan]:
     """Run ``graph`` under the supervisor, in ``folder`` (relative folders of the config are under it), with
     snapshots every ``period`` seconds (None: none) and ``faults``; returns the outcome and the fault plan."""
-    plan = FaultPlan.parse(faults)
-    loaded = load_graph(graph, LoadOptions(snapshots=period is not None, connections_file=connections))
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        outcome = Supervisor(
-            loaded, RunOptions(stdout=io.StringIO(), in_process=in_process),
-            RecoveryPolicy(max_retries=max_retries, retry_interval=0, retry_threshold=30),
-            store=open_store(str(folder / f"store-{uuid.uuid4().hex[:6]}.db")) if period is not None else None,
-            period=period, faults=plan, say=lambda text: None,
-        ).run()
-    finally:
-        os.chdir(cwd)
-    return outcome, plan
+    run = run_with_faults(graph, faults, period=period, max_retries=max_retries, connections=connections,
+                          in_process=in_process, store=folder / f"store-{uuid.uuid4().hex[:6]}.db", cwd=folder)
+    return run.outcome, run.plan
 
 
 def cli(folder: Path, *args: str, faults: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:

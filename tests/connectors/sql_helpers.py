@@ -3,7 +3,6 @@ test, with a source table, a target table, a connections file and graphs of the 
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import textwrap
 import uuid
@@ -14,11 +13,10 @@ import psycopg
 import pymysql
 import yaml
 
-from snapgraph.model.loader import LoadOptions, load_graph
-from snapgraph.runtime.engine import RunOptions
-from snapgraph.runtime.supervisor import RecoveryPolicy, SupervisedResult, Supervisor
+from snapgraph.runtime.engine import COMPLETED
+from snapgraph.runtime.supervisor import SupervisedResult
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.store import open_store
+from snapgraph.testing import run_with_faults
 
 KINDS = ("sqlite", "postgres", "mariadb")
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
@@ -133,9 +131,10 @@ def source_rows(count: int, start: int = 0) -> list[tuple[Any, ...]]:
 
 def write_graph(folder: Path, *, mode: str, batch: int = 10, delay: float = 0.0, period: float | None = None,
                 reader: dict[str, Any] | None = None, writer: dict[str, Any] | None = None,
-                groups: bool = True, name: str = "sqlgraph") -> Path:
+                groups: bool = True, name: str = "sqlgraph", multiplicity: int = 1) -> Path:
     """graph.yaml: sql-reader over ``src`` -> (a pace operator when ``delay``) -> sql-writer into ``dst``;
-    with ``groups``, the writer runs in a group (an OS process) of its own."""
+    with ``groups``, the writer runs in a group (an OS process) of its own; with ``multiplicity`` > 1
+    reader and writer share one group of that many instances instead."""
     reader_config = {"connection": {"connectionID": "DB"}, "table": "src", "key": "id", "batch": batch,
                      **(reader or {})}
     writer_config = {"connection": {"connectionID": "DB"}, "table": "dst", "mode": mode, **(writer or {})}
@@ -157,7 +156,12 @@ def write_graph(folder: Path, *, mode: str, batch: int = 10, delay: float = 0.0,
         operators["writer"]["group"] = "sink"
         if delay:
             operators["pace"]["group"] = "source"
+    if multiplicity > 1:
+        for operator in operators.values():
+            operator["group"] = "copy"
     graph: dict[str, Any] = {"name": name, "operators": operators, "connections": connections}
+    if multiplicity > 1:
+        graph["groups"] = {"copy": {"multiplicity": multiplicity}}
     if period is not None:
         graph["snapshots"] = {"period": period}
     path = folder / "graph.yaml"
@@ -169,12 +173,35 @@ def run_supervised(db: SqlDatabase, graph: Path, faults: str = "", *, period: fl
                    in_process: bool = True, max_retries: int = 6) -> tuple[SupervisedResult, FaultPlan]:
     """Run ``graph`` under the supervisor with snapshots every ``period`` seconds (None: no snapshots) and
     ``faults``; returns the outcome and the fault plan (``remaining()`` says which never fired)."""
-    plan = FaultPlan.parse(faults)
-    loaded = load_graph(graph, LoadOptions(connections_file=db.connections_file, snapshots=period is not None))
-    outcome = Supervisor(
-        loaded, RunOptions(stdout=io.StringIO(), in_process=in_process),
-        RecoveryPolicy(max_retries=max_retries, retry_interval=0, retry_threshold=30),
-        store=open_store(str(db.folder / f"store-{uuid.uuid4().hex[:6]}.db")) if period is not None else None,
-        period=period, faults=plan, say=lambda text: None,
-    ).run()
-    return outcome, plan
+    run = run_with_faults(graph, faults, period=period, max_retries=max_retries, connections=db.connections_file,
+                          in_process=in_process, store=db.folder / f"store-{uuid.uuid4().hex[:6]}.db")
+    return run.outcome, run.plan
+
+
+def expect_resumed(db: SqlDatabase, faults: str, outcome: SupervisedResult, plan: FaultPlan, rows: int) -> None:
+    """The run completed after a failed attempt whose fault fired, the last attempt restored an epoch (it
+    did not start from scratch), and ``dst`` is the failure-free table of ``rows`` source rows."""
+    assert outcome.result.status == COMPLETED, f"{faults}: {outcome.result.reason}"
+    assert plan.remaining() == [], f"{faults}: these faults never fired"
+    assert outcome.attempts >= 2, f"{faults}: no attempt failed"
+    assert outcome.restored_from[-1] is not None, f"{faults}: the last attempt started from scratch"
+    assert db.rows("dst") == source_rows(rows), f"{faults}: not the failure-free table"
+
+
+#: values of an integer column ``v`` that partition conditions must cover once each
+COVERED = [(-7,), (-4,), (-1,), (0,), (1,), (2,), (5,), (9,), (None,)]
+
+
+def partition_of_each_row(db: SqlDatabase, conditions: list[str]) -> list[list[Any]]:
+    """The values of :data:`COVERED` (a table ``cover``) each of ``conditions`` holds, in order, NULL last."""
+    db.execute("CREATE TABLE cover (v INTEGER)", "INSERT INTO cover (v) VALUES (?)", rows=COVERED)
+    conn = db._connect()
+    try:
+        cursor = conn.cursor()
+        found = []
+        for condition in conditions:
+            cursor.execute(f"SELECT v FROM cover WHERE {condition}")
+            found.append(sorted((row[0] for row in cursor.fetchall()), key=lambda v: (v is None, v)))
+        return found
+    finally:
+        conn.close()

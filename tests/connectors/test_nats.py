@@ -11,7 +11,6 @@ shows duplicates, which proves the comparison can fail.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import subprocess
@@ -33,12 +32,11 @@ from nats.js.api import RetentionPolicy, StreamConfig
 from snapgraph.connectors.nats import MSG_ID
 from snapgraph.model.builtins import BUILTINS
 from snapgraph.model.delivery import WriterKind
-from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.model.nats_builtins import NATS_SINK, NATS_SOURCE
-from snapgraph.runtime.engine import COMPLETED, RunOptions
-from snapgraph.runtime.supervisor import RecoveryPolicy, SupervisedResult, Supervisor
+from snapgraph.runtime.engine import COMPLETED
+from snapgraph.runtime.supervisor import SupervisedResult
 from snapgraph.snapshot.faults import FaultPlan
-from snapgraph.snapshot.store import open_store
+from snapgraph.testing import run_with_faults
 
 from .sql_helpers import SqlDatabase
 
@@ -93,10 +91,10 @@ class JetStream:
         return asyncio.run(session())
 
     def create(self, name: str, subjects: list[str], *, duplicate_window: float = 120,
-               retention: RetentionPolicy = RetentionPolicy.LIMITS) -> None:
+               retention: RetentionPolicy = RetentionPolicy.LIMITS, max_msgs: int | None = None) -> None:
         async def work(js: Any) -> None:
             await js.add_stream(StreamConfig(name=name, subjects=subjects, duplicate_window=duplicate_window,
-                                             retention=retention))
+                                             retention=retention, max_msgs=max_msgs))
 
         self._run(work)
         self.created.append(name)
@@ -112,6 +110,12 @@ class JetStream:
             for i in range(start, start + count):
                 await js.publish(f"{self.in_subject}.{i % 3}", json.dumps({"i": i}).encode(),
                                  headers={"X-Origin": f"test-{i}"})
+
+        self._run(work)
+
+    def delete(self, stream: str, sequence: int) -> None:
+        async def work(js: Any) -> None:
+            await js.delete_msg(stream, sequence)
 
         self._run(work)
 
@@ -204,15 +208,9 @@ def write_graph(folder: Path, js: JetStream, *, source: dict[str, Any] | None = 
 
 def run_supervised(folder: Path, graph: Path, faults: str = "", *, period: float | None = 0.02,
                    in_process: bool = True, connections: Path | None = None) -> tuple[SupervisedResult, FaultPlan]:
-    plan = FaultPlan.parse(faults)
-    loaded = load_graph(graph, LoadOptions(connections_file=connections, snapshots=period is not None))
-    outcome = Supervisor(
-        loaded, RunOptions(stdout=io.StringIO(), in_process=in_process),
-        RecoveryPolicy(max_retries=6, retry_interval=0, retry_threshold=30),
-        store=open_store(str(folder / f"store-{uuid.uuid4().hex[:6]}.db")) if period is not None else None,
-        period=period, faults=plan, say=lambda text: None,
-    ).run()
-    return outcome, plan
+    run = run_with_faults(graph, faults, period=period, connections=connections, in_process=in_process,
+                          store=folder / f"store-{uuid.uuid4().hex[:6]}.db")
+    return run.outcome, run.plan
 
 
 def cli(folder: Path, *args: str, faults: str = "", graph: str = "graph.yaml",
@@ -258,6 +256,7 @@ def test_the_descriptors_are_built_ins_with_their_delivery_traits() -> None:
     ({"url": URL, "stream": "S", "format": "xml"}, "config 'format' must be one of binary, text, json"),
     ({"url": URL, "stream": "S", "streaming": "often"}, "config 'streaming' must be true or false"),
     ({"url": URL, "stream": "S", "poll": 0}, "config 'poll' must be a number of seconds > 0"),
+    ({"url": URL, "stream": "S", "gaps": "ignore"}, "config 'gaps' must be one of fail, skip"),
 ])
 def test_source_config_problems_name_the_key(config: dict[str, Any], problem: str) -> None:
     problems = NATS_SOURCE.config_problems(config)
@@ -501,6 +500,41 @@ def test_a_durable_consumer_is_acked_and_a_new_run_continues_after_it(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert js.payloads(js.output) == expected(140)
     assert js.consumer(js.input, "reader").ack_floor.stream_seq == 140
+
+
+def test_messages_the_streams_limits_removed_before_a_new_run_read_them_are_named(tmp_path: Path,
+                                                                                 js: JetStream) -> None:
+    """A durable consumer's next run finds that the stream (max_msgs 40) dropped messages it never read:
+    by default the run fails naming them; with gaps: skip it says they are lost and reads the rest."""
+    js.create(js.input, [f"{js.in_subject}.>"], max_msgs=40)
+    js.create(js.output, [js.out_subject])
+    js.publish(30)
+    graph = write_graph(tmp_path, js, source={"consumer": "reader"}, period=1, delay=0.001)
+    assert cli(tmp_path, graph=str(graph)).returncode == 0
+    js.publish(50, start=30)  # the stream keeps sequences 41-80: 31-40 were never read
+    failed = cli(tmp_path, graph=str(graph))
+    assert failed.returncode != 0
+    assert (f"10 messages of stream {js.input!r} (sequence 31 to 40) were removed from the stream (its limits) "
+            "before this source read them; set config 'gaps' to skip") in failed.stderr, failed.stderr
+    assert js.payloads(js.output) == expected(30), "nothing written by the failed run"
+    graph = write_graph(tmp_path, js, source={"consumer": "reader", "gaps": "skip"}, period=1, delay=0.001)
+    done = cli(tmp_path, "--fresh", graph=str(graph))  # the failed run is abandoned
+    assert done.returncode == 0, done.stderr
+    assert "(sequence 31 to 40) were removed from the stream (its limits) before this source read them: lost" \
+        in done.stderr
+    assert js.payloads(js.output) == expected(30) + expected(40, start=40)
+
+
+def test_a_message_missing_in_the_middle_of_the_stream_is_a_gap(tmp_path: Path, js: JetStream) -> None:
+    js.create_pair(30)
+    js.delete(js.input, 10)
+    failed = cli(tmp_path, graph=str(write_graph(tmp_path, js, delay=0.001)))
+    assert failed.returncode != 0
+    assert f"1 message of stream {js.input!r} (sequence 10) were removed" in failed.stderr, failed.stderr
+    done = cli(tmp_path, graph=str(write_graph(tmp_path, js, source={"gaps": "skip"}, delay=0.001)))
+    assert done.returncode == 0 and "(sequence 10) were removed" in done.stderr, done.stderr
+    output = js.payloads(js.output)
+    assert output[:9] == expected(9) and output[9:] == expected(20, start=10)[-len(output[9:]):]
 
 
 def test_without_snapshots_nothing_is_acked_and_the_source_says_so(tmp_path: Path, js: JetStream) -> None:

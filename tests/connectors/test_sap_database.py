@@ -23,23 +23,29 @@ from typing import Any
 import pytest
 import yaml
 
+from snapgraph.connectors.databases import DIALECTS
+from snapgraph.connectors.sap_database import partition_conditions
 from snapgraph.model.builtins import BUILTINS
 from snapgraph.model.delivery import WriterKind
 from snapgraph.model.operators_repo import builtin_ports
 from snapgraph.model.sap_database_builtins import (
+    INIT_HANA_TABLE_V2,
     READ_HANA_TABLE_V2,
     SQL_CONSUMER_V3,
     TABLE_CONSUMER_V3,
     TABLE_PRODUCER_V3,
     TABLE_PRODUCER_V4,
     WRITE_HANA_TABLE_V2,
+    HanaTableName,
     duration_seconds,
+    hana_table_name,
+    logical_partitions,
     mapped_column,
 )
 from snapgraph.model.types import DYNAMIC, TABLE, PortType
 from snapgraph.runtime.engine import COMPLETED
 
-from .sql_helpers import KINDS, SqlDatabase, run_supervised, source_rows
+from .sql_helpers import KINDS, SqlDatabase, expect_resumed, partition_of_each_row, run_supervised, source_rows
 
 ROWS = 300
 FIXTURES = Path(__file__).parent.parent / "model" / "fixtures"
@@ -187,9 +193,23 @@ def test_config_value_readers() -> None:
     assert duration_seconds("1s") == 1 and duration_seconds("500ms") == 0.5 and duration_seconds("x") is None
 
 
+@pytest.mark.parametrize(("text", "name"), [
+    ("SRC", HanaTableName("SRC", None)), ("src", HanaTableName("src", None)), ('"SRC"', HanaTableName("SRC", None)),
+    ('"QA"."SRC"', HanaTableName("SRC", "QA")), ("QA.SRC", HanaTableName("SRC", "QA")),
+    (' "qa" . My_Table$1 ', HanaTableName("My_Table$1", "qa")), ('"a ""b"".c"', HanaTableName('a "b".c', None)),
+    ('"QA"."SRC', None), ("QA.SRC.X", None), ('""', None), ("QA.", None), (".SRC", None), ("my table", None),
+    ("1SRC", None), ('"QA""SRC', None), ("", None), (7, None),
+])
+def test_hana_table_names_parse_as_hana_reads_them(text: Any, name: HanaTableName | None) -> None:
+    """Quoted parts keep their case and turn "" into ", plain parts are kept as written (as the hdbcli
+    stand-in keeps them), a schema part is read apart; anything else is no table name."""
+    assert hana_table_name(text) == name
+
+
 PROBLEMS = [
-    (TABLE_CONSUMER_V3, {"partitionType": "Logical"}, "config 'partitionType': partitions ('Logical') are not "
-                                                      "reproduced"),
+    (TABLE_CONSUMER_V3, {"partitionType": "Physical (Source Based)"},
+     "config 'partitionType': 'Physical (Source Based)' partitions are the source database's own"),
+    (SQL_CONSUMER_V3, {"partitionType": "Logical"}, "config 'partitionSpecification' is missing"),
     (TABLE_CONSUMER_V3, {"additionalSessionParameters": "SET x=1"}, "config 'additionalSessionParameters'"),
     (TABLE_CONSUMER_V3, {"source": None}, "config 'source' is missing"),
     (TABLE_CONSUMER_V3, {"source": {"remoteObjectReference": {}}}, "its remoteObjectReference has no name"),
@@ -207,6 +227,8 @@ PROBLEMS = [
     (TABLE_PRODUCER_V3, {"upsert": "maybe"}, "config 'upsert' must be true or false"),
     (READ_HANA_TABLE_V2, {"configMode": "Dynamic (from input)"}, "config 'configMode': 'Dynamic (from input)'"),
     (READ_HANA_TABLE_V2, {"tableName": ""}, "config 'tableName' is missing"),
+    (READ_HANA_TABLE_V2, {"tableName": '"QA"."SRC'}, """config 'tableName': '"QA"."SRC' is not a HANA table name"""),
+    (WRITE_HANA_TABLE_V2, {"tableName": "DB.QA.DST"}, "config 'tableName': 'DB.QA.DST' is not a HANA table name"),
     (READ_HANA_TABLE_V2, {"readMode": "Poll"}, "config 'readMode': Poll"),
     (READ_HANA_TABLE_V2, {"batching": "Dynamic"}, "config 'batching' must be 'None' or 'Fixed size'"),
     (READ_HANA_TABLE_V2, {"decimalOutputFormat": "Floating-point"}, "config 'decimalOutputFormat'"),
@@ -254,7 +276,7 @@ def test_validate_prints_the_guarantee_by_sap_table(sqlite: SqlDatabase, reader:
 
 
 def test_validate_refuses_what_is_not_reproduced_naming_process_and_key(sqlite: SqlDatabase) -> None:
-    write_graph(sqlite.folder, consumer(partitionType="Logical"), write_hana(configMode="Dynamic (from input)"))
+    write_graph(sqlite.folder, consumer(partitionType="Row ID"), write_hana(configMode="Dynamic (from input)"))
     done = cli(sqlite.folder, "validate")
     assert done.returncode == 2, done.stderr
     assert "process 'reader': Table Consumer V3: config 'partitionType'" in done.stderr
@@ -546,3 +568,267 @@ def test_di_extract_usage_runs_end_to_end(tmp_path: Path, kind: str) -> None:
         assert graph["processes"]["tableproducer11"]["component"] == "com.sap.database.table.producer.v3"
     finally:
         db.drop()
+
+
+# -- Logical partitions: SAP's specification, its conditions, resumed in the current partition ---------------
+
+RANGES = {"defaultPartition": True, "conditions": [
+    {"columnExpression": "id", "type": "RANGE", "dataType": "NUMBER", "elements": ["100", "200"]}]}
+
+
+def _spec(**condition: Any) -> dict[str, Any]:
+    return {"conditions": [{"columnExpression": "id", "type": "RANGE", "dataType": "NUMBER", "elements": ["1"],
+                            **condition}]}
+
+
+@pytest.mark.parametrize(("config", "problem"), [
+    ({"partitionType": "Physical (Source Based)"}, "config 'partitionType': 'Physical (Source Based)' partitions"),
+    ({"partitionType": "Row ID", "numberOfPartitions": 4}, "config 'partitionType': 'Row ID' partitions"),
+    ({"partitionType": "Logical"}, "config 'partitionSpecification' is missing"),
+    ({"partitionType": "Logical", "partitionSpecification": "{"}, "config 'partitionSpecification' is not JSON"),
+    ({"partitionType": "Logical", "partitionSpecification": {"conditions": []}}, "conditions must be a non-empty"),
+    ({"partitionType": "Logical", "partitionSpecification": _spec(type="HASH")},
+     "conditions[0]: type must be one of LIST, RANGE, got 'HASH'"),
+    ({"partitionType": "Logical", "partitionSpecification": _spec(dataType="DATE")}, "conditions[0]: dataType"),
+    ({"partitionType": "Logical", "partitionSpecification": _spec(elements=[])}, "conditions[0]: elements"),
+    ({"partitionType": "Logical", "partitionSpecification": _spec(columnExpression="")}, "columnExpression"),
+    ({"partitionType": "Logical", "partitionSpecification": _spec(elements=["ten"])}, "'ten' is not a number"),
+    ({"partitionType": "Logical", "partitionSpecification": _spec(elements=["20", "10"])}, "in ascending order"),
+    ({"partitionType": "Logical", "partitionSpecification": {**RANGES, "defaultPartition": "sometimes"}},
+     "defaultPartition must be true or false"),
+])
+def test_sap_partition_problems_name_the_key_and_value(config: dict[str, Any], problem: str) -> None:
+    for descriptor, good in ((TABLE_CONSUMER_V3, consumer()["config"]),
+                             (SQL_CONSUMER_V3, {"serviceConnection": HANA, "native_sql_statement": "SELECT 1"})):
+        assert descriptor.config_problems({**good, "partitionType": "Logical", "partitionSpecification": RANGES}) == []
+        found = descriptor.config_problems({**good, **config})
+        assert any(problem in text for text in found), found
+
+
+def test_a_specification_as_json_text_is_read_as_the_object() -> None:
+    assert logical_partitions({"partitionType": "logical", "partitionSpecification": json.dumps(RANGES)}) \
+        == logical_partitions({"partitionType": "Logical", "partitionSpecification": RANGES})
+    assert logical_partitions({"partitionType": "None", "partitionSpecification": RANGES}) == (None, [])
+
+
+def test_sap_partitions_follow_sap_examples_and_cover_every_row_once(db: SqlDatabase) -> None:
+    dialect = DIALECTS[db.connection["connectionType"]]
+    ranges, _ = logical_partitions({"partitionType": "Logical", "partitionSpecification": {
+        "conditions": [{"columnExpression": "v", "type": "RANGE", "dataType": "NUMBER", "elements": ["0", "5"]},
+                       {"columnExpression": "v", "type": "LIST", "dataType": "EXPRESSION", "elements": ["1 + 1"]}]}})
+    conditions = partition_conditions(dialect, ranges)
+    assert conditions is not None and len(conditions) == 3  # 2 ranges x 1 value + the default partition
+    quoted = dialect.quote("v")
+    assert conditions[0] == f"({quoted} < 0) AND ({quoted} = (1 + 1))"
+    assert conditions[2] == (f"({quoted} >= 5 OR {quoted} IS NULL) OR "
+                             f"(({quoted} <> (1 + 1)) OR {quoted} IS NULL)")
+    found = partition_of_each_row(db, conditions)
+    assert found == [[], [2], [-7, -4, -1, 0, 1, 5, 9, None]], found
+
+
+def test_sap_string_elements_are_literals_whatever_they_hold(sqlite: SqlDatabase) -> None:
+    dialect = DIALECTS["SQLITE"]
+    names, _ = logical_partitions({"partitionType": "Logical", "partitionSpecification": {
+        "defaultPartition": False, "conditions": [
+            {"columnExpression": '"name"', "type": "LIST", "dataType": "STRING", "elements": ["O'Neil", "100%"]}]}})
+    assert partition_conditions(dialect, names) == ['("name" = \'O\'\'Neil\')', "(\"name\" = '100%')"]
+    assert partition_conditions(DIALECTS["MARIADB"], names)[0] == "(`name` = 'O''Neil')"
+
+
+def test_validate_gives_exactly_once_for_logical_partitions(sqlite: SqlDatabase) -> None:
+    write_graph(sqlite.folder, consumer(partitionType="Logical", partitionSpecification=RANGES), producer())
+    done = cli(sqlite.folder, "validate", "--snapshot-period", "1")
+    assert done.returncode == 0, done.stderr
+    assert "writer 'writer': exactly-once: source 'reader' replays from its snapshot" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mariadb"])
+def test_table_consumer_logical_partitions_resume_exactly_once(tmp_path: Path, kind: str) -> None:
+    db = SqlDatabase(kind, tmp_path)
+    serve_hana(db)
+    try:
+        db.create_source(300)
+        db.create_target()
+        reader = consumer(partitionType="Logical", partitionSpecification=RANGES, fetchSize=5)
+        graph = write_graph(tmp_path, reader, producer(), delay=0.005)
+        faults = "sql_reader_published:reader:30"  # the middle of the second partition
+        outcome, plan = run_supervised(db, graph, faults)
+        expect_resumed(db, faults, outcome, plan, 300)
+    finally:
+        db.drop()
+
+
+def test_sql_consumer_places_the_condition_at_its_placeholder(sqlite: SqlDatabase) -> None:
+    sqlite.create_source(300)
+    sqlite.create_target()
+    reader = {"component": "sql-consumer-v3", "group": "source", "config": {
+        "service": "HANA_DB", "serviceConnection": HANA, "fetchSize": 5, "partitionType": "Logical",
+        "native_sql_statement": "SELECT id, name, amount FROM src $partition_specification",
+        "partitionSpecification": {**RANGES, "defaultPartition": False}}}
+    graph = write_graph(sqlite.folder, reader, producer(), delay=0.005)
+    faults = "sql_reader_published:reader:30"  # in the second partition
+    outcome, plan = run_supervised(sqlite, graph, faults)
+    assert outcome.result.status == COMPLETED and plan.remaining() == [] and outcome.attempts == 2
+    assert sqlite.rows("dst") == source_rows(200), "ids from 200 on are in the default partition, not read"
+
+
+# -- Initialize HANA Table V2: prepared once per fresh run, never after a restore ------------------------------
+
+COLUMNS = [{"name": "id", "type": "INTEGER"}, {"name": "name", "type": "NVARCHAR(40)"},
+           {"name": "amount", "type": "INTEGER"}]
+
+
+def init_hana(**config: Any) -> dict[str, Any]:
+    return {"component": "init-hana-table-v2", "group": "source", "config": {
+        "connection": HANA, "configMode": "Static (from configuration)", "tableName": "dst", "initMode": "Truncate",
+        "tableColumns": COLUMNS, "primaryKey": ["id"], **config}}
+
+
+def write_init_graph(folder: Path, init: dict[str, Any], *, delay: float = 0.0) -> Path:
+    """graph.yaml: Read HANA Table -> Initialize HANA Table (forwarding) -> (pace) -> Write HANA Table."""
+    operators: dict[str, Any] = {"reader": read_hana(), "init": init, "writer": write_hana()}
+    wiring = ["reader.success -> init.input", "init.success -> writer.input"]
+    if delay:
+        operators["pace"] = {"script": "pace.py", "group": "source", "inputs": {"input": "any"},
+                             "outputs": {"output": "any"}, "config": {"delay": delay}}
+        wiring = ["reader.success -> init.input", "init.success -> pace.input", "pace.output -> writer.input"]
+        (folder / "pace.py").write_text(textwrap.dedent(PACE).lstrip())
+    path = folder / "graph.yaml"
+    path.write_text(yaml.safe_dump({"name": "initgraph", "operators": operators, "connections": wiring}))
+    return path
+
+
+def test_init_hana_table_descriptor_and_checks() -> None:
+    assert BUILTINS["com.sap.hana.initTable.v2"] is INIT_HANA_TABLE_V2
+    good = init_hana()["config"]
+    assert INIT_HANA_TABLE_V2.config_problems(good) == []
+    assert INIT_HANA_TABLE_V2.delivery_of(good).writer is None  # it writes no rows: SAP's "Yes"
+    for change, problem in [({"configMode": "Dynamic (from input)"}, "config 'configMode'"),
+                            ({"initMode": "Replace"}, "config 'initMode' must be one of Create, Truncate"),
+                            ({"tableName": "QA."}, "config 'tableName': 'QA.' is not a HANA table name"),
+                            ({"tableColumns": [{"name": "g", "type": "ST_POINT"}]}, "config 'tableColumns[0]' ('g')"),
+                            ({"tableColumns": [], "initMode": "Drop (Cascade)"}, "config 'tableColumns' is empty"),
+                            ({"primaryKey": ["nope"]}, "config 'primaryKey': 'nope' is not in config 'tableColumns'"),
+                            ({"tableType": "Virtual"}, "config 'tableType' must be Row or Column"),
+                            ({"outputInitializedTable": "sometimes"}, "config 'outputInitializedTable'")]:
+        found = INIT_HANA_TABLE_V2.config_problems({**good, **change})
+        assert any(problem in text for text in found), (change, found)
+
+
+def test_init_hana_table_prepares_the_target_and_forwards_its_input(db: SqlDatabase) -> None:
+    db.create_source(30)
+    db.create_target()
+    db.execute("INSERT INTO dst (id, name, amount) VALUES (?, ?, ?)", rows=[(1000, "stale", 1)])
+    write_init_graph(db.folder, init_hana())
+    done = cli(db.folder, "run", "--snapshot-period", "1")
+    assert done.returncode == 0, done.stderr
+    assert db.rows("dst") == source_rows(30), "emptied once, then every forwarded page written"
+
+
+def test_init_hana_table_creates_a_missing_table_and_refuses_another_one(sqlite: SqlDatabase) -> None:
+    sqlite.create_source(5)
+    graph = {"name": "init", "operators": {"init": init_hana(initMode="Drop (Restrict)", outputInitializedTable=True),
+                                           "tap": {"component": "wiretap"}}, "connections": ["init.success -> tap.in"]}
+    (sqlite.folder / "graph.yaml").write_text(yaml.safe_dump(graph))
+    done = cli(sqlite.folder)
+    assert done.returncode == 0, done.stderr
+    assert sqlite.rows("dst") == []
+    announced = "[tap] {'com.sap.headers.hana.table': ['dst', ['id', 'name', 'amount'], ['id']]} Table (0 rows)"
+    assert announced in done.stdout
+    write_init_graph(sqlite.folder, init_hana(tableColumns=COLUMNS[:2], primaryKey=["id"]))
+    done = cli(sqlite.folder)
+    assert done.returncode == 2, done.stderr
+    assert "operator 'init': config 'tableColumns': table 'dst' exists with other columns" in done.stderr
+
+
+@pytest.mark.parametrize("faults", ["sql_writer_committed:writer:40,restore:reader:1", "after_persist:init:2"])
+def test_init_hana_table_is_not_run_again_after_a_restore(sqlite: SqlDatabase, faults: str) -> None:
+    sqlite.create_source(CRASH_ROWS)
+    sqlite.create_target()
+    sqlite.execute("INSERT INTO dst (id, name, amount) VALUES (?, ?, ?)", rows=[(-1, "stale", 1)])
+    graph = write_init_graph(sqlite.folder, init_hana(initMode="Drop (Cascade)"), delay=0.004)
+    outcome, plan = run_supervised(sqlite, graph, faults)
+    expect_resumed(sqlite, faults, outcome, plan, CRASH_ROWS)
+
+
+# -- writers below an Initialize HANA Table V2 of their table: checked at the first message, not at load -------
+
+@pytest.mark.parametrize(("kind", "mode"), [("sqlite", "Create"), ("sqlite", "Drop (Cascade)"),
+                                            ("postgres", "Drop (Cascade)")])
+def test_initialize_prepares_the_table_the_writer_below_it_writes_across_a_crash(tmp_path: Path, kind: str,
+                                                                                mode: str) -> None:
+    """Create makes the missing ``dst``; Drop (Cascade) replaces one of other columns that a view depends on.
+    The writer checks ``dst`` when the first message comes (after Initialize ran); after the crash the run
+    resumes from an epoch, Initialize does not run again, and the table is the failure-free one."""
+    db = SqlDatabase(kind, tmp_path)
+    serve_hana(db)
+    try:
+        db.create_source(CRASH_ROWS)
+        if mode != "Create":
+            db.execute("CREATE TABLE dst (id INTEGER PRIMARY KEY, legacy VARCHAR(10))",
+                       "INSERT INTO dst (id, legacy) VALUES (-1, 'old')", "CREATE VIEW dst_view AS SELECT * FROM dst")
+        faults = "sql_writer_committed:writer:40,restore:reader:1"
+        graph = write_init_graph(db.folder, init_hana(initMode=mode), delay=0.004)
+        outcome, plan = run_supervised(db, graph, faults)
+        expect_resumed(db, faults, outcome, plan, CRASH_ROWS)
+        if kind == "postgres":
+            assert "dst_view" not in db.tables() and "dst" in db.tables(), "CASCADE dropped the dependent view"
+    finally:
+        db.drop()
+
+
+def test_a_missing_table_is_refused_at_load_unless_an_initializer_upstream_prepares_it(sqlite: SqlDatabase) -> None:
+    sqlite.create_source(5)
+    write_graph(sqlite.folder, read_hana(), write_hana())
+    done = cli(sqlite.folder)
+    assert done.returncode == 2, done.stderr
+    assert "operator 'writer': config 'tableName': cannot read the target table 'dst'" in done.stderr
+    # Initialize creates dst without a primary key: the writer's UPSERT check fails at the first message.
+    write_init_graph(sqlite.folder, init_hana(initMode="Create", primaryKey=[]))
+    done = cli(sqlite.folder)
+    assert done.returncode == 1, done.stderr
+    assert "table 'dst' is prepared by Initialize HANA Table V2 upstream (init): it is checked when the first " \
+           "message arrives" in done.stderr
+    assert "operator 'writer': config 'statementType': UPSERT writes by the primary key of 'dst', but it has none" \
+           in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_qualified_quoted_table_names_find_the_tables_by_their_table_part(tmp_path: Path, kind: str) -> None:
+    """Read ``"QA"."src"`` -> Initialize ``QA."dst"`` (Create: dst is missing) -> Write ``"QA".dst``: the
+    schema of each name is logged as not used, the three name the same ``dst`` (so the writer waits for
+    Initialize instead of refusing the missing table at load), and the rows arrive."""
+    db = SqlDatabase(kind, tmp_path)
+    serve_hana(db)
+    try:
+        db.create_source(30)
+        graph = {"name": "qualified", "operators": {
+            "reader": read_hana(tableName='"QA"."src"'), "init": init_hana(tableName='QA."dst"', initMode="Create"),
+            "writer": write_hana(tableName='"QA".dst'), "tap": {"component": "wiretap"}},
+            "connections": ["reader.success -> init.input", "init.success -> writer.input", "writer.success -> tap.in"]}
+        (db.folder / "graph.yaml").write_text(yaml.safe_dump(graph))
+        done = cli(db.folder)
+        assert done.returncode == 0, done.stderr
+        assert db.rows("dst") == source_rows(30)
+        for operator, name, table in [("reader", '"QA"."src"', "src"), ("init", 'QA."dst"', "dst"),
+                                      ("writer", '"QA".dst', "dst")]:
+            assert f"config 'tableName' {name!r}: schema 'QA' is not used: table {table!r} is found in the database " \
+                   "that serves the connection" in done.stderr, (operator, done.stderr)
+        assert "table 'dst' is prepared by Initialize HANA Table V2 upstream (init)" in done.stderr
+        assert "'com.sap.headers.hana.table': ['dst', ['id', 'name', 'amount'], ['id']]" in done.stdout
+    finally:
+        db.drop()
+
+
+def test_table_producer_truncates_the_table_initialize_created(sqlite: SqlDatabase) -> None:
+    """Table Consumer -> Initialize (Create, dst missing) -> Table Producer truncate: the producer's
+    truncation and checks wait for the first message, which comes after Initialize created dst."""
+    sqlite.create_source(30)
+    graph = {"name": "initproducer", "operators": {
+        "reader": consumer(), "init": init_hana(initMode="Create"), "writer": producer(mode="truncate", upsert=False)},
+        "connections": ["reader.outTable -> init.input", "init.success -> writer.inTable"]}
+    path = sqlite.folder / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    outcome, plan = run_supervised(sqlite, path)
+    assert outcome.result.status == COMPLETED, outcome.result.reason
+    assert sqlite.rows("dst") == source_rows(30)

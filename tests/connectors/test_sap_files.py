@@ -1,4 +1,4 @@
-"""SAP's Binary File Producer on local files (src/snapgraph/connectors/sap_files.py), and SAP-samples'
+"""SAP's Binary File Producer on local files (src/snapgraph/connectors/sap_files/producer.py), and SAP-samples'
 DI-Extract-Pipelines graph running with it.
 
 Small graphs of a script that publishes binary messages with ``com.sap.headers.file`` headers into a
@@ -43,6 +43,8 @@ def test_the_producer_is_a_built_in_with_sap_ports() -> None:
                                             ("Create only", WriterKind.PLAIN)])
 def test_the_producer_promises_what_its_mode_does(mode: str, kind: WriterKind) -> None:
     assert BINARY_FILE_PRODUCER.delivery_of({"connection": LOCAL, "mode": mode}).writer is kind
+    partitioned = {"connection": LOCAL, "mode": mode, "fileMode": "Partitioned file"}
+    assert BINARY_FILE_PRODUCER.delivery_of(partitioned).writer is WriterKind.TRANSACTIONAL
 
 
 @pytest.mark.parametrize(("config", "problem"), [
@@ -57,8 +59,9 @@ def test_the_producer_promises_what_its_mode_does(mode: str, kind: WriterKind) -
     ({"connection": LOCAL, "pathMode": "Static (from configuration)", "path": None}, "config 'path' is missing"),
     ({"connection": LOCAL, "pathMode": "from input"}, "config 'pathMode' must be one of 'Dynamic (from input)'"),
     ({"connection": LOCAL, "incrementName": "sometimes"}, "config 'incrementName' must be true or false"),
-    ({"connection": LOCAL, "fileMode": "Partitioned file"},
-     "config 'fileMode': 'Partitioned file' is not supported by snapgraph yet"),
+    ({"connection": LOCAL, "fileMode": "Partitioned file", "incrementName": True},
+     "config 'incrementName' applies to fileMode 'Single file' only"),
+    ({"connection": LOCAL, "fileMode": "Parts"}, "config 'fileMode' must be one of 'Single file', 'Partitioned file'"),
 ])
 def test_producer_config_problems_name_the_key(config: dict[str, Any], problem: str) -> None:
     problems = BINARY_FILE_PRODUCER.config_problems(config)

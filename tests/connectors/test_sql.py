@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from snapgraph.connectors.databases import DIALECTS
+from snapgraph.connectors.sql import modulo_conditions
 from snapgraph.model.builtins import BUILTINS
 from snapgraph.model.delivery import WriterKind
 from snapgraph.model.operators_repo import builtin_ports
@@ -30,7 +32,15 @@ from snapgraph.model.sql_builtins import SQL_READER, SQL_WRITER
 from snapgraph.model.types import DYNAMIC, TABLE, PortType
 from snapgraph.runtime.engine import COMPLETED
 
-from .sql_helpers import KINDS, SqlDatabase, run_supervised, source_rows, write_graph
+from .sql_helpers import (
+    KINDS,
+    SqlDatabase,
+    expect_resumed,
+    partition_of_each_row,
+    run_supervised,
+    source_rows,
+    write_graph,
+)
 
 ROWS = 600  # batches of 10: 60 messages
 
@@ -152,6 +162,21 @@ def test_bad_configs_are_refused_naming_operator_and_key(sqlite: SqlDatabase, re
     done = cli(sqlite.folder)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+def test_a_run_refused_while_loading_does_not_block_the_corrected_graph(sqlite: SqlDatabase) -> None:
+    """The refused run never started: it is recorded abandoned (not failed), so once the config is fixed a
+    plain run starts (no --fresh needed), with snapshots on; the CLI says why the first one stopped."""
+    sqlite.create_source(5)
+    sqlite.create_target()
+    write_graph(sqlite.folder, mode="transactional", period=1, writer={"table": "missing"})
+    refused = cli(sqlite.folder)
+    assert refused.returncode == 2 and "[writer] ERROR: cannot start: " in refused.stderr, refused.stderr
+    assert "script failed to load" not in refused.stderr
+    write_graph(sqlite.folder, mode="transactional", period=1)
+    done = cli(sqlite.folder)
+    assert done.returncode == 0, done.stderr
+    assert sqlite.rows("dst") == source_rows(5)
 
 
 def test_a_connection_of_an_unknown_type_is_refused(sqlite: SqlDatabase) -> None:
@@ -462,3 +487,162 @@ def test_without_snapshots_an_input_that_never_ends_is_reported_not_written(sqli
     assert done.returncode == 0, done.stderr
     assert "20 rows were not written to 'dst': no message with isLast" in done.stderr
     assert sqlite.rows("dst") == []
+
+
+# -- partitions: each read in key order, the state naming the current one -----------------------------------
+
+PARTITION_ROWS = 300  # 3 partitions of 100 rows
+PARTITIONED = {"partitions": 3, "partition_by": "id"}
+PARTITION_PACE = {"delay": 0.005, "batch": 5}  # 60 pages of 5 ms: epochs of 20 ms complete all through the run
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"partitions": 0, "partition_by": "id"}, "config 'partitions' must be a whole number of partitions >= 1"),
+    ({"partitions": ["id < 5", " "]}, "config 'partitions' must be a whole number of partitions >= 1"),
+    ({"partitions": 3}, "config 'partition_by' is missing"),
+    ({"partitions": ["id < 5"], "partition_by": "id"}, "config 'partition_by' applies to a count of 'partitions'"),
+    ({"partition_by": "id"}, "config 'partition_by' applies with a count of 'partitions'"),
+    ({"partitions": 2, "partition_by": 7}, "config 'partition_by' must be a column name"),
+    ({**PARTITIONED, "streaming": True}, "config 'streaming': a partitioned reader reads each partition once"),
+])
+def test_reader_partition_problems_name_the_key(change: dict[str, Any], problem: str) -> None:
+    good = {"connection": CONNECTION, "table": "t", "key": "id"}
+    assert SQL_READER.config_problems({**good, **PARTITIONED}) == []
+    assert SQL_READER.config_problems({**good, "partitions": ["a = 1", "a <> 1"]}) == []
+    found = SQL_READER.config_problems({**good, **change})
+    assert any(problem in text for text in found), found
+
+
+
+def test_modulo_partitions_cover_every_row_once(db: SqlDatabase) -> None:
+    found = partition_of_each_row(db, modulo_conditions(DIALECTS[db.connection["connectionType"]], "v", 3))
+    assert found == [[0, 9, None], [1], [-7, -4, -1, 2, 5]], found  # -4 is 2 modulo 3, as 5 is
+
+
+TAP = """
+import json
+
+def on_input(msg_id, header, body):
+    with open(api.config.path, "a") as out:
+        out.write(json.dumps(list(header["com.sap.headers.batch"])) + "\\n")
+
+api.set_port_callback("input", on_input)
+"""
+
+
+def _with_tap(graph: Path) -> Path:
+    """Add a script operator (a group of its own) that writes the batch header of each message the reader
+    sends, one JSON line each, to ``tap.jsonl``."""
+    (graph.parent / "tap.py").write_text(TAP.lstrip())
+    data = yaml.safe_load(graph.read_text())
+    data["operators"]["tap"] = {"script": "tap.py", "group": "tap", "inputs": {"input": "any"},
+                                "config": {"path": str(graph.parent / "tap.jsonl")}}
+    data["connections"].append("reader.output -> tap.input")
+    graph.write_text(yaml.safe_dump(data, sort_keys=False))
+    return graph
+
+
+def _batches(folder: Path) -> list[list[Any]]:
+    return [json.loads(line) for line in (folder / "tap.jsonl").read_text().splitlines()]
+
+
+def test_failure_free_partitioned_copy_ends_with_one_last_batch(sqlite: SqlDatabase) -> None:
+    sqlite.create_source(PARTITION_ROWS)
+    sqlite.create_target()
+    graph = _with_tap(write_graph(sqlite.folder, mode="transactional", reader=PARTITIONED, batch=10))
+    outcome, _ = run_supervised(sqlite, graph, period=None)
+    assert outcome.result.status == COMPLETED and outcome.attempts == 1, outcome.result.reason
+    assert sqlite.rows("dst") == source_rows(PARTITION_ROWS)
+    batches = _batches(sqlite.folder)
+    assert [batch[0] for batch in batches] == list(range(30)), "one index over the partitions"
+    assert [batch[1] for batch in batches] == [False] * 29 + [True], "isLast on the last page of the last partition"
+
+
+READER_FAULTS = ["sql_reader_published:reader:40", "sql_reader_published:reader:55",
+                 "sql_reader_published:reader:45,restore:reader:1", "after_serialize:reader:4",
+                 "sql_writer_moved:writer:4"]
+
+
+@pytest.mark.parametrize("faults", READER_FAULTS)
+def test_partitioned_reader_resumes_in_its_partition_after_every_crash(sqlite: SqlDatabase, faults: str) -> None:
+    sqlite.create_source(PARTITION_ROWS)
+    sqlite.create_target()
+    graph = write_graph(sqlite.folder, mode="transactional", reader=PARTITIONED, **PARTITION_PACE)
+    outcome, plan = run_supervised(sqlite, graph, faults)
+    expect_resumed(sqlite, faults, outcome, plan, PARTITION_ROWS)
+
+
+def test_engine_killed_in_the_second_partition_then_resumed(sqlite: SqlDatabase) -> None:
+    sqlite.create_source(PARTITION_ROWS)
+    sqlite.create_target()
+    # pages of 5: 20 per partition; the 50th is in the third partition, after the epoch of second 1
+    write_graph(sqlite.folder, mode="transactional", period=1, reader=PARTITIONED, delay=0.03, batch=5)
+    died = cli(sqlite.folder, faults="sql_reader_published:reader:50:kill")
+    assert died.returncode == 137 and "engine killed at" in died.stderr, died.stderr
+    assert 0 < len(sqlite.rows("dst")) < PARTITION_ROWS, "an epoch was applied before the kill: the resume restores it"
+    resumed = cli(sqlite.folder, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sqlite.rows("dst") == source_rows(PARTITION_ROWS)
+
+
+def test_a_resume_after_a_completed_run_reads_the_new_rows_of_every_partition(sqlite: SqlDatabase) -> None:
+    """``--resume`` of a completed run is a savepoint: a new pass over every partition, each from its own
+    last key, so rows added to a partition completed long ago are read too; the new pass is a new batch
+    sequence (index 0 again, isLast at its end)."""
+    sqlite.create_source(PARTITION_ROWS)
+    sqlite.create_target()
+    _with_tap(write_graph(sqlite.folder, mode="transactional", period=1, reader=PARTITIONED, batch=10))
+    assert cli(sqlite.folder).returncode == 0
+    sqlite.create_source(12, start=PARTITION_ROWS)  # new rows in each of the three partitions
+    (sqlite.folder / "tap.jsonl").unlink()
+    resumed = cli(sqlite.folder, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sqlite.rows("dst") == source_rows(PARTITION_ROWS + 12)
+    batches = _batches(sqlite.folder)
+    assert [batch[0] for batch in batches] == list(range(len(batches))) and batches[-1][1], batches
+    assert sum(batch[1] for batch in batches) == 1
+    again = cli(sqlite.folder, "--resume")  # nothing new: nothing read, nothing written twice
+    assert again.returncode == 0, again.stderr
+    assert sqlite.rows("dst") == source_rows(PARTITION_ROWS + 12)
+
+
+def test_multiplicity_two_reads_each_row_once(sqlite: SqlDatabase) -> None:
+    """Two instances of the reader and the writer: each reads every other partition and ends with its
+    own last page (so a Graph Terminator behind both would see two ends: see docs)."""
+    sqlite.create_source(PARTITION_ROWS)
+    sqlite.create_target()
+    graph = _with_tap(write_graph(sqlite.folder, mode="transactional", reader={"partitions": 5, "partition_by": "id"},
+                                  batch=10, multiplicity=2))
+    outcome, _ = run_supervised(sqlite, graph, period=None, in_process=False)
+    assert outcome.result.status == COMPLETED and outcome.attempts == 1, outcome.result.reason
+    assert sqlite.rows("dst") == source_rows(PARTITION_ROWS)
+    batches = _batches(sqlite.folder)
+    assert len(batches) == 30 and sum(batch[1] for batch in batches) == 2, batches
+    # instance 0 reads partitions 0, 2, 4 (18 pages), instance 1 partitions 1, 3 (12 pages)
+    assert sorted(batch[0] for batch in batches if batch[1]) == [11, 17]
+
+
+def test_a_condition_the_database_refuses_names_the_key(sqlite: SqlDatabase) -> None:
+    sqlite.create_source(5)
+    sqlite.create_target()
+    write_graph(sqlite.folder, mode="append", reader={"partitions": ["id < 3", "colour = 'red'"]})
+    done = cli(sqlite.folder)
+    assert done.returncode == 2, done.stderr
+    assert "operator 'reader': config 'partitions': partition 1 cannot be read" in done.stderr
+    write_graph(sqlite.folder, mode="append", reader={"partitions": 2, "partition_by": "serial"})
+    done = cli(sqlite.folder)
+    assert done.returncode == 2 and "operator 'reader': config 'partition_by': no column 'serial'" in done.stderr
+
+
+def test_postgres_conditions_with_a_percent_resume_exactly_once(tmp_path: Path) -> None:
+    db = SqlDatabase("postgres", tmp_path)
+    try:
+        db.create_source(PARTITION_ROWS)
+        db.create_target()
+        reader = {"partitions": ["name LIKE 'name1%'", "name NOT LIKE 'name1%'"]}
+        graph = write_graph(tmp_path, mode="transactional", reader=reader, **PARTITION_PACE)
+        faults = "sql_reader_published:reader:45,restore:reader:1"  # in the second partition
+        outcome, plan = run_supervised(db, graph, faults)
+        expect_resumed(db, faults, outcome, plan, PARTITION_ROWS)
+    finally:
+        db.drop()

@@ -29,9 +29,10 @@ def problems_of(path: Path) -> list[str]:
 
 def test_a_full_declaration() -> None:
     traits, problems = parse_declaration({"replayable": True, "deterministic": True, "batches": True,
-                                          "discards_duplicates": True, "writer": "transactional"}, "x")
+                                          "discards_duplicates": True, "writer": "transactional",
+                                          "commits_at_end": True}, "x")
     assert problems == []
-    assert traits == DeliveryTraits(True, True, True, True, WriterKind.TRANSACTIONAL)
+    assert traits == DeliveryTraits(True, True, True, True, WriterKind.TRANSACTIONAL, True)
 
 
 def test_what_is_left_out_is_the_weakest() -> None:
@@ -50,7 +51,7 @@ def test_every_problem_of_a_declaration_by_its_key_and_bad_values_stay_weakest()
         DeclarationProblem("writer", "delivery of 'p': writer must be one of plain, idempotent, transactional, "
                                      "none, got 'upsert'"),
         DeclarationProblem("colour", "unknown key 'colour' in delivery of 'p' (allowed: replayable, "
-                                     "deterministic, batches, discards_duplicates, writer)"),
+                                     "deterministic, batches, discards_duplicates, writer, commits_at_end)"),
     ]
 
 
@@ -58,7 +59,7 @@ def test_a_declaration_that_is_not_a_mapping() -> None:
     traits, problems = parse_declaration(True, "delivery of 'p'")
     assert traits == DeliveryTraits()
     assert problems == [DeclarationProblem(None, "delivery of 'p' must be a mapping of replayable, deterministic, "
-                                                 "batches, discards_duplicates, writer, got True")]
+                                                 "batches, discards_duplicates, writer, commits_at_end, got True")]
 
 
 # -- YAML -------------------------------------------------------------------------------------------------

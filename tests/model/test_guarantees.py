@@ -19,6 +19,7 @@ from snapgraph.model.graph import (
     Connection,
     Endpoint,
     Graph,
+    Group,
     Process,
 )
 from snapgraph.model.guarantees import (
@@ -298,6 +299,31 @@ def test_without_snapshots_a_transactional_writer_commits_nothing() -> None:
     for recovery in (False, True):
         found = by_writer(graph, snapshots=False, recovery=recovery)["w"]
         assert found.guarantee is AMO and "epoch_complete runs only after a snapshot" in found.reasons[0]
+
+
+def test_without_snapshots_a_writer_that_commits_at_the_end_writes_once_or_again() -> None:
+    """snapgraph's transactional writers commit everything once at the last batch when there are no epochs:
+    without recovery a failure before it loses the rows (at-most-once), with recovery one after it writes
+    them again (at-least-once); the built-in SQL writer says so by its mode."""
+    at_end = DeliveryTraits(writer=TRANSACTIONAL, commits_at_end=True)
+    graph = graph_of({"gen": REPLAYS, "w": at_end}, "gen -> w")
+    alone = by_writer(graph, snapshots=False)["w"]
+    assert alone.guarantee is AMO and "'w' commits only when the last batch arrives" in alone.reasons[0]
+    retried = by_writer(graph, snapshots=False, recovery=True)["w"]
+    assert retried.guarantee is ALO and retried.describe() == (
+        "writer 'w': at-least-once: snapshots are off: 'w' commits once when the last batch arrives, and a "
+        "recovery starts the graph from scratch: a failure after that commit, before the run ends, writes "
+        "everything again (with snapshots: exactly-once)")
+    sql = graph_of({"gen": REPLAYS, "w": "snapgraph.sql.writer"}, "gen -> w")
+    sql.processes["w"].config = {"connection": {"connectionID": "DB"}, "table": "t", "mode": "transactional"}
+    assert by_writer(sql, snapshots=False, recovery=True)["w"].guarantee is ALO
+
+
+def test_no_snapshot_hint_where_a_group_has_multiplicity() -> None:
+    """Snapshots are refused with a group of multiplicity > 1, so the line does not promise them."""
+    graph = graph_of(UPSERT_PIPELINE, "gen -> proc", "proc -> w")
+    graph.groups["wide"] = Group("wide", ["proc"], multiplicity=2)
+    assert by_writer(graph, snapshots=False)["w"].describe().endswith("a failure ends the run")
 
 
 def test_the_hint_is_left_out_when_snapshots_would_give_the_same() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import snapgraph_cli
 from snapgraph.model.loader import LoadOptions, load_graph
 from snapgraph.runtime.engine import COMPLETED, FAILED, RunOptions
 from snapgraph.runtime.supervisor import RecoveryPolicy, Supervisor
@@ -286,3 +288,78 @@ def test_injected_engine_death_then_resume_from_its_epoch(tmp_path: Path) -> Non
     _, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, err
     assert table_rows(db, "target") == EXPECTED
+
+
+# -- the Graph Terminator: one end per upstream instance, remembered across a recovery ----------------
+
+ENDER = """
+import pickle
+import time
+
+state = {"sent": False}
+started = time.monotonic()
+api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
+
+def tick():
+    wait = api.config.after + 0.15 * api.multiplicity_index
+    if not state["sent"] and time.monotonic() - started >= wait:
+        api.outputs.out.publish(api.multiplicity_index, {"com.sap.headers.batch": [0, True, 1, 1, "rows"]})
+        state["sent"] = True
+    return 0.005    # keeps ticking: only the terminator can end this graph
+
+def restore(epoch, data):
+    state.update(pickle.loads(data))
+
+api.add_timer(tick)
+api.set_serialize_callback(lambda epoch: pickle.dumps(state))
+api.set_restore_callback(restore)
+"""
+
+COUNTER = """
+def on_input(msg_id, header, body):
+    api.logger.info("end of instance %d", body.get())
+
+api.set_port_callback("in", on_input)
+"""
+
+
+def _ender_graph(tmp_path: Path, *, multiplicity: int, late_after: float) -> Path:
+    (tmp_path / "ender.py").write_text(textwrap.dedent(ENDER))
+    (tmp_path / "counter.py").write_text(textwrap.dedent(COUNTER))
+    ender = {"script": "ender.py", "outputs": {"out": "int64"}}
+    graph = {
+        "name": "ends",
+        "operators": {
+            "early": {**ender, "config": {"after": 0.0}},
+            "late": {**ender, "config": {"after": late_after}, "group": "late"},
+            "seen": {"script": "counter.py", "inputs": {"in": "int64"}},
+            "stop": {"component": "graphTerminator", "inputs": ["in", "in2"]},
+        },
+        "groups": {"late": {"multiplicity": multiplicity}},
+        "connections": ["early.out -> stop.in", "late.out -> stop.in2", "late.out -> stop.in", "late.out -> seen.in"],
+    }
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    return path
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["processes", "in-process"])
+def test_the_terminator_waits_for_every_instance_feeding_a_port(tmp_path: Path, mode: list[str]) -> None:
+    """Port ``in`` is fed by ``early`` and by the three instances of ``late``, ``in2`` by the three
+    instances: the graph ends after the last instance's end, not at the first ``isLast`` (in-process
+    each group runs once, and the terminator counts that one)."""
+    done = snapgraph_cli("run", str(_ender_graph(tmp_path, multiplicity=3, late_after=0.1)), "--stop-after", "30",
+                         *mode, cwd=tmp_path)
+    assert done.returncode == 0 and "graph terminator 'stop' fired" in done.stderr, done.stderr
+    ends = sorted(re.findall(r"end of instance (\d)", done.stderr))
+    assert ends == (["0"] if mode else ["0", "1", "2"])
+
+
+def test_an_end_before_the_snapshot_is_remembered_after_a_recovery(tmp_path: Path) -> None:
+    """``early`` ends at once and ``late`` after 1 s; a crash of ``late`` in between restores an epoch in
+    which ``early`` had ended (it does not end again): the terminator must still fire."""
+    path = _ender_graph(tmp_path, multiplicity=1, late_after=1.0)
+    plan = "after_serialize:late:3:raise"
+    outcome = supervise(path, tmp_path, plan)
+    assert outcome.attempts == 2, "the fault fired and the graph recovered"
+    assert outcome.result.status == COMPLETED and "graph terminator 'stop' fired" in outcome.result.reason

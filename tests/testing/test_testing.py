@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from snapgraph.testing import (
     last_batch,
     run_graph,
     run_operator,
+    run_with_faults,
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
@@ -48,7 +51,8 @@ def test_every_example_in_docs_testing_md_passes(index: int) -> None:
 
 def test_the_docs_have_examples_of_every_part() -> None:
     text = "".join(doc_blocks())
-    for name in ("OperatorTest", "run_operator", "check_restore", "run_graph", "Recorder", "advance", "EOF"):
+    for name in ("OperatorTest", "run_operator", "check_restore", "run_graph", "run_with_faults", "Recorder",
+                 "advance", "EOF"):
         assert name in text
 
 
@@ -586,3 +590,68 @@ def test_recorder_installs_and_removes_its_module() -> None:
         with pytest.raises(RuntimeError, match="already imported"):
             Recorder("sg_rec_test").__enter__()
     assert "sg_rec_test" not in sys.modules
+
+
+# -- run_with_faults -------------------------------------------------------------------------------------
+
+COUNTING_SOURCE = """
+import pickle
+
+state = {"next": 0}
+api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True,
+                                                     outports_info={"out": api.OutportInfo(is_generator=True)}))
+
+def tick():
+    if state["next"] == 200:
+        return -1
+    header = {"com.sap.headers.batch": [state["next"], state["next"] == 199, 200, 1, "rows"]}
+    api.outputs.out.publish(state["next"], header)
+    state["next"] += 1
+    return 0.001
+
+def restore(epoch, data):
+    state.update(pickle.loads(data))
+
+api.add_timer(tick)
+api.set_serialize_callback(lambda epoch: pickle.dumps(state))
+api.set_restore_callback(restore)
+"""
+
+SET_WRITER = """
+import os
+
+def on_input(msg_id, header, body):
+    with open(os.path.join(api.config.folder, str(body.get())), "w") as out:
+        out.write("x")
+
+api.set_port_callback("in", on_input)
+"""
+
+
+def _counting_graph(folder: Path) -> Path:
+    (folder / "source.py").write_text(COUNTING_SOURCE)
+    (folder / "writer.py").write_text(SET_WRITER)
+    (folder / "out").mkdir()
+    graph = folder / "graph.yaml"
+    graph.write_text(textwrap.dedent(f"""
+        name: counting
+        operators:
+          source: {{script: source.py, outputs: {{out: int64}}}}
+          writer: {{script: writer.py, inputs: {{in: int64}}, config: {{folder: {folder / 'out'}}},
+                   delivery: {{writer: idempotent}}}}
+          stop: {{component: graphTerminator}}
+        connections: [source.out -> writer.in, source.out -> stop.in]
+        """))
+    return graph
+
+
+def test_run_with_faults_recovers_and_says_which_faults_fired(tmp_path: Path) -> None:
+    graph = _counting_graph(tmp_path)
+    run = run_with_faults(graph, "port_callback:writer:120:raise").check_recovered()
+    assert run.unfired == [] and run.outcome.attempts == 2
+    assert sorted(int(name) for name in os.listdir(tmp_path / "out")) == list(range(200))
+    never = run_with_faults(graph, "port_callback:writer:999:raise")
+    assert never.status == "completed" and never.unfired == ["port_callback:writer:999:raise"]
+    with pytest.raises(OperatorError, match="faults that never fired: port_callback:writer:999:raise; no attempt "
+                                            "failed; the last attempt started from scratch"):
+        never.check_recovered()

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Protocol
 
 from snapgraph.chaos.recorder import (
-    YAML_SUFFIXES,
     RecorderError,
     Tap,
     describe_difference,
@@ -114,11 +113,8 @@ class SinkComparison:
     """``--compare-sinks``: what reached each writer input, as the writer's kind makes it its result."""
 
     def __init__(self, graph_file: Path, taps: list[Tap]) -> None:
-        """Raises :class:`~snapgraph.chaos.recorder.RecorderError` for a graph that cannot be taped: not a
-        YAML file, or without a writer."""
-        if graph_file.suffix.lower() not in YAML_SUFFIXES:
-            raise RecorderError(f"{graph_file}: --compare-sinks copies YAML graphs only; compare a graph.json "
-                                "by its targets with --check CMD")
+        """Raises :class:`~snapgraph.chaos.recorder.RecorderError` for a graph that cannot be taped: one
+        without a writer."""
         if not taps:
             raise RecorderError(f"{graph_file}: --compare-sinks: the graph has no writer with a connected input "
                                 "(docs/guarantees.md, which operators are writers); compare with --check CMD")

@@ -20,13 +20,13 @@ writer *does* with its inputs is its kind (docs/guarantees.md), so :func:`effect
 a transactional writer writes the completed epochs, in order; an idempotent writer ends with the distinct
 messages it was ever given; a plain writer writes every delivery, replays included. The copy is written
 beside the original under a hidden name (scripts, helper modules and vtypes resolve from the graph's
-folder) and removed after the run; only YAML graphs can be copied this way (a graph.json is refused,
-naming the option to use instead).
+folder) and removed after the run; YAML graphs and graph.json files alike.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -36,11 +36,12 @@ from typing import Any
 import yaml
 
 from snapgraph.model.delivery import WriterKind
-from snapgraph.model.graph import Graph
+from snapgraph.model.gen2_json import SNAPGRAPH_METADATA
+from snapgraph.model.graph import PYTHON3_V2, Graph
 from snapgraph.model.guarantees import writer_kind
+from snapgraph.model.loader import JSON_SUFFIXES
 
 TAP_PREFIX = "chaos_tap_"
-YAML_SUFFIXES = (".yaml", ".yml")
 
 TAP_SCRIPT = '''\
 # snapgraph chaos: records what reaches one writer input (snapgraph/chaos/recorder.py).
@@ -154,30 +155,54 @@ def taps_for(graph: Graph) -> list[Tap]:
 
 def taped_copy(graph_file: Path, taps: list[Tap], folder: Path) -> Path:
     """Write the graph with its taps beside ``graph_file`` under a hidden name of its own (so that its
-    scripts, vtypes and helper modules resolve as for the original; the caller removes it), the tap script
-    and the taps' records (``records/<tap>``) in ``folder``; the path of the copy."""
-    data = yaml.safe_load(graph_file.read_text(encoding="utf-8"))
-    operators: dict[str, Any] = data["operators"]
-    script = folder / "chaos_tap.py"
-    script.write_text(TAP_SCRIPT)
-    connections = data.setdefault("connections", [])
-    groups = data.get("groups") or {}
+    scripts, vtypes and helper modules resolve as for the original; the caller removes it) and the taps'
+    record folders (``records/<tap>``) in ``folder``; the path of the copy. A YAML graph gets operators with
+    ``code:``, a graph.json processes of ``com.sap.system.python3Operator.v2`` with the script inline, their
+    delivery declared in ``metadata.snapgraph``; each tap joins its writer's group."""
+    text = graph_file.read_text(encoding="utf-8")
+    as_json = graph_file.suffix.lower() in JSON_SUFFIXES
+    data = json.loads(text) if as_json else yaml.safe_load(text)
     for tap in taps:
         records = folder / "records" / tap.name
         records.mkdir(parents=True, exist_ok=True)
-        spec = {"script": str(script), "inputs": {"input": "any"}, "config": {"folder": str(records)},
-                "delivery": {"writer": "none", "deterministic": True}}
-        writer_spec = operators.get(tap.writer)
-        if isinstance(writer_spec, dict) and "group" in writer_spec:
-            spec["group"] = writer_spec["group"]
-        for group in groups.values():
-            if isinstance(group, dict) and tap.writer in (group.get("nodes") or []):
-                group["nodes"].append(tap.name)
-        operators[tap.name] = spec
-        connections.extend(f"{source} -> {tap.name}.input" for source in tap.sources)
+        (_add_json_tap if as_json else _add_yaml_tap)(data, tap, str(records))
     copy = graph_file.parent / f".{graph_file.stem}.chaos-{uuid.uuid4().hex[:8]}{graph_file.suffix}"
-    copy.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    copy.write_text(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False,
+                                                                                allow_unicode=True),
+                    encoding="utf-8")
     return copy
+
+
+_TAP_DELIVERY = {"writer": "none", "deterministic": True}
+
+
+def _add_yaml_tap(data: dict[str, Any], tap: Tap, records: str) -> None:
+    operators: dict[str, Any] = data["operators"]
+    spec: dict[str, Any] = {"code": TAP_SCRIPT, "inputs": {"input": "any"}, "config": {"folder": records},
+                            "delivery": dict(_TAP_DELIVERY)}
+    writer_spec = operators.get(tap.writer)
+    if isinstance(writer_spec, dict) and "group" in writer_spec:
+        spec["group"] = writer_spec["group"]
+    for group in (data.get("groups") or {}).values():
+        if isinstance(group, dict) and tap.writer in (group.get("nodes") or []):
+            group["nodes"].append(tap.name)
+    operators[tap.name] = spec
+    data.setdefault("connections", []).extend(f"{source} -> {tap.name}.input" for source in tap.sources)
+
+
+def _add_json_tap(data: dict[str, Any], tap: Tap, records: str) -> None:
+    data["processes"][tap.name] = {
+        "component": PYTHON3_V2,
+        "metadata": {"label": f"chaos tap of {tap.label}", "config": {"script": TAP_SCRIPT, "folder": records},
+                     "inports": [{"name": "input", "type": "*"}],
+                     SNAPGRAPH_METADATA: {"delivery": dict(_TAP_DELIVERY)}}}
+    for group in data.get("groups") or []:
+        if isinstance(group, dict) and tap.writer in (group.get("nodes") or []):
+            group["nodes"].append(tap.name)
+    connections = data.setdefault("connections", [])
+    for source in tap.sources:
+        process, port = source.rsplit(".", 1)
+        connections.append({"src": {"process": process, "port": port}, "tgt": {"process": tap.name, "port": "input"}})
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """The reference run and the schedules of ``snapgraph chaos``.
 
 :class:`ChaosRunner` runs the graph once without faults (the *reference*: it must complete; its event log
-gives the graph's :class:`~snapgraph.chaos.schedules.GraphShape` — messages per operator, stateful
-operators, epochs, working time), then each schedule in a folder of its own with a snapshot store of its
+gives the graph's :class:`~snapgraph.chaos.schedules.GraphShape` — messages each operator received and
+sent, stateful operators, epochs, working time), then each schedule in a folder of its own with a snapshot store of its
 own (the user's graph files are never written; ``--compare-sinks`` puts a hidden copy beside the graph
 for the run and removes it). Before every run — the reference and each schedule — the ``--setup``
 command resets the user's targets. A schedule carries out its steps (:mod:`~snapgraph.chaos.steps`)
 until one leaves the run completed, resumes the run until it completes (at most
 :data:`FINAL_RESUMES` times), and compares the result with the reference. It *passes* when the result
-is the same and the engine behaved as documented at every step (no anomaly).
+is the same and the engine behaved as documented at every step (no anomaly); a passed schedule whose
+faults did not all fire tested less than it planned, and says so (:meth:`ScheduleResult.faults_all_fired`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from snapgraph.chaos.compare import CommandFailed, Comparison, run_command
 from snapgraph.chaos.engine import EngineRun, tail
 from snapgraph.chaos.schedules import GraphShape, Schedule, make_schedule
 from snapgraph.chaos.steps import StepOutcome, judge_engine, perform
+from snapgraph.model.builtin_operator import CrashPoint
 from snapgraph.snapshot.store import StoreError, open_store
 
 FINAL_RESUMES = 4
@@ -44,8 +46,9 @@ class ChaosConfig:
 
     ``run_args``: the options every ``snapgraph run`` gets (parameters, connections, operators folders,
     snapshot period, backend); ``operators``: the graph's operators; ``groups_as_processes``: whether
-    groups run as OS processes; ``extra_points``: ``--point`` names; ``reproduce``: the command line
-    that replays one schedule seed.
+    groups run as OS processes; ``groups``: how many groups the graph has; ``crash_points``: the crash
+    points of its built-ins (:func:`~snapgraph.chaos.schedules.crash_points_of_graph`); ``extra_points``:
+    ``--point`` names; ``reproduce``: the command line that replays one schedule seed.
     """
 
     graph_file: Path
@@ -57,6 +60,8 @@ class ChaosConfig:
     comparison: Comparison
     setup: str | None = None
     extra_points: tuple[str, ...] = ()
+    groups: int = 1
+    crash_points: Mapping[str, tuple[CrashPoint, ...]] = field(default_factory=dict)
     cwd: Path = field(default_factory=Path.cwd)
     reproduce: Callable[[int], str] = str
 
@@ -75,6 +80,18 @@ class ScheduleResult:
     @property
     def passed(self) -> bool:
         return self.difference is None and not self.anomalies
+
+    @property
+    def faults_all_fired(self) -> bool | None:
+        """Whether every fault planned in the steps carried out fired (None: no fault was planned)."""
+        planned, fired = self.faults()
+        return None if planned == 0 else fired == planned
+
+    def label(self) -> str:
+        """The plan as carried out: each step's label (a group kill names its group), then those left out."""
+        labels = [outcome.label for outcome in self.steps]
+        labels += [step.label() for step in self.schedule.steps[len(labels):]]
+        return " -> ".join(labels)
 
     def faults(self) -> tuple[int, int]:
         """Faults planned and fired in the fault steps."""
@@ -102,11 +119,12 @@ class Reference:
     seconds: float
 
 
-def shape_from_events(events: Path, operators: tuple[str, ...], *, groups_as_processes: bool,
-                      extra_points: tuple[str, ...]) -> tuple[GraphShape, float]:
+def shape_from_events(events: Path, config: ChaosConfig) -> tuple[GraphShape, float]:
     """The graph's shape and working time (first operator loaded to the attempt's end) from the event log of
     the reference run."""
+    operators = config.operators
     messages: dict[str, int] = {}
+    sent: dict[str, int] = {}
     stateful: list[str] = []
     epochs = 0
     loaded: float | None = None
@@ -116,6 +134,7 @@ def shape_from_events(events: Path, operators: tuple[str, ...], *, groups_as_pro
         event, fields = record["event"], record.get("fields", {})
         if event == "operator_stats" and record.get("operator") in operators:
             messages[record["operator"]] = sum(port["messages"] for port in fields.get("inputs", {}).values())
+            sent[record["operator"]] = sum(port["messages"] for port in fields.get("outputs", {}).values())
             if fields.get("state_bytes_total", 0) > 0:
                 stateful.append(record["operator"])
         elif event == "epoch_completed":
@@ -126,7 +145,8 @@ def shape_from_events(events: Path, operators: tuple[str, ...], *, groups_as_pro
             ended = record["time"]
     work = (ended - loaded) if loaded is not None and ended is not None else 1.0
     shape = GraphShape(operators, messages, tuple(o for o in operators if o in stateful), max(1, epochs),
-                       groups_as_processes, extra_points)
+                       config.groups_as_processes, config.extra_points, messages_out=sent,
+                       crash_points=config.crash_points, groups=config.groups)
     return shape, max(0.05, work)
 
 
@@ -221,9 +241,7 @@ class ChaosRunner:
             observed = comparison.observe(folder)
         except CommandFailed as err:
             raise ChaosInputError(str(err)) from None
-        shape, work = shape_from_events(events, self.config.operators,
-                                        groups_as_processes=self.config.groups_as_processes,
-                                        extra_points=self.config.extra_points)
+        shape, work = shape_from_events(events, self.config)
         self.loaded_operators = sum(1 for line in events.read_text().splitlines()
                                     if json.loads(line)["event"] == "operator_loaded")
         return Reference(folder, observed, shape, work, time.monotonic() - began)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from snapgraph.chaos.engine import kill_live_runs
-from snapgraph.chaos.report import reference_line, schedule_line, summary
+from snapgraph.chaos.report import reference_line, reference_warnings, schedule_line, summary
 from snapgraph.chaos.runner import ChaosConfig, ChaosRunner, ScheduleResult
 
 EXIT_PASSED = 0
@@ -57,6 +57,8 @@ def _run_all(runner: ChaosRunner, results: list[ScheduleResult], out: TextIO, ad
     reference = runner.reference()
     advance()
     _print(out, reference_line(reference, runner.config.comparison.description))
+    for warning in reference_warnings(reference):
+        _print(out, warning)
     plans = runner.plans(reference.shape)
     for number, schedule in enumerate(plans, 1):
         describe(f"schedule {schedule.seed} ({number}/{len(plans)})")

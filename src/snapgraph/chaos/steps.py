@@ -14,9 +14,14 @@ step               expected
                    the engine — never 137 without an injected fault
 ``signal``         exit 0 ``stopped`` by that signal (``completed`` when the graph finished first)
 ``double-signal``  exit 0 ``stopped``, or 128 + signal with "second signal" and the run left ``running``
-``sigkill-engine`` killed by SIGKILL, the run ``running`` (or ``completed`` when it had finished)
+                   (or no run in the store: forced before the run was recorded)
+``sigkill-engine`` killed by SIGKILL, the run ``running`` (or ``completed`` when it had finished; or no run
+                   in the store: killed while loading, before the run was recorded)
 ``kill-group``     run with retries: exit 0 ``completed``, the group's death recovered within the run
 =================  ==========================================================================================
+
+An engine struck before it recorded its run leaves nothing to resume: the schedule's next run starts the
+graph afresh (:meth:`StepContext.start` adds ``--resume`` only once the store holds a run).
 
 Every engine run is also held to: it ended within its time (not hung), a stop took at most
 :data:`~snapgraph.chaos.engine.SLOW_STOP` seconds after the signal, and it left no process behind.
@@ -28,7 +33,7 @@ import os
 import re
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from snapgraph.chaos.engine import RUN_TIMEOUT, SLOW_STOP, EngineResult, EngineRun, tail
@@ -36,6 +41,7 @@ from snapgraph.chaos.processes import group_processes
 from snapgraph.chaos.schedules import Step
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+GROUP_DIED = re.compile(r"in group '([^']*)': the group process died \(killed by SIGKILL\)")
 
 
 class StepContext(Protocol):
@@ -58,10 +64,11 @@ class StepContext(Protocol):
 @dataclass
 class StepOutcome:
     kind: str
-    label: str
+    label: str  # the step's label (a kill-group's names the group it killed)
     fired: bool = False
     finished_before: bool = False  # the graph finished before the signal or kill struck
-    result: str = ""  # stopped, forced, recovered, engine-died, killed, completed
+    # stopped, forced, recovered, engine-died, killed, killed-before-run, killed-before-handlers, completed
+    result: str = ""
     status: str | None = None  # the run's status after the step
     recovered: int = 0  # failed attempts the run recovered from
     engine: EngineResult | None = None
@@ -97,12 +104,14 @@ def judge_engine(result: EngineResult, outcome: StepOutcome) -> None:
         outcome.anomalies.append(f"{result.label}: processes left behind after the engine ended: {result.left}")
 
 
-def _expect_status(context: StepContext, outcome: StepOutcome, expected: str) -> None:
+def _expect_status(context: StepContext, outcome: StepOutcome, *expected: str | None) -> None:
+    """The run's status in the store must be one of ``expected`` (None: no run recorded)."""
     outcome.status = context.status()
-    if outcome.status != expected:
+    if outcome.status not in expected:
         assert outcome.engine is not None
+        wanted = " or ".join(map(repr, expected))
         outcome.anomalies.append(f"{outcome.kind}: exit {outcome.returncode} but the store says the run is "
-                                 f"{outcome.status!r} (expected {expected!r}): {tail(outcome.engine.stderr)}")
+                                 f"{outcome.status!r} (expected {wanted}): {tail(outcome.engine.stderr)}")
 
 
 def _finish(context: StepContext, run: EngineRun, outcome: StepOutcome) -> EngineResult:
@@ -171,8 +180,9 @@ def perform_signal(context: StepContext, step: Step) -> StepOutcome:
         outcome.result = "forced"
         if "second signal" not in result.stderr:
             outcome.anomalies.append(f"{step.label()}: exit {code} without the second-signal message")
-        # A forced exit leaves the run unfinished: one recorded stopped/completed would contradict 130/143.
-        _expect_status(context, outcome, "running")
+        # A forced exit leaves the run unfinished (or unrecorded, if it came that early): one recorded
+        # stopped/completed would contradict 130/143.
+        _expect_status(context, outcome, "running", None)
     elif code in (-signal.SIGINT, -signal.SIGTERM) or (code == 1 and "KeyboardInterrupt" in result.stderr):
         outcome.result = "killed-before-handlers"
         if p["timing"] != "early":
@@ -201,6 +211,10 @@ def perform_sigkill(context: StepContext, step: Step) -> StepOutcome:
             outcome.finished_before = True
             outcome.result = "completed"
             _expect_status(context, outcome, "completed")
+        elif status is None:
+            # The kill landed while the engine loaded, before it recorded the run: nothing ran to recover
+            # (the next run starts the graph afresh), so it did not land while the graph ran.
+            outcome.result = "killed-before-run"
         else:
             outcome.fired = True
             outcome.result = "killed"
@@ -229,13 +243,15 @@ def perform_kill_group(context: StepContext, step: Step) -> StepOutcome:
             except ProcessLookupError:
                 victim = None
     result = _finish(context, run, outcome)
-    died = "the group process died" in result.stderr
-    outcome.fired = victim is not None and died
+    died = GROUP_DIED.search(result.stderr)
+    if died is not None:
+        outcome.label = replace(step, params={**p, "group": died.group(1)}).label()
+    outcome.fired = victim is not None and died is not None
     outcome.finished_before = victim is None
     if result.completed:
         outcome.result = "recovered" if outcome.fired else "completed"
         _expect_status(context, outcome, "completed")
-        if victim is not None and not died:
+        if victim is not None and died is None:
             outcome.finished_before = True  # killed while the attempt was already ending
     else:
         outcome.anomalies.append(f"{step.label()}: exit {result.returncode} (expected 0 completed): "

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,20 @@ def unique_keys(connection: Any, dialect: Dialect, table: str) -> list[tuple[str
         connection.rollback()
 
 
+@contextmanager
+def transaction(connection: Any) -> Iterator[Any]:
+    """A cursor of the DB-API ``connection`` whose statements commit together at the end of the block, or
+    roll back on any error (so a failed callback leaves no lock behind, even while the connection lingers)."""
+    cursor = connection.cursor()
+    try:
+        yield cursor
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        cursor.close()
+
 __all__ = ["DIALECTS", "MARIADB", "MAX_IDENTIFIER", "POSTGRES", "SQLITE", "DatabaseError", "Dialect",
            "companion_table", "dialect_of", "insert_statement", "open_connection", "result_columns",
-           "unique_keys", "upsert_statement"]
+           "transaction", "unique_keys", "upsert_statement"]

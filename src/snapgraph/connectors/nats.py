@@ -29,6 +29,17 @@ NATS header ``Name: value`` as the Gen2 header ``Name: [value]``, and the positi
    which keeps a durable consumer's ack floor, and its pending count in monitoring, truthful.
 6. *restore(E)*: the position of E; the replay starts right after it.
 
+*Gaps.* A stream with limits (``max_age``, ``max_msgs``, ``max_bytes``, a discard policy of ``old``) removes
+old messages whether or not anyone read them, so the messages a replay needs may be gone: a restore (or a
+durable consumer's new run) long after its position, or a consumer that lags behind the limits. The source
+looks for that where it can know it: when it opens its consumer at a sequence (the stream's first sequence
+is beyond it), and, without a ``subject`` filter, at every message (its sequence is not the one after the
+position; with a filter, sequences of other subjects are skipped by design, so only the first check
+applies and its count is an upper bound). ``gaps: fail`` (the default) fails the attempt naming the
+sequences lost, so nothing is lost silently (recovery then meets the same gap: the run fails); ``gaps:
+skip`` logs the loss as a warning and reads on (at-most-once for those messages). A work-queue stream
+removes what is acked, so the check at opening is not made for it.
+
 Acks are only kept (``AckPolicy.EXPLICIT``) with a durable consumer or a work-queue stream; an
 ephemeral consumer over an ordinary stream acks nothing and is deleted at shutdown. Without snapshots no
 epoch completes and nothing is acked (a recovery starts from scratch, so an ack sent earlier could lose
@@ -245,6 +256,7 @@ class _Source:
         self.streaming = config_switch(config.get("streaming", False)) is True
         self.poll = float(config.get("poll", DEFAULT_POLL))
         self.decode = _decoder(self.operator, self.stream, str(config.get("format", "binary")))
+        self.fail_on_gaps = config.get("gaps", "fail") == "fail"
         # 1. load
         self.server = _Server(self.operator, api, config)
         try:
@@ -294,9 +306,17 @@ class _Source:
                     start = existing.ack_floor.stream_seq + 1  # continue after what earlier runs acked
                 elif not self.restored and existing.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE:
                     start = int(existing.config.opt_start_seq or 1)  # it never acked: start where it did
-                run(js.delete_consumer(self.stream, str(self.durable)))
         else:
+            existing = None
             config.inactive_threshold = EPHEMERAL_INACTIVE
+        if start not in ("first", "new") and not self.work_queue:  # before the durable goes: a failure keeps it
+            first = int(self.server.stream_info(self.stream).state.first_seq)
+            if first > int(start):
+                self.gap(int(start), first - 1, "were removed from the stream (its limits) before this source "
+                         "read them" + (f" (those of subject {self.subject!r} among them)" if self.subject else ""))
+                self.position = max(self.position, first - 1)  # skipped: nothing is there to read
+        if existing is not None:
+            run(js.delete_consumer(self.stream, str(self.durable)))
         if self.work_queue:
             config.deliver_policy = DeliverPolicy.ALL  # required; what is at or before the position is skipped
         elif start == "new":
@@ -328,6 +348,9 @@ class _Source:
                 if self.acking and sequence <= self.complete_through:
                     self.server.events.run(msg.ack())
                 continue
+            if self.subject is None and self.position and sequence > self.position + 1:
+                self.gap(self.position + 1, sequence - 1, "were removed from the stream (its limits) before "
+                         "this source read them")
             header: dict[str, Any] = {name: [value] for name, value in (msg.headers or {}).items()}
             header[MESSAGE_HEADER] = [self.stream, msg.subject, sequence]
             self.api.outputs.output.publish(self.decode(msg, sequence), header)
@@ -338,6 +361,16 @@ class _Source:
         if self.streaming:
             return 0 if messages else self.poll
         return 0 if messages and pending > 0 else -1  # the end: nothing was pending after the last one
+
+    def gap(self, first: int, last: int, why: str) -> None:
+        """Messages ``first``..``last`` of the stream are gone: fail the attempt, or (``gaps: skip``) say so."""
+        count = last - first + 1
+        what = f"{count} message{'s' if count != 1 else ''} of stream {self.stream!r} (sequence {first}" + (
+            f" to {last})" if count != 1 else ")")
+        if self.fail_on_gaps:
+            raise NatsError(f"operator {self.operator!r}: {what} {why}; set config 'gaps' to skip to read on "
+                            "without them")
+        self.api.logger.warning("%s %s: lost (config 'gaps' is skip)", what, why)
 
     # 4. serialize(E)
     def serialize(self, epoch: str) -> bytes:

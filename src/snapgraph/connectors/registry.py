@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from snapgraph.api.operator_api import Api
-from snapgraph.connectors import files, sap_database, sap_files, sql
+from snapgraph.connectors import files, sap_codecs, sap_database, sap_files, sap_hana_sql, sql
 from snapgraph.connectors.base import ConnectorConfigError, ConnectorContext, Setup
 from snapgraph.model.nats_builtins import NATS_BUILTINS
 
@@ -31,8 +31,9 @@ def _with_extra(module: str, component: str, extra: str, driver: str) -> Setup:
 
 BEHAVIOURS: dict[str, Setup] = {
     **sql.BEHAVIOURS,
-    **sap_database.BEHAVIOURS,
+    **sap_database.BEHAVIOURS, **sap_hana_sql.BEHAVIOURS,
     **files.BEHAVIOURS, **sap_files.BEHAVIOURS,
+    **sap_codecs.BEHAVIOURS,
     **{b.component: _with_extra("snapgraph.connectors.nats", b.component, "nats", "nats-py") for b in NATS_BUILTINS},
 }
 

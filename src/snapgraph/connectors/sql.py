@@ -16,6 +16,22 @@ long as new rows arrive with greater keys. When the source is exhausted the time
 with ``streaming: true`` it polls again every ``poll`` seconds. Crash point: ``sql_reader_published``
 (a batch published, the position not yet advanced).
 
+*Partitions* (``partitions``: a count N with ``partition_by``, or a list of SQL conditions) split the
+rows; the reader reads them one after the other, each in key order as above, in this order:
+
+1. *Load*: the conditions are made — with a count, partition i holds the rows whose integer
+   ``partition_by`` is i modulo N (:func:`modulo_conditions`: a row's partition depends on its own value,
+   never on what the table holds at load, so every instance of a group and every restart agree) — and
+   this instance keeps partition n when n modulo ``api.multiplicity`` is its ``api.multiplicity_index``
+   (:func:`instance_partitions`); each kept one is run for no row, so a bad condition fails the load.
+2. *Timer*: a page of the current partition, keyset-paged within its condition; its last page moves the
+   position to the next partition (key and offset reset). isLast is set on the last page of the last
+   partition only; a partition that turns out empty after the last page of the one before publishes
+   nothing, unless it is the last (then one empty last page ends the input).
+3. *serialize / restore*: the state is the current partition and the position in it, with the list of
+   partition numbers; a restore skips the completed partitions, resumes the current one after its last
+   key, and refuses a state taken with other partitions.
+
 **The writer** writes the rows of each message on ``input`` into the target table, in one of three modes:
 
 * ``append``: a plain ``INSERT`` committed per message. A replay after a recovery inserts its rows again:
@@ -66,12 +82,20 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from snapgraph.api.operator_api import Api
-from snapgraph.connectors.base import Checkpoint, ConnectorConfigError, ConnectorContext, Setup, check_config, config_of
+from snapgraph.connectors.base import (
+    Checkpoint,
+    ConnectorConfigError,
+    ConnectorContext,
+    Setup,
+    check_config,
+    config_of,
+    register_epoch_commits,
+)
 from snapgraph.connectors.databases import (
     MARIADB,
     DatabaseError,
@@ -81,11 +105,12 @@ from snapgraph.connectors.databases import (
     insert_statement,
     open_connection,
     result_columns,
+    transaction,
     unique_keys,
     upsert_statement,
 )
 from snapgraph.model.builtin_operator import config_switch
-from snapgraph.model.sql_builtins import SQL_READER, SQL_WRITER, sql_column_list
+from snapgraph.model.sql_builtins import SQL_READER, SQL_WRITER, reader_partitions, sql_column_list
 
 BATCH_HEADER = "com.sap.headers.batch"
 DEFAULT_BATCH = 1000
@@ -130,18 +155,36 @@ class PagedQuery:
     pagination, see the module docstring); without, the order is every column's and a page starts at an
     offset (``ORDER BY 1, 2, ... LIMIT n OFFSET m``: identical rows are interchangeable, so the order is
     total; it replays as long as the result does not change between the reads). ``batch`` None reads
-    everything in one page. A position is ``{"last": key tuple or None, "offset": rows read}``.
+    everything in one page. ``where`` (SQL, values written as literals) keeps the rows of one partition,
+    numbered ``partition`` (None: the reader has no partitions). A position is ``{"last": key tuple or
+    None, "offset": rows read}``.
     """
 
     def __init__(self, connection: Any, dialect: Dialect, source: str, columns: list[str], key: list[str],
-                 batch: int | None) -> None:
+                 batch: int | None, *, where: str = "", partition: int | None = None) -> None:
         self.connection = connection
         self.batch = batch
+        self.partition = partition
         self.key_positions = [columns.index(name) for name in key]
-        self.select = f"SELECT {dialect.quote_all(columns)} FROM {source}"
+        self.select = _driver_text(dialect, f"SELECT {dialect.quote_all(columns)} FROM {source}")
+        self.condition = f"({_driver_text(dialect, where)})" if where.strip() else ""
         order = dialect.quote_all(key) if key else ", ".join(str(i + 1) for i in range(len(columns)))
-        self.order = f" ORDER BY {order}"
-        self.after = f" WHERE ({dialect.quote_all(key)}) > ({dialect.marks(len(key))})" if key else ""
+        self.order = _driver_text(dialect, f" ORDER BY {order}")
+        self.after = f"({_driver_text(dialect, dialect.quote_all(key))}) > ({dialect.marks(len(key))})" if key else ""
+
+    def statement(self, *conditions: str) -> str:
+        """``SELECT ... FROM source WHERE`` (the partition's condition and ``conditions``) ``ORDER BY ...``."""
+        kept = [condition for condition in (self.condition, *conditions) if condition]
+        return self.select + (" WHERE " + " AND ".join(kept) if kept else "") + self.order
+
+    def check(self) -> None:
+        """Run the statement for no row: raises the driver's error for a source or condition that fails."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.statement("1 = 0"), [])
+        finally:
+            cursor.close()
+            self.connection.rollback()
 
     def page(self, position: Mapping[str, Any]) -> tuple[list[list[Any]], bool]:
         """The rows of the page at ``position`` and whether more rows follow it."""
@@ -149,11 +192,11 @@ class PagedQuery:
         cursor = self.connection.cursor()
         try:
             if self.key_positions and position["last"] is not None:
-                cursor.execute(self.select + self.after + self.order + limit, list(position["last"]))
+                cursor.execute(self.statement(self.after) + limit, list(position["last"]))
             elif self.key_positions or not position["offset"]:
-                cursor.execute(self.select + self.order + limit)
+                cursor.execute(self.statement() + limit, [])
             else:
-                cursor.execute(self.select + self.order + limit + f" OFFSET {int(position['offset'])}")
+                cursor.execute(self.statement() + limit + f" OFFSET {int(position['offset'])}", [])
             rows = [list(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
@@ -169,35 +212,108 @@ class PagedQuery:
         position["offset"] += len(rows)
 
 
-def register_reader(api: Api, context: ConnectorContext, query: PagedQuery, *, port: str, streaming: bool = False,
-                    poll: float = DEFAULT_POLL, table_of: Callable[[list[list[Any]]], Any] | None = None,
+def _driver_text(dialect: Dialect, sql: str) -> str:
+    """SQL text as a statement with parameters must hold it: the %s drivers take a % as ``%%`` (the
+    reader's statements always go with a parameter list, so a % in a query or a condition stays one)."""
+    return sql.replace("%", "%%") if dialect.placeholder == "%s" else sql
+
+
+def sql_literal(dialect: Dialect, value: str) -> str:
+    """``value`` as an SQL string literal of ``dialect`` (quotes doubled; MariaDB's backslashes too)."""
+    text = value.replace("\\", "\\\\") if dialect is MARIADB else value
+    return "'" + text.replace("'", "''") + "'"
+
+
+def modulo_conditions(dialect: Dialect, column: str, count: int) -> list[str]:
+    """The conditions of ``count`` partitions by the integer ``column``: partition i holds the rows whose
+    value is i modulo ``count`` (a negative value's remainder, negative in every dialect, counts as
+    i - count), partition 0 also the NULLs. A row's partition depends on its own value only."""
+    quoted = dialect.quote(column)
+    return [f"{quoted} % {count} = 0 OR {quoted} IS NULL" if i == 0 else f"{quoted} % {count} IN ({i}, {i - count})"
+            for i in range(count)]
+
+
+def instance_partitions(operator: str, api: Api, conditions: list[str] | None, key: str,
+                        make: Callable[[str, int | None], PagedQuery]) -> list[PagedQuery]:
+    """The queries this instance of the operator reads: without ``conditions`` one, over the whole source;
+    else partition n (``make(condition, n)``) for every n that is this instance's ``multiplicity_index``
+    modulo ``multiplicity``, so the instances of a group read each partition once between them (an
+    instance left without one reads no row). Each query is run for no row here: a condition the database
+    refuses names config ``key``."""
+    if conditions is None:
+        if api.multiplicity > 1:
+            api.logger.warning("operator %r runs in %d instances without partitions: each one reads the whole source",
+                               operator, api.multiplicity)
+        return [make("", None)]
+    queries = [make(condition, number) for number, condition in enumerate(conditions)
+               if number % api.multiplicity == api.multiplicity_index]
+    if not queries:  # more instances than partitions: this one reads nothing (one empty last page)
+        api.logger.info("operator %r: instance %d of %d has none of the %d partitions", operator,
+                        api.multiplicity_index, api.multiplicity, len(conditions))
+        queries = [make("1 = 0", None)]
+    for query in queries:
+        try:
+            query.check()
+        except Exception as err:  # the driver's error for a condition it cannot run
+            raise SqlConfigError(f"operator {operator!r}: config {key!r}: partition {query.partition} cannot be read: "
+                                 f"{type(err).__name__}: {str(err).strip()}") from err
+    return queries
+
+
+def register_reader(api: Api, context: ConnectorContext, queries: list[PagedQuery], *, port: str,
+                    streaming: bool = False, poll: float = DEFAULT_POLL,
+                    table_of: Callable[[list[list[Any]]], Any] | None = None,
                     headers: Mapping[str, Any] | None = None, trigger_port: str | None = None) -> None:
-    """Register a replayable reader of ``query`` on ``api``: a timer publishes one page per call on
-    ``port`` as ``table_of(rows)`` (default ``api.Table(rows)``) with a ``com.sap.headers.batch`` header
-    ``[index, isLast, 0, batch, "rows"]`` and ``headers``; its state is the position and the batch index.
-    With a connected ``trigger_port`` it waits for a first message there (its arrival is state too).
-    Crash point: ``sql_reader_published`` (a page published, the position not yet advanced)."""
+    """Register a replayable reader of ``queries`` (one, or this instance's partitions, read one after the
+    other) on ``api``: a timer publishes one page per call on ``port`` as ``table_of(rows)`` (default
+    ``api.Table(rows)``) with a ``com.sap.headers.batch`` header ``[index, isLast, 0, batch, "rows"]``
+    and ``headers``; isLast marks the last page of the last query (a last query that is empty gives one
+    empty last page). An exhausted partition that is not the last publishes nothing more. The state
+    is the current query, every query's own position and the batch index, so a restore skips completed
+    partitions and resumes the current one after its last key; a restore of a state that had read
+    everything (``--resume`` after a completed run) starts a new pass over every query from its own
+    position, numbering a new batch sequence from 0. With a connected ``trigger_port`` it
+    waits for a first message there (its arrival is state too). Crash point: ``sql_reader_published`` (a
+    page published, the position not yet advanced)."""
     checkpoint = context.checkpoint
-    size = query.batch if query.batch is not None else 0
-    position: dict[str, Any] = {"last": None, "offset": 0, "index": 0, "ended": False,
+    numbers = [query.partition for query in queries]
+    size = queries[0].batch if queries[0].batch is not None else 0
+    # "cursors": each query's own position ({"last": key, "offset": rows}), kept when it is exhausted, so a
+    # new pass (``--resume`` after a completed run) reads in every partition only the rows added since.
+    position: dict[str, Any] = {"partition": 0, "partitions": numbers,
+                                "cursors": [{"last": None, "offset": 0} for _ in queries], "index": 0,
+                                "ended": False,
                                 "triggered": trigger_port is None or not api.is_inport_connected[trigger_port]}
     make_table = table_of or api.Table
+
+    def next_partition() -> float:
+        position["partition"] += 1
+        return 0
 
     def read_batch() -> float:
         if not position["triggered"]:
             return TRIGGER_WAIT
-        rows, more = query.page(position)
+        query = queries[position["partition"]]
+        cursor = position["cursors"][position["partition"]]
+        final = position["partition"] == len(queries) - 1
+        rows, more = query.page(cursor)
+        if not rows and not final:
+            return next_partition()
         if not rows and (streaming or position["ended"]):
             return poll if streaming else -1
-        is_last = not more and not streaming
+        if position["ended"]:  # the first page after an end begins a new batch sequence
+            position["index"] = 0
+        is_last = final and not more and not streaming
         header = {BATCH_HEADER: [position["index"], is_last, 0, size, "rows"], **(headers or {})}
         getattr(api.outputs, port).publish(make_table(rows), header)
         checkpoint("sql_reader_published")
-        query.advance(position, rows)
+        query.advance(cursor, rows)
         position["index"] += 1
         position["ended"] = is_last
         if more:
             return 0
+        if not final:
+            return next_partition()
         return poll if streaming else -1
 
     def on_trigger(msg_id: bytes, header: Any, body: Any) -> None:
@@ -207,7 +323,18 @@ def register_reader(api: Api, context: ConnectorContext, query: PagedQuery, *, p
         return pickle.dumps(position)
 
     def restore(epoch: str, state: bytes) -> None:
-        position.update(pickle.loads(state))
+        restored = pickle.loads(state)
+        if restored.get("partitions", numbers) != numbers:
+            raise SqlConfigError(f"operator {context.operator!r}: the snapshot of epoch {epoch} holds a position in "
+                                 f"partitions {restored['partitions']}, but this run reads partitions {numbers}: "
+                                 "the partitions changed since; start a new run")
+        if "cursors" not in restored:  # a state of an earlier version: one position, of the current query
+            cursors = [{"last": None, "offset": 0} for _ in queries]
+            cursors[restored.get("partition", 0)] = {"last": restored.pop("last"), "offset": restored.pop("offset")}
+            restored["cursors"] = cursors
+        position.update(restored)
+        if position["ended"]:  # the run had read everything: a new pass looks at every partition again
+            position["partition"] = 0
 
     api.set_initial_snapshot_info(api.InitialProcessInfo(
         is_stateful=True, outports_info={port: api.OutportInfo(is_generator=True)}))
@@ -216,7 +343,7 @@ def register_reader(api: Api, context: ConnectorContext, query: PagedQuery, *, p
         api.set_port_callback(trigger_port, on_trigger)
     api.set_serialize_callback(serialize)
     api.set_restore_callback(restore)
-    api.set_shutdown(query.connection.close)
+    api.set_shutdown(queries[0].connection.close)
 
 
 def setup_sql_reader(api: Api, context: ConnectorContext) -> None:
@@ -236,8 +363,21 @@ def setup_sql_reader(api: Api, context: ConnectorContext) -> None:
     columns = sql_column_list(config, "columns") or available
     pick_columns(operator, "columns", columns, available, what)
     pick_columns(operator, "key", key, columns, f"the columns read from {what}")
-    query = PagedQuery(connection, dialect, source, columns, key, int(config.get("batch", DEFAULT_BATCH)))
-    register_reader(api, context, query, port="output", streaming=config_switch(config.get("streaming", False)) is True,
+    partitions = reader_partitions(config)
+    conditions: list[str] | None = partitions if isinstance(partitions, list) else None
+    if isinstance(partitions, int):
+        column = str(config["partition_by"]).strip()
+        pick_columns(operator, "partition_by", [column], available, what)
+        conditions = modulo_conditions(dialect, column, partitions)
+    batch = int(config.get("batch", DEFAULT_BATCH))
+
+    def make(where: str, number: int | None) -> PagedQuery:
+        return PagedQuery(connection, dialect, source, columns, key, batch, where=where, partition=number)
+
+    queries = instance_partitions(operator, api, conditions, "partition_by" if isinstance(partitions, int)
+                                  else "partitions", make)
+    register_reader(api, context, queries, port="output",
+                    streaming=config_switch(config.get("streaming", False)) is True,
                     poll=float(config.get("poll", DEFAULT_POLL)))
 
 
@@ -296,19 +436,9 @@ class Target:
                                  f"{self.table!r} ({', '.join(self.columns)})")
         return rows
 
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """A cursor whose statements commit together at the end of the block, or roll back on any error
-        (so a failed callback leaves no lock behind, even while its connection lingers)."""
-        cursor = self.connection.cursor()
-        try:
-            yield cursor
-            self.connection.commit()
-        except BaseException:
-            self.connection.rollback()
-            raise
-        finally:
-            cursor.close()
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A cursor whose statements commit together at the end of the block, or roll back on any error."""
+        return transaction(self.connection)
 
     def insert(self, cursor: Any, rows: list[list[Any]]) -> None:
         if rows:
@@ -357,11 +487,8 @@ class _TransactionalWriter:
 
     def register(self) -> None:
         api = self.api
+        register_epoch_commits(api, self, self.snapshots_on)
         if self.snapshots_on:
-            api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
-            api.set_serialize_callback(self.serialize)
-            api.set_epoch_complete_callback(self.epoch_complete)
-            api.set_restore_callback(self.restore)
             api.set_prestart(self.prestart)
         api.set_port_callback("input", self.on_input)
         api.set_shutdown(self.shutdown)
@@ -493,8 +620,9 @@ def is_last_batch(header: Any) -> bool:
     return batch is not None and len(list(batch)) > 1 and config_switch(list(batch)[1]) is True
 
 
-__all__ = ["BATCH_HEADER", "DatabaseError", "PagedQuery", "SqlConfigError", "Target", "columns_of", "is_last_batch",
-           "pick_columns", "query_source", "register_reader", "setup_sql_reader", "setup_sql_writer"]
+__all__ = ["BATCH_HEADER", "DatabaseError", "PagedQuery", "SqlConfigError", "Target", "columns_of",
+           "instance_partitions", "is_last_batch", "modulo_conditions", "pick_columns", "query_source",
+           "register_reader", "setup_sql_reader", "setup_sql_writer", "sql_literal"]
 
 
 #: component id -> setup (collected by snapgraph.connectors.registry)

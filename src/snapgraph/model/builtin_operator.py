@@ -5,7 +5,8 @@ YAML graph may use for it, its default ports (*any*, or *table* where it says so
 graph declares replace the default inputs, whether an unconnected input is a problem, what its config must
 hold (:meth:`BuiltinOperator.config_problems`, checked without touching a database or a file) and what it
 promises for delivery (:meth:`BuiltinOperator.delivery_of`, which may depend on the config: the SQL
-writer's mode). The descriptors live in one module per family (the core three in
+writer's mode) and the crash points its connector reaches (:meth:`BuiltinOperator.crash_points_of`, for
+``SNAPGRAPH_FAULTS`` and ``snapgraph chaos``). The descriptors live in one module per family (the core three in
 :mod:`snapgraph.model.builtins`, which assembles them all; ``sql_builtins``, …); what a built-in does at run
 time is keyed by the same component id (:mod:`snapgraph.runtime.builtins`, the connectors' registry).
 
@@ -16,12 +17,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from snapgraph.model.delivery import UNDECLARED, DeliveryTraits
 
 ConfigCheck = Callable[[Mapping[str, Any]], list[str]]
 DeliveryByConfig = Callable[[Mapping[str, Any]], DeliveryTraits]
+ConfigCondition = Callable[[Mapping[str, Any]], bool]
+#: How often a crash point is reached in one engine run: once per message the operator receives
+#: (``input``) or sends (``output``), once per epoch, or once.
+CrashPointFrequency = Literal["input", "output", "epoch", "once"]
+
+
+@dataclass(frozen=True)
+class CrashPoint:
+    """A named crash point of a built-in's connector (its ``context.checkpoint(name)``), reached ``per``
+    message received or sent, per epoch or once; ``when``: the configs that reach it (None: every config)."""
+
+    name: str
+    per: CrashPointFrequency
+    when: ConfigCondition | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,8 @@ class BuiltinOperator:
     config_check: ConfigCheck | None = None
     # The delivery traits of one config, where they depend on it (None: always ``delivery``).
     delivery_by_config: DeliveryByConfig | None = None
+    # The crash points its connector reaches (in any config; each says which configs reach it).
+    crash_points: tuple[CrashPoint, ...] = ()
 
     def config_problems(self, config: Mapping[str, Any]) -> list[str]:
         """What is wrong with ``config`` for this built-in, one message per problem (each names its key)."""
@@ -53,6 +70,12 @@ class BuiltinOperator:
         if self.delivery_by_config is None or self.config_problems(config):
             return self.delivery
         return self.delivery_by_config(config)
+
+    def crash_points_of(self, config: Mapping[str, Any]) -> tuple[CrashPoint, ...]:
+        """The crash points reached with ``config`` (a config with problems: none, it does not run)."""
+        if self.config_problems(config):
+            return ()
+        return tuple(point for point in self.crash_points if point.when is None or point.when(config))
 
 
 # -- reading config values ---------------------------------------------------------------------------
@@ -87,4 +110,5 @@ def config_number(value: Any, *, integer: bool) -> float | None:
     return number
 
 
-__all__ = ["BuiltinOperator", "ConfigCheck", "DeliveryByConfig", "column_names", "config_number", "config_switch"]
+__all__ = ["BuiltinOperator", "ConfigCheck", "ConfigCondition", "CrashPoint", "CrashPointFrequency",
+           "DeliveryByConfig", "column_names", "config_number", "config_switch"]

@@ -10,6 +10,7 @@ keyed by the same component id (the model imports neither).
 from __future__ import annotations
 
 from snapgraph.model.builtin_operator import BuiltinOperator
+from snapgraph.model.codec_builtins import CODEC_BUILTINS
 from snapgraph.model.delivery import DeliveryTraits
 from snapgraph.model.file_builtins import FILE_BUILTINS
 from snapgraph.model.nats_builtins import NATS_BUILTINS
@@ -33,7 +34,7 @@ WIRETAP = BuiltinOperator("com.sap.util.wiretap.v2", "Wiretap", aliases=("wireta
 #: component id -> descriptor, for every built-in.
 BUILTINS: dict[str, BuiltinOperator] = {
     b.component: b for b in (GRAPH_TERMINATOR, TERMINAL, WIRETAP, *SQL_BUILTINS, *SAP_DATABASE_BUILTINS,
-                             *FILE_BUILTINS, *NATS_BUILTINS)}
+                             *FILE_BUILTINS, *NATS_BUILTINS, *CODEC_BUILTINS)}
 BUILTIN_COMPONENTS = tuple(BUILTINS)
 #: YAML short name -> component id.
 BUILTIN_ALIASES: dict[str, str] = {alias: b.component for b in BUILTINS.values() for alias in b.aliases}

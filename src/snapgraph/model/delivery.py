@@ -41,12 +41,15 @@ class DeliveryTraits:
     # None: not declared. A built-in's descriptor is complete, so there it means "not a writer"; for a
     # script operator the graph decides (guarantees.writer_kind: a sink is a plain writer).
     writer: WriterKind | None = None
+    # A transactional writer that, without snapshots (no epochs), commits everything once when the input's
+    # last batch arrives, instead of committing nothing (snapgraph's transactional writers do).
+    commits_at_end: bool = False
 
 
 UNDECLARED = DeliveryTraits()
 
-BOOLEAN_KEYS = ("replayable", "deterministic", "batches", "discards_duplicates")
-DECLARATION_KEYS = (*BOOLEAN_KEYS, "writer")
+BOOLEAN_KEYS = ("replayable", "deterministic", "batches", "discards_duplicates", "commits_at_end")
+DECLARATION_KEYS = (*BOOLEAN_KEYS[:4], "writer", *BOOLEAN_KEYS[4:])
 WRITER_VALUES = tuple(kind.value for kind in WriterKind)
 
 
@@ -87,9 +90,7 @@ def parse_declaration(value: object, what: str) -> tuple[DeliveryTraits, list[De
             close = difflib.get_close_matches(name, DECLARATION_KEYS, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(DECLARATION_KEYS)}"
             problems.append(DeclarationProblem(name, f"unknown key '{name}' in {what} ({hint})"))
-    traits = DeliveryTraits(replayable=flags.get("replayable", False), deterministic=flags.get("deterministic", False),
-                            batches=flags.get("batches", False),
-                            discards_duplicates=flags.get("discards_duplicates", False), writer=writer)
+    traits = DeliveryTraits(**{key: flags.get(key, False) for key in BOOLEAN_KEYS}, writer=writer)
     return traits, problems
 
 

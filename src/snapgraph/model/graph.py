@@ -205,3 +205,9 @@ class Graph:
             c for c in self.connections
             if c.tgt.process == process and (port is None or c.tgt.port == port)
         ]
+
+    def multiplicity_of(self, group: str) -> int:
+        """How many instances of ``group`` a run with groups as processes starts (1 for an undeclared group,
+        such as ``default``)."""
+        declared = self.groups.get(group)
+        return max(1, declared.multiplicity) if declared is not None else 1

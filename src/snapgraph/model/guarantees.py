@@ -23,7 +23,8 @@ the table "also applies to any other configuration, excluding cycles". This modu
 With snapshots off SAP's table does not apply (:func:`compute_guarantees`): a failure either ends the
 run (at-most-once) or, with automatic recovery, restarts the graph from scratch (at-least-once when
 every source replays, else no guarantee); a transactional writer commits in ``epoch_complete``, which
-runs only after snapshots, so it writes nothing (at-most-once).
+runs only after snapshots, so it writes nothing (at-most-once) — unless it ``commits_at_end`` (once, at
+the input's last batch, as snapgraph's do): then it is like any other writer.
 """
 
 from __future__ import annotations
@@ -253,19 +254,28 @@ def _by_the_table(graph: Graph, flow: _Flow, writer: str, kind: WriterKind) -> W
 
 def _without_snapshots(graph: Graph, flow: _Flow, writer: str, kind: WriterKind, recovery: bool,
                        table: WriterGuarantee) -> WriterGuarantee:
-    if kind is WriterKind.TRANSACTIONAL:
+    at_end = kind is WriterKind.TRANSACTIONAL and traits_of(graph.processes[writer]).commits_at_end
+    # Snapshots are impossible with a group of multiplicity > 1 (validate refuses them): no "with snapshots".
+    possible = table.guarantee if all(g.multiplicity <= 1 for g in graph.groups.values()) else None
+    if kind is WriterKind.TRANSACTIONAL and not at_end:
         guarantee = Guarantee.AT_MOST_ONCE
         reason = (f"snapshots are off, so '{writer}' commits nothing: epoch_complete runs only after a "
                   "snapshot")
     elif not recovery:
         guarantee = Guarantee.AT_MOST_ONCE
-        reason = "snapshots are off and there is no automatic recovery: a failure ends the run"
+        reason = ("snapshots are off and there is no automatic recovery: a failure ends the run"
+                  + (f" (and '{writer}' commits only when the last batch arrives: a failure before it writes "
+                     "nothing)" if at_end else ""))
     else:
         not_replayable = [s for s in flow.sources_of(writer) if not traits_of(graph.processes[s]).replayable]
-        reason = "snapshots are off: a recovery starts the graph from scratch and writes everything again"
+        reason = ("snapshots are off: a recovery starts the graph from scratch and writes everything again"
+                  if not at_end else
+                  f"snapshots are off: '{writer}' commits once when the last batch arrives, and a recovery "
+                  "starts the graph from scratch: a failure after that commit, before the run ends, writes "
+                  "everything again")
         guarantee = Guarantee.AT_LEAST_ONCE
         if not_replayable:
             guarantee = Guarantee.NONE
             sources = "source" if len(not_replayable) == 1 else "sources"
             reason += f", and {sources} {_verb(not_replayable, 'is', 'are')} not declared replayable"
-    return WriterGuarantee(writer, guarantee, (reason,), with_snapshots=table.guarantee)
+    return WriterGuarantee(writer, guarantee, (reason,), with_snapshots=possible)

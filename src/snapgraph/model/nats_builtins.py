@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from snapgraph.model.builtin_operator import BuiltinOperator, config_number, config_switch
+from snapgraph.model.builtin_operator import BuiltinOperator, CrashPoint, config_number, config_switch
 from snapgraph.model.delivery import DeliveryTraits, WriterKind
 
 #: The connectionType a managed connection to a NATS server has.
@@ -15,6 +15,9 @@ NATS_CONNECTION_TYPE = "NATS"
 NATS_SOURCE_FORMATS = ("binary", "text", "json")
 #: Where a source with no position yet (a new run) starts, besides a stream sequence number.
 NATS_SOURCE_STARTS = ("first", "new")
+#: What the source does when messages it has not read yet were removed from the stream (its limits):
+#: fail the attempt naming them, or log the loss and go on.
+NATS_SOURCE_GAPS = ("fail", "skip")
 
 
 def _check_server(config: Mapping[str, Any]) -> list[str]:
@@ -63,7 +66,8 @@ def _check_switch(config: Mapping[str, Any], key: str) -> list[str]:
 def nats_source_config_problems(config: Mapping[str, Any]) -> list[str]:
     """The source's config: the server (``url`` or ``connection``), the ``stream``; optional ``subject``
     (a filter), ``consumer`` (a durable consumer's name), ``start`` (first, new or a sequence >= 1),
-    ``batch`` (messages per fetch, >= 1), ``format`` (binary, text, json), ``streaming`` and ``poll``."""
+    ``batch`` (messages per fetch, >= 1), ``format`` (binary, text, json), ``streaming``, ``poll`` and
+    ``gaps`` (fail or skip: messages removed from the stream before they were read)."""
     problems = _check_server(config)
     problems += _check_name(config, "stream", "the JetStream stream to read")
     problems += _check_name(config, "subject", None)
@@ -77,6 +81,8 @@ def nats_source_config_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append(f"config 'format' must be one of {', '.join(NATS_SOURCE_FORMATS)}, got {config['format']!r}")
     problems += _check_switch(config, "streaming")
     problems += _check_positive(config, "poll", integer=False, what="a number of seconds > 0")
+    if config.get("gaps", "fail") not in NATS_SOURCE_GAPS:
+        problems.append(f"config 'gaps' must be one of {', '.join(NATS_SOURCE_GAPS)}, got {config['gaps']!r}")
     return problems
 
 
@@ -106,6 +112,8 @@ NATS_SOURCE = BuiltinOperator(
     # its state holds, message by message (no batches split across a snapshot).
     delivery=DeliveryTraits(replayable=True, deterministic=True),
     config_check=nats_source_config_problems,
+    # each message published; the messages of an epoch acknowledged in its epoch_complete
+    crash_points=(CrashPoint("nats_source_published", "output"), CrashPoint("nats_source_acked", "epoch")),
 )
 NATS_SINK = BuiltinOperator(
     "snapgraph.nats.sink", "NATS JetStream Sink", aliases=("nats-sink",),
@@ -114,6 +122,8 @@ NATS_SINK = BuiltinOperator(
     delivery=DeliveryTraits(writer=WriterKind.PLAIN),  # the weakest: deduplicate false
     config_check=nats_sink_config_problems,
     delivery_by_config=_nats_sink_delivery,
+    # each message handed to the publisher; serialize waits for the stream's acknowledgements
+    crash_points=(CrashPoint("nats_sink_published", "input"), CrashPoint("nats_sink_acked", "epoch")),
 )
 
 #: the family, in the order the registry lists them

@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from snapgraph.model.builtin_operator import BuiltinOperator, column_names, config_number, config_switch
+from snapgraph.model.builtin_operator import (
+    BuiltinOperator,
+    CrashPoint,
+    column_names,
+    config_number,
+    config_switch,
+)
 from snapgraph.model.delivery import DeliveryTraits, WriterKind
 
 #: The connectionType values the SQL connectors open (snapgraph.connectors.databases has a dialect each).
@@ -51,10 +57,46 @@ def _check_columns(config: Mapping[str, Any], key: str, required: bool, why: str
     return []
 
 
+def reader_partitions(config: Mapping[str, Any]) -> int | list[str] | None:
+    """The SQL reader's ``partitions``: a count (with ``partition_by``), a list of SQL conditions, or None
+    (no partitions, or a malformed value: :func:`partition_problems` names it)."""
+    value = config.get("partitions")
+    if isinstance(value, list):
+        conditions = [item.strip() for item in value if isinstance(item, str) and item.strip()]
+        return conditions if value and len(conditions) == len(value) else None
+    count = config_number(value, integer=True) if value is not None else None
+    return int(count) if count is not None and count >= 1 else None
+
+
+def partition_problems(config: Mapping[str, Any]) -> list[str]:
+    """The SQL reader's ``partitions`` and ``partition_by``: a count N >= 1 with an integer column to split
+    by (partition i holds the rows whose column is i modulo N), or a non-empty list of SQL conditions
+    (without ``partition_by``); never with ``streaming``."""
+    value, column = config.get("partitions"), config.get("partition_by")
+    if value is None:
+        return [] if column is None else ["config 'partition_by' applies with a count of 'partitions'"]
+    problems = []
+    if reader_partitions(config) is None:
+        problems.append("config 'partitions' must be a whole number of partitions >= 1 (with 'partition_by') or a "
+                        f"non-empty list of SQL conditions, got {value!r}")
+    elif isinstance(value, list) and column is not None:
+        problems.append("config 'partition_by' applies to a count of 'partitions'; a list of conditions names its "
+                        "columns itself")
+    elif not isinstance(value, list) and column is None:
+        problems.append("config 'partition_by' is missing: a count of 'partitions' splits the rows by the remainder "
+                        "of this integer column")
+    elif not isinstance(value, list) and (not isinstance(column, str) or not column.strip()):
+        problems.append(f"config 'partition_by' must be a column name, got {column!r}")
+    if config_switch(config.get("streaming", False)) is True:
+        problems.append("config 'streaming': a partitioned reader reads each partition once and ends, it does not "
+                        "poll; remove 'partitions' or 'streaming'")
+    return problems
+
+
 def sql_reader_config_problems(config: Mapping[str, Any]) -> list[str]:
     """The SQL reader's config: a connection, exactly one of ``table`` / ``query``, a ``key`` to order by;
-    optional ``columns`` (table only), ``batch`` (rows per message, >= 1), ``streaming`` (keep polling)
-    and ``poll`` (seconds between polls when streaming, > 0)."""
+    optional ``columns`` (table only), ``batch`` (rows per message, >= 1), ``streaming`` (keep polling),
+    ``poll`` (seconds between polls when streaming, > 0) and ``partitions`` / ``partition_by``."""
     problems = connection_problems(config)
     table, query = config.get("table"), config.get("query")
     if (table is None) == (query is None):
@@ -74,7 +116,7 @@ def sql_reader_config_problems(config: Mapping[str, Any]) -> list[str]:
         problems.append(f"config 'streaming' must be true or false, got {config['streaming']!r}")
     if "poll" in config and ((s := config_number(config["poll"], integer=False)) is None or s <= 0):
         problems.append(f"config 'poll' must be a number of seconds > 0, got {config['poll']!r}")
-    return problems
+    return problems + partition_problems(config)
 
 
 def sql_writer_config_problems(config: Mapping[str, Any]) -> list[str]:
@@ -95,7 +137,9 @@ def sql_writer_config_problems(config: Mapping[str, Any]) -> list[str]:
 
 
 def _sql_writer_delivery(config: Mapping[str, Any]) -> DeliveryTraits:
-    return DeliveryTraits(writer=SQL_WRITER_MODES[str(config.get("mode", "append"))])
+    kind = SQL_WRITER_MODES[str(config.get("mode", "append"))]
+    # without snapshots the transactional mode commits the pending rows at the reader's last batch
+    return DeliveryTraits(writer=kind, commits_at_end=kind is WriterKind.TRANSACTIONAL)
 
 
 SQL_READER = BuiltinOperator(
@@ -105,6 +149,7 @@ SQL_READER = BuiltinOperator(
     # batch is ever half sent at a snapshot (SAP's "batches" condition does not arise).
     delivery=DeliveryTraits(replayable=True, deterministic=True),
     config_check=sql_reader_config_problems,
+    crash_points=(CrashPoint("sql_reader_published", "output"),),
 )
 SQL_WRITER = BuiltinOperator(
     "snapgraph.sql.writer", "SQL Writer", aliases=("sql-writer",),
@@ -112,6 +157,13 @@ SQL_WRITER = BuiltinOperator(
     delivery=DeliveryTraits(writer=WriterKind.PLAIN),  # the weakest mode, append
     config_check=sql_writer_config_problems,
     delivery_by_config=_sql_writer_delivery,
+    # append and upsert commit each message; transactional stages an epoch's rows in serialize and moves
+    # them into the table in epoch_complete
+    crash_points=(
+        CrashPoint("sql_writer_committed", "input", when=lambda config: config.get("mode") != "transactional"),
+        *(CrashPoint(name, "epoch", when=lambda config: config.get("mode") == "transactional")
+          for name in ("sql_writer_staged", "sql_writer_moved", "sql_writer_committed")),
+    ),
 )
 
 #: the family, in the order the registry lists them

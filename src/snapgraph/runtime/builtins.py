@@ -12,6 +12,7 @@ and a config they cannot run with becomes an invalid operator (exit 2).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -24,7 +25,7 @@ from snapgraph.connectors.base import ConnectorConfigError, ConnectorContext
 from snapgraph.connectors.base import Setup as ConnectorSetup
 from snapgraph.connectors.registry import BEHAVIOURS as CONNECTORS
 from snapgraph.model.builtins import BUILTINS, GRAPH_TERMINATOR, TERMINAL, WIRETAP
-from snapgraph.model.graph import Process
+from snapgraph.model.graph import Graph, Process
 from snapgraph.model.types import ANY, DYNAMIC, DataTypeReference
 from snapgraph.runtime.failures import InvalidOperator
 from snapgraph.runtime.host import BuiltinHost
@@ -47,26 +48,39 @@ def _truthy(value: Any) -> bool:
 
 
 def _graph_terminator(process: Process, api: Api, host: BuiltinHost) -> None:
-    """Ends the run once every input port has received a terminating message.
+    """Ends the run once every input port has received its terminating messages.
 
-    A port terminates on any message when ``onLastBatch`` is false, on a message
-    without a ``com.sap.headers.batch`` header, or on a batch message whose
-    ``isLast`` field (index 1) is true.
+    A message terminates when ``onLastBatch`` is false (any message), when it has no
+    ``com.sap.headers.batch`` header, or when its batch header's ``isLast`` field (index 1)
+    is true. A port waits for one terminating message from each instance that feeds it: the
+    processes connected to it, each as many times as it runs (its group's multiplicity with groups as
+    processes: a port fed by a reader group of multiplicity 3 ends after the third instance's last
+    batch, not the first).
+    What is still awaited is the terminator's state, so a recovery neither forgets an end that
+    came before its snapshot nor counts a replayed one twice.
     """
     on_last_batch = _truthy(api.config.onLastBatch) if "onLastBatch" in api.config else True
-    pending = set(process.inports)
+    awaited = {port: max(1, sum(host.instances_of(c.src.process)
+                                for c in host.graph.connections_to(process.name, port)))
+               for port in process.inports}
 
     def on_message(port: str):  # type: ignore[no-untyped-def]
         def callback(msg_id: bytes, header: Any, body: Any) -> None:
             batch = header.get(BATCH_HEADER) if header is not None else None
-            if not on_last_batch or batch is None or _truthy(list(batch)[1]):
-                pending.discard(port)
-            if not pending:
+            if awaited.get(port, 0) and (not on_last_batch or batch is None or _truthy(list(batch)[1])):
+                awaited[port] -= 1
+            if not any(awaited.values()):
                 api.logger.info("all inputs terminated: ending the graph")
                 host.terminate(process.name)
 
         return callback
 
+    def restore(epoch: str, state: bytes) -> None:
+        awaited.update(json.loads(state))
+
+    api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
+    api.set_serialize_callback(lambda epoch: json.dumps(awaited).encode())
+    api.set_restore_callback(restore)
     for port in process.inports:
         api.set_port_callback(port, on_message(port))
 
@@ -119,12 +133,25 @@ def _wiretap(process: Process, api: Api, host: BuiltinHost) -> None:
     api.set_port_callback("in", on_input)
 
 
+def _upstream(graph: Graph, name: str) -> tuple[Process, ...]:
+    """The processes whose messages can reach process ``name`` (following connections backwards, however many
+    hops), each once, nearest first; ``name`` itself only when it lies on a cycle."""
+    found: dict[str, Process] = {}
+    frontier = [name]
+    while frontier:
+        sources = [c.src.process for target in frontier for c in graph.connections_to(target)]
+        frontier = [source for source in dict.fromkeys(sources) if source not in found]
+        found.update((source, graph.processes[source]) for source in frontier)
+    return tuple(found.values())
+
+
 def _connector(setup: ConnectorSetup) -> Setup:
     """A connector's setup as the runtime calls it: with what only the runtime knows (whether snapshots are
-    on; its crash points, ``point:<operator>:nth`` items of ``SNAPGRAPH_FAULTS``), a config it cannot run
-    with turned into an invalid operator (exit 2)."""
+    on; its crash points, ``point:<operator>:nth`` items of ``SNAPGRAPH_FAULTS``; the processes upstream of
+    it in the graph), a config it cannot run with turned into an invalid operator (exit 2)."""
     def run(process: Process, api: Api, host: BuiltinHost) -> None:
-        context = ConnectorContext(process.name, host.snapshots_on, lambda step: fault_point(step, process.name))
+        context = ConnectorContext(process.name, host.snapshots_on, lambda step: fault_point(step, process.name),
+                                   _upstream(host.graph, process.name))
         try:
             setup(api, context)
         except ConnectorConfigError as err:

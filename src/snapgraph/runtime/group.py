@@ -135,9 +135,13 @@ class GroupHost:
     def __init__(self, graph: Graph, members: Iterable[str], options: RunOptions, driver: Driver, *,
                  snapshots_on: bool = False, restore: RestorePoint | None = None,
                  faults: FaultPlan | None = None, handle: str | None = None, cpu: int | None = None,
-                 multiplicity: tuple[int, int] = (1, 0), engine_threads: set[int] | None = None) -> None:
+                 multiplicity: tuple[int, int] = (1, 0), engine_threads: set[int] | None = None,
+                 groups_multiply: bool = False) -> None:
         self.graph = graph
         self.multiplicity, self.multiplicity_index = multiplicity  # (instances of this group, this one)
+        # Whether the run starts each group as many times as its multiplicity (groups as instances of a
+        # transport) or once (everything in the engine's process).
+        self.groups_multiply = groups_multiply
         self.cpu = cpu  # the CPU all of this group's engine threads run on (None: let the OS choose)
         self.options = options
         self.driver = driver
@@ -196,6 +200,11 @@ class GroupHost:
         return [name for name in self.operators if not self.graph.connections_to(name)]
 
     # -- what operators call -----------------------------------------------------------
+    def instances_of(self, process: str) -> int:
+        """How many instances of ``process`` this run has."""
+        group = self.graph.processes[process].group or "default"
+        return self.graph.multiplicity_of(group) if self.groups_multiply else 1
+
     def runtime_info(self, process: Process) -> RuntimeInfo:
         dirs = self.options.operator_dirs
         return RuntimeInfo(
@@ -270,7 +279,11 @@ class GroupHost:
         failures = [r.load_failure for r in self.operators.values() if r.load_failure]
         failures.sort(key=lambda f: not f.invalid)
         for failure in failures:
-            self.operators[failure.process].logger.error("script failed to load:\n%s", failure.traceback)
+            logger = self.operators[failure.process].logger
+            if failure.traceback:
+                logger.error("script failed to load:\n%s", failure.traceback)
+            else:  # a built-in's config it cannot run with, or an operator declared unusable: no script trace
+                logger.error("cannot start: %s", failure.message)
         return failures
 
     def go(self) -> None:

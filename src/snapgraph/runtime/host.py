@@ -27,19 +27,20 @@ class PendingWork(Protocol):
 
 class BuiltinHost(Protocol):
     """The little a built-in operator reaches beyond its ``api``: output to the terminal, ending the run,
-    whether the run takes snapshots."""
+    whether the run takes snapshots, the graph and how many instances of each of its processes run (what
+    feeds its ports)."""
 
     def terminate(self, by: str) -> None: ...
     def stdout_write(self, text: str) -> None: ...
     @property
     def snapshots_on(self) -> bool: ...
+    @property
+    def graph(self) -> Graph: ...
+    def instances_of(self, process: str) -> int: ...
 
 
 class OperatorHost(BuiltinHost, Protocol):
     """What :class:`~snapgraph.runtime.operator.OperatorRuntime` calls on its group."""
-
-    @property
-    def graph(self) -> Graph: ...
     @property
     def restore(self) -> RestorePoint | None: ...
     @property

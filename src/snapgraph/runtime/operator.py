@@ -283,7 +283,9 @@ class OperatorRuntime:
             if isinstance(exc, InvalidOperator):
                 self.load_failure = OperatorFailure(self.name, "start", str(exc), "", invalid=True)
             else:
-                self.load_failure = OperatorFailure(self.name, "script body", describe(exc), format_script_error(exc))
+                # a built-in has no script body: it failed while starting (a database it cannot reach, ...)
+                phase = "script body" if self.process.is_python else "start"
+                self.load_failure = OperatorFailure(self.name, phase, describe(exc), format_script_error(exc))
             self.phase = Phase.DONE
             self.stats.state = "done"
             self.loaded.set()

@@ -49,11 +49,6 @@ def groups_of(graph: Graph) -> dict[str, list[str]]:
     return groups
 
 
-def multiplicity_of(graph: Graph, group: str) -> int:
-    declared = graph.groups.get(group)
-    return max(1, declared.multiplicity) if declared is not None else 1
-
-
 class _Instance:
     """What the driver knows of one group instance."""
 
@@ -84,7 +79,7 @@ class RemoteEngine(GraphDriver):
         self.transport = transport
         self.instances: dict[str, list[_Instance]] = {}
         for group, members in groups_of(graph).items():
-            count = multiplicity_of(graph, group)
+            count = graph.multiplicity_of(group)
             self.instances[group] = [_Instance(group, members, i, count) for i in range(count)]
         self.children = {child.name: child for group in self.instances.values() for child in group}
         self._home = {name: group for group, members in groups_of(graph).items() for name in members}
@@ -301,4 +296,4 @@ class RemoteEngine(GraphDriver):
         return stuck
 
 
-__all__ = ["RemoteEngine", "groups_of", "multiplicity_of"]
+__all__ = ["RemoteEngine", "groups_of"]

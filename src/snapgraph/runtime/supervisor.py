@@ -34,10 +34,12 @@ from snapgraph.snapshot.faults import FaultPlan
 from snapgraph.snapshot.protocol import SnapshotConfig
 from snapgraph.snapshot.runs import RunPlan, plan_run
 from snapgraph.snapshot.store import (
+    ABANDONED,
     Lease,
     LeaseLost,
     RestorePoint,
     RunRecord,
+    RunStatus,
     SnapshotStore,
     StoreDamage,
     StoreError,
@@ -188,7 +190,12 @@ class Supervisor:
                     self.say(f"maximum retries reached ({self.policy.max_retries}): {result.reason}")
                     final = True
             if final:
-                return self._finish(run, result, attempt, restored_from)
+                never_started = (result.failure is not None and result.failure.invalid and attempt == 1
+                                 and self.plan is not None and not self.plan.resumed)
+                # A new run refused while its operators load (a config a connector cannot run with: exit 2)
+                # never ran: it is recorded as abandoned, so the corrected graph starts with a plain run.
+                return self._finish(run, result, attempt, restored_from,
+                                    recorded=ABANDONED if never_started else None)
             assert result.failure is not None
             previous_failure = result.failure
             if self._stopped.is_set():
@@ -219,13 +226,14 @@ class Supervisor:
         return outcome
 
     def _finish(self, run: RunRecord | None, result: RunResult, attempts: int,
-                restored_from: list[str | None]) -> SupervisedResult:
-        """Record how the run ended in the store (``run`` None: do not write) and report it."""
+                restored_from: list[str | None], *, recorded: RunStatus | None = None) -> SupervisedResult:
+        """Record how the run ended in the store (``run`` None: do not write; ``recorded``: the status to
+        record, if not the result's) and report it."""
         run_id = run.run_id if run is not None else None
         with self.ending:
             if self.store is not None and run_id is not None:
                 try:
-                    self.store.finish_run(run_id, result.status)
+                    self.store.finish_run(run_id, recorded or result.status)
                 except StoreError as err:
                     # The run stays 'running' in the store: still resumable, and a plain run still refuses.
                     self.say(f"could not record the end of run {run_id}: {err}")

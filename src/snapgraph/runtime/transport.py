@@ -277,7 +277,7 @@ def serve_group(spec: GroupSpec, control: ControlEnd, outbound: list[list[LinkEn
         set_active_plan(faults)
     host = GroupHost(spec.graph, spec.members, spec.options, driver, snapshots_on=spec.snapshots_on,
                      restore=spec.restore, faults=faults, handle=spec.handle, cpu=cpu,
-                     multiplicity=(spec.multiplicity, spec.index),
+                     multiplicity=(spec.multiplicity, spec.index), groups_multiply=True,
                      engine_threads=colocated.engine_threads if colocated is not None else None)
     host.register_engine_thread()  # the control loop runs on this thread
     host.stdout_sink = lambda text: driver.send(msg.Stdout(text))

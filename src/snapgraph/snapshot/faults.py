@@ -54,6 +54,10 @@ class Fault:
     nth: int
     action: str = "raise"
 
+    def __str__(self) -> str:
+        """The fault as ``SNAPGRAPH_FAULTS`` writes it: ``point:process:nth:action``."""
+        return f"{self.point}:{self.process}:{self.nth}:{self.action}"
+
 
 class FaultPlan:
     """Counts arrivals at each (point, process) and fires the planned faults."""

@@ -39,7 +39,7 @@ from snapgraph.api.data import Table
 from snapgraph.api.operator_api import Api
 from snapgraph.api.streams import whole_value
 from snapgraph.api.table import table_columns
-from snapgraph.connectors.base import ConnectorContext, check_config, config_of
+from snapgraph.connectors.base import ConnectorContext, check_config, config_of, register_epoch_commits
 from snapgraph.connectors.files.formats import EXTENSIONS, CsvOptions, default_columns, encode_rows
 from snapgraph.connectors.files.local import FileConfigError, existing_folder, is_last_batch, switch
 from snapgraph.connectors.files.parts import PartStager, writer_tag
@@ -121,11 +121,7 @@ class _FileWriter:
 
     def register(self) -> None:
         api = self.api
-        if self.snapshots_on:
-            api.set_initial_snapshot_info(api.InitialProcessInfo(is_stateful=True))
-            api.set_serialize_callback(self.serialize)
-            api.set_epoch_complete_callback(self.epoch_complete)
-            api.set_restore_callback(self.restore)
+        register_epoch_commits(api, self, self.snapshots_on)
         api.set_prestart(self.prestart)
         api.set_port_callback("input", self.on_input)
         api.set_shutdown(self.shutdown)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from snapgraph.connectors.databases import MARIADB, SQLITE, Dialect
+from snapgraph.model.sap_database_builtins import unquoted_identifier
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -149,10 +150,9 @@ def tokenize(statement: str) -> list[Token]:
 
 
 def identifier_name(token: Token) -> str:
-    """The name a word or a quoted identifier stands for (quotes removed, doubled quotes undone)."""
-    if token.kind == "quoted":
-        return token.text[1:-1].replace('""', '"')
-    return token.text
+    """The name a word or a quoted identifier stands for (quotes removed, doubled quotes undone; a word as
+    written): the rule of the SAP operators' ``tableName`` too (:func:`unquoted_identifier`)."""
+    return unquoted_identifier(token.text)
 
 
 @lru_cache(maxsize=512)
