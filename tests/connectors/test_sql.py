@@ -153,6 +153,9 @@ def test_writer_config_problems_name_the_key(config: dict[str, Any], problem: st
     ({}, {"mode": "upsert"}, "config 'key' is missing: upsert mode writes by key"),
     ({}, {"mode": "upsert", "key": "name"}, "operator 'writer': config 'key': (name) is not the primary key or a "
                                             "unique key of 'dst'"),
+    ({"bacth": 5}, {}, "config 'bacth' is not a key of the SQL Reader (did you mean 'batch'?)"),
+    ({}, {"size": 9}, "config 'size' is not a key of the SQL Writer (its keys: connection, table, mode, key, "
+                      "columns)"),
 ])
 def test_bad_configs_are_refused_naming_operator_and_key(sqlite: SqlDatabase, reader: dict[str, Any],
                                                         writer: dict[str, Any], message: str) -> None:

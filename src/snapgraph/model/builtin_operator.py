@@ -15,6 +15,7 @@ Also here: the small readers of config values the families' checks share.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -60,10 +61,26 @@ class BuiltinOperator:
     delivery_by_config: DeliveryByConfig | None = None
     # The crash points its connector reaches (in any config; each says which configs reach it).
     crash_points: tuple[CrashPoint, ...] = ()
+    # Every config key it reads, so that a misspelt one is reported (None: not checked; SAP's operators,
+    # whose configs carry many keys of the Modeler that snapgraph has no use for).
+    config_keys: tuple[str, ...] | None = None
 
     def config_problems(self, config: Mapping[str, Any]) -> list[str]:
         """What is wrong with ``config`` for this built-in, one message per problem (each names its key)."""
-        return self.config_check(config) if self.config_check is not None else []
+        problems = self.config_check(config) if self.config_check is not None else []
+        return problems + self._unknown_keys(config)
+
+    def _unknown_keys(self, config: Mapping[str, Any]) -> list[str]:
+        if self.config_keys is None:
+            return []
+        problems = []
+        for key in config:
+            if str(key) in self.config_keys or str(key).startswith("$"):
+                continue
+            close = difflib.get_close_matches(str(key), self.config_keys, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"its keys: {', '.join(self.config_keys)}"
+            problems.append(f"config '{key}' is not a key of the {self.title} ({hint})")
+        return problems
 
     def delivery_of(self, config: Mapping[str, Any]) -> DeliveryTraits:
         """What this built-in promises with ``config`` (a config with problems: the weakest of its modes)."""

@@ -117,6 +117,8 @@ FILE_READER = BuiltinOperator(
     delivery=DeliveryTraits(replayable=True, deterministic=True),
     config_check=file_reader_config_problems,
     crash_points=(CrashPoint("file_reader_published", "output"),),
+    config_keys=("folder", "format", "pattern", "batch", "chunk", "header", "delimiter", "columns", "streaming",
+                 "poll"),
 )
 FILE_WRITER = BuiltinOperator(
     "snapgraph.file.writer", "File Writer", aliases=("file-writer",),
@@ -127,6 +129,7 @@ FILE_WRITER = BuiltinOperator(
     # an epoch's part is staged in serialize, linked into place and published in epoch_complete
     crash_points=tuple(CrashPoint(name, "epoch")
                        for name in ("file_writer_staged", "file_writer_linked", "file_writer_published")),
+    config_keys=("folder", "format", "prefix", "columns", "header", "delimiter"),
 )
 
 

@@ -114,6 +114,8 @@ NATS_SOURCE = BuiltinOperator(
     config_check=nats_source_config_problems,
     # each message published; the messages of an epoch acknowledged in its epoch_complete
     crash_points=(CrashPoint("nats_source_published", "output"), CrashPoint("nats_source_acked", "epoch")),
+    config_keys=("url", "connection", "stream", "subject", "consumer", "start", "batch", "format", "streaming",
+                 "poll", "gaps"),
 )
 NATS_SINK = BuiltinOperator(
     "snapgraph.nats.sink", "NATS JetStream Sink", aliases=("nats-sink",),
@@ -124,6 +126,7 @@ NATS_SINK = BuiltinOperator(
     delivery_by_config=_nats_sink_delivery,
     # each message handed to the publisher; serialize waits for the stream's acknowledgements
     crash_points=(CrashPoint("nats_sink_published", "input"), CrashPoint("nats_sink_acked", "epoch")),
+    config_keys=("url", "connection", "subject", "stream", "deduplicate", "msgIdHeader"),
 )
 
 #: the family, in the order the registry lists them

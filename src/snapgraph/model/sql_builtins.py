@@ -150,6 +150,8 @@ SQL_READER = BuiltinOperator(
     delivery=DeliveryTraits(replayable=True, deterministic=True),
     config_check=sql_reader_config_problems,
     crash_points=(CrashPoint("sql_reader_published", "output"),),
+    config_keys=("connection", "table", "query", "key", "columns", "batch", "streaming", "poll", "partitions",
+                 "partition_by"),
 )
 SQL_WRITER = BuiltinOperator(
     "snapgraph.sql.writer", "SQL Writer", aliases=("sql-writer",),
@@ -164,6 +166,7 @@ SQL_WRITER = BuiltinOperator(
         *(CrashPoint(name, "epoch", when=lambda config: config.get("mode") == "transactional")
           for name in ("sql_writer_staged", "sql_writer_moved", "sql_writer_committed")),
     ),
+    config_keys=("connection", "table", "mode", "key", "columns"),
 )
 
 #: the family, in the order the registry lists them
