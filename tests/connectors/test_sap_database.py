@@ -324,6 +324,20 @@ def test_read_hana_table_to_write_hana_table_upsert(db: SqlDatabase) -> None:
     assert "'com.sap.headers.hana.table': ['dst', ['id', 'name', 'amount'], ['id']]" in done.stdout
 
 
+def test_a_graph_terminator_after_write_hana_table_waits_for_the_last_batch(sqlite: SqlDatabase) -> None:
+    """Write HANA Table V2 passes the input's batch header on with its `success` message: a terminator
+    behind it ends the graph after the reader's last batch, not after the first write (a paced reader is
+    far behind the writer)."""
+    sqlite.create_source(ROWS)
+    sqlite.create_target()
+    write_graph(sqlite.folder, read_hana(), write_hana(), delay=0.01, extra={"stop": {"component": "graphTerminator"}},
+                connections=["writer.success -> stop.in"])
+    done = cli(sqlite.folder, "run", "--snapshot-period", "1")
+    assert done.returncode == 0 and "graph terminator 'stop' fired" in done.stderr, done.stderr
+    assert sqlite.rows("dst") == source_rows(ROWS)
+    assert done.stderr.count("all inputs terminated") == 1
+
+
 def test_what_a_script_downstream_of_read_hana_table_sees(sqlite: SqlDatabase) -> None:
     """A dynamic table with named columns (read through a stream reader, as SAP's examples do), the
     com.sap.headers.hana.table header, and one message without batching."""

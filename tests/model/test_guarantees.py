@@ -319,6 +319,18 @@ def test_without_snapshots_a_writer_that_commits_at_the_end_writes_once_or_again
     assert by_writer(sql, snapshots=False, recovery=True)["w"].guarantee is ALO
 
 
+def test_without_snapshots_a_writer_that_commits_at_the_end_behind_a_streaming_source_writes_nothing() -> None:
+    graph = graph_of({"gen": "snapgraph.sql.reader", "w": DeliveryTraits(writer=TRANSACTIONAL, commits_at_end=True)},
+                     "gen -> w")
+    graph.processes["gen"].config = {"connection": {"connectionID": "DB"}, "table": "t", "key": "id",
+                                     "streaming": True}
+    for recovery in (False, True):
+        found = by_writer(graph, snapshots=False, recovery=recovery)["w"]
+        assert found.guarantee is AMO and found.reasons[0] == (
+            "snapshots are off, so 'w' commits only when a last batch arrives, but source 'gen' streams (no "
+            "last batch ever comes): it writes nothing"), found.reasons
+
+
 def test_no_snapshot_hint_where_a_group_has_multiplicity() -> None:
     """Snapshots are refused with a group of multiplicity > 1, so the line does not promise them."""
     graph = graph_of(UPSERT_PIPELINE, "gen -> proc", "proc -> w")

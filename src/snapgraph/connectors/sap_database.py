@@ -576,8 +576,13 @@ def setup_write_hana_table(api: Api, context: ConnectorContext) -> None:
             target.insert(cursor, rows)
         checkpoint("sql_writer_committed")
         if api.is_outport_connected["success"]:
-            api.outputs.success.publish(affected([[len(rows), len(rows)]]),
-                                        {HANA_TABLE_HEADER: [table, target.columns, key]})
+            # The input's batch header goes on, so a Graph Terminator after it waits for the last batch
+            # (a message without one would end the graph at the first write).
+            out: dict[str, Any] = {HANA_TABLE_HEADER: [table, target.columns, key]}
+            batch = header.get(BATCH_HEADER) if header is not None else None
+            if batch is not None:
+                out[BATCH_HEADER] = list(batch)
+            api.outputs.success.publish(affected([[len(rows), len(rows)]]), out)
 
     def shutdown() -> None:
         done = checked.if_done()

@@ -605,8 +605,8 @@ class _TransactionalWriter:
         with self.target.transaction() as cursor:
             self.target.insert(cursor, self.pending)
             self.checkpoint("sql_writer_moved")
+        self.pending = []  # committed: nothing is pending any more, even if the next step fails
         self.checkpoint("sql_writer_committed")
-        self.pending = []
 
     def shutdown(self) -> None:
         if self.pending and not self.snapshots_on:

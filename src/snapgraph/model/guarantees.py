@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from snapgraph.model.builtin_operator import config_switch
 from snapgraph.model.builtins import BUILTINS
 from snapgraph.model.delivery import UNDECLARED, DeliveryTraits, WriterKind
 from snapgraph.model.graph import Graph, Process
@@ -252,15 +253,27 @@ def _by_the_table(graph: Graph, flow: _Flow, writer: str, kind: WriterKind) -> W
     return WriterGuarantee(writer, guarantee, tuple(dict.fromkeys(reasons)), tuple(rows))
 
 
+def _streams(process: Process) -> bool:
+    """A built-in source configured to keep reading (``streaming: true``): it never sends a last batch."""
+    return process.component in BUILTINS and config_switch(process.config.get("streaming", False)) is True
+
+
 def _without_snapshots(graph: Graph, flow: _Flow, writer: str, kind: WriterKind, recovery: bool,
                        table: WriterGuarantee) -> WriterGuarantee:
     at_end = kind is WriterKind.TRANSACTIONAL and traits_of(graph.processes[writer]).commits_at_end
     # Snapshots are impossible with a group of multiplicity > 1 (validate refuses them): no "with snapshots".
     possible = table.guarantee if all(g.multiplicity <= 1 for g in graph.groups.values()) else None
+    streaming = [src for src in flow.sources_of(writer) if _streams(graph.processes[src])]
     if kind is WriterKind.TRANSACTIONAL and not at_end:
         guarantee = Guarantee.AT_MOST_ONCE
         reason = (f"snapshots are off, so '{writer}' commits nothing: epoch_complete runs only after a "
                   "snapshot")
+    elif at_end and streaming:
+        guarantee = Guarantee.AT_MOST_ONCE
+        reason = (f"snapshots are off, so '{writer}' commits only when a last batch arrives, but "
+                  f"{'source' if len(streaming) == 1 else 'sources'} {_verb(streaming, 'streams', 'stream')} "
+                  "(no last batch ever comes): "
+                  "it writes nothing")
     elif not recovery:
         guarantee = Guarantee.AT_MOST_ONCE
         reason = ("snapshots are off and there is no automatic recovery: a failure ends the run"

@@ -63,13 +63,15 @@ def _graph_terminator(process: Process, api: Api, host: BuiltinHost) -> None:
     awaited = {port: max(1, sum(host.instances_of(c.src.process)
                                 for c in host.graph.connections_to(process.name, port)))
                for port in process.inports}
+    fired: list[bool] = []  # once: messages still arriving while the graph ends change nothing
 
     def on_message(port: str):  # type: ignore[no-untyped-def]
         def callback(msg_id: bytes, header: Any, body: Any) -> None:
             batch = header.get(BATCH_HEADER) if header is not None else None
             if awaited.get(port, 0) and (not on_last_batch or batch is None or _truthy(list(batch)[1])):
                 awaited[port] -= 1
-            if not any(awaited.values()):
+            if not any(awaited.values()) and not fired:
+                fired.append(True)
                 api.logger.info("all inputs terminated: ending the graph")
                 host.terminate(process.name)
 
