@@ -333,9 +333,11 @@ def test_streaming_reader_picks_up_new_files_and_resumes(source: Path) -> None:
     assert engine.returncode == 0, stderr
     assert written_rows(source / "out") == source_rows(FILES + 1, ROWS)
     assert "file 'a-late.csv' appeared in in after 'f06.csv' was read: it sorts before it, so it is not read" in stderr
+    assert stderr.count("appeared in in after") == 1, "only the late file, not every file read before it"
     make_csv_source(source / "in", 1, ROWS, start_file=FILES + 1)
     resumed = cli(source, "--resume", "--stop-after", "2")
     assert resumed.returncode == 0, resumed.stderr
+    assert "appeared in in after" not in resumed.stderr, "what was there when the resume looked is not late"
     assert written_rows(source / "out") == source_rows(FILES + 2, ROWS)
 
 

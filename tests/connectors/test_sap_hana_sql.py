@@ -61,7 +61,10 @@ def test_descriptor_checks_and_delivery() -> None:
     traits = RUN_HANA_SQL_V2.delivery_of(good)
     assert traits.replayable and traits.batches and traits.writer is WriterKind.PLAIN  # SAP: at-least-once
     assert RUN_HANA_SQL_V2.delivery_of({**good, "sql": "SELECT 1; WITH a AS (SELECT 1) SELECT * FROM a"}).writer is None
-    assert not RUN_HANA_SQL_V2.delivery_of({**good, "transactionLevel": "Per input"}).replayable  # SAP: no state
+    # without SAP's state a restore runs everything again from the first statement: still a plain writer
+    # that replays its output in batches, so at-least-once, never the at-most-once of a source that loses
+    per_input = RUN_HANA_SQL_V2.delivery_of({**good, "transactionLevel": "Per input"})
+    assert per_input.replayable and per_input.batches and per_input.writer is WriterKind.PLAIN
     assert not RUN_HANA_SQL_V2.delivery_of({**good, "mode": "Dynamic (from input)"}).replayable
     for change, problem in [({"mode": "Sometimes"}, "config 'mode' must be"),
                             ({"sql": " -- nothing "}, "config 'sql' holds no statement"),

@@ -607,11 +607,11 @@ def _run_sql_delivery(config: Mapping[str, Any]) -> DeliveryTraits:
     if not run_sql_is_static(config):  # the statements come with the input: they run again when it is replayed
         return DeliveryTraits(writer=WriterKind.PLAIN)
     kinds = {statement_kind(statement) for statement in sql_statements(str(config.get("sql", "")))}
-    fixed = config.get("batching", NO_BATCHING) == FIXED_SIZE
     # SAP: state (the last statement, the batch index) with Per statement and Fixed size only, at-least-once:
     # a statement committed after the restored snapshot runs again, so one that writes is a plain writer.
-    stateful = fixed and config.get("transactionLevel", PER_INPUT) == PER_STATEMENT
-    return DeliveryTraits(replayable=stateful, deterministic=True, batches=fixed,
+    # Without that state a restore runs the statements again from the first: its output comes again from
+    # the start, which is a replay that can begin before the restored position (``batches``) as well.
+    return DeliveryTraits(replayable=True, deterministic=True, batches=True,
                           writer=None if kinds <= QUERY_KINDS else WriterKind.PLAIN)
 
 

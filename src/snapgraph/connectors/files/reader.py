@@ -115,12 +115,21 @@ def setup_file_reader(api: Api, context: ConnectorContext) -> None:
     position: dict[str, Any] = {"done": None, "file": None, "offset": 0, "index": 0, "ended": False}
     current: list[_OpenFile] = []  # the open file, if any (closed and dropped on restore)
     reported: set[str] = set()
+    # The names known to have been there (read in this or an earlier attempt or run): taken at the first
+    # look after a load or a restore, and every file read since. Only a name that sorts before the last
+    # file read and is not among them came late.
+    known: set[str] = set()
+    looked: list[bool] = []
 
     def report_late_files() -> None:
         if position["done"] is None:
             return
-        for name in list_files(folder, pattern, None):
-            if name <= position["done"] and name not in reported and name != position["done"]:
+        names = list_files(folder, pattern, None)
+        if not looked:
+            looked.append(True)
+            known.update(name for name in names if name <= position["done"])
+        for name in names:
+            if name <= position["done"] and name not in known and name not in reported:
                 reported.add(name)
                 api.logger.warning("file %r appeared in %s after %r was read: it sorts before it, so it is not "
                                    "read (new files must have names that sort after the older ones)",
@@ -168,6 +177,7 @@ def setup_file_reader(api: Api, context: ConnectorContext) -> None:
         position["offset"] += count
         if file_ended:
             close_current()
+            known.add(position["file"])
             position["done"], position["file"], position["offset"] = position["file"], None, 0
         if is_last:
             position["ended"] = True
@@ -180,6 +190,7 @@ def setup_file_reader(api: Api, context: ConnectorContext) -> None:
     def restore(epoch: str, state: bytes) -> None:
         close_current()
         position.update(pickle.loads(state))
+        looked.clear()  # what was there is looked at again from the restored position
 
     api.set_initial_snapshot_info(api.InitialProcessInfo(
         is_stateful=True, outports_info={"output": api.OutportInfo(is_generator=True)}))
