@@ -57,6 +57,7 @@ from snapgraph.connectors.databases import (
     dialect_of,
     open_connection,
     result_columns,
+    transaction,
     unique_keys,
 )
 from snapgraph.connectors.hdbcli_compat.registry import HANA_TYPES, LookupFailed, served_by
@@ -528,16 +529,9 @@ def on_fresh_run(api: Api, context: ConnectorContext, action: Callable[[], None]
 
 
 def _in_transaction(connection: Any, *statements: str) -> None:
-    cursor = connection.cursor()
-    try:
+    with transaction(connection) as cursor:
         for statement in statements:
             cursor.execute(statement)
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    finally:
-        cursor.close()
 
 
 def setup_write_hana_table(api: Api, context: ConnectorContext) -> None:

@@ -211,3 +211,31 @@ class Graph:
         such as ``default``)."""
         declared = self.groups.get(group)
         return max(1, declared.multiplicity) if declared is not None else 1
+
+
+class Flow:
+    """Who feeds whom: the connections between the graph's processes as successor and predecessor sets."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.successors: dict[str, set[str]] = {name: set() for name in graph.processes}
+        self.predecessors: dict[str, set[str]] = {name: set() for name in graph.processes}
+        for conn in graph.connections:
+            if conn.src.process in self.successors and conn.tgt.process in self.successors:
+                self.successors[conn.src.process].add(conn.tgt.process)
+                self.predecessors[conn.tgt.process].add(conn.src.process)
+
+    def reach(self, start: str, step: dict[str, set[str]]) -> set[str]:
+        """Every process reachable from ``start`` along ``step`` (successors or predecessors), not itself."""
+        seen: set[str] = set()
+        todo = list(step[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(step[name])
+        return seen - {start}
+
+    def sources_of(self, writer: str) -> list[str]:
+        """The processes without inputs that feed ``writer`` (itself if it has none), in graph order."""
+        upstream = self.reach(writer, self.predecessors) | {writer}
+        return [name for name in self.predecessors if name in upstream and not self.predecessors[name]]

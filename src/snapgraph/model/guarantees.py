@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from snapgraph.model.builtin_operator import config_switch
 from snapgraph.model.builtins import BUILTINS
 from snapgraph.model.delivery import UNDECLARED, DeliveryTraits, WriterKind
-from snapgraph.model.graph import Graph, Process
+from snapgraph.model.graph import Flow, Graph, Process
 from snapgraph.model.validate import find_cycle
 
 
@@ -148,7 +148,7 @@ def compute_guarantees(graph: Graph, *, snapshots: bool, recovery: bool) -> list
     which only matters without snapshots (with them a failed run resumes from its newest complete
     epoch, automatically or with ``--resume``).
     """
-    flow = _Flow(graph)
+    flow = Flow(graph)
     cycle = find_cycle(graph)
     found: list[WriterGuarantee] = []
     for process in graph.processes.values():
@@ -172,34 +172,6 @@ def unmet(guarantees: list[WriterGuarantee], required: Guarantee) -> WriterGuara
     return min(failing, key=lambda g: rank[g.guarantee]) if failing else None
 
 
-class _Flow:
-    """Who feeds whom: the connections between the graph's processes as successor and predecessor sets."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.successors: dict[str, set[str]] = {name: set() for name in graph.processes}
-        self.predecessors: dict[str, set[str]] = {name: set() for name in graph.processes}
-        for conn in graph.connections:
-            if conn.src.process in self.successors and conn.tgt.process in self.successors:
-                self.successors[conn.src.process].add(conn.tgt.process)
-                self.predecessors[conn.tgt.process].add(conn.src.process)
-
-    def reach(self, start: str, step: dict[str, set[str]]) -> set[str]:
-        """Every process reachable from ``start`` along ``step`` (successors or predecessors), not itself."""
-        seen: set[str] = set()
-        todo = list(step[start])
-        while todo:
-            name = todo.pop()
-            if name not in seen:
-                seen.add(name)
-                todo.extend(step[name])
-        return seen - {start}
-
-    def sources_of(self, writer: str) -> list[str]:
-        """The processes without inputs that feed ``writer`` (itself if it has none), in graph order."""
-        upstream = self.reach(writer, self.predecessors) | {writer}
-        return [name for name in self.predecessors if name in upstream and not self.predecessors[name]]
-
-
 def _names(names: list[str]) -> str:
     return ", ".join(f"'{name}'" for name in names)
 
@@ -208,7 +180,7 @@ def _verb(names: list[str], one: str, many: str) -> str:
     return f"{_names(names)} {one if len(names) == 1 else many}"
 
 
-def _by_the_table(graph: Graph, flow: _Flow, writer: str, kind: WriterKind) -> WriterGuarantee:
+def _by_the_table(graph: Graph, flow: Flow, writer: str, kind: WriterKind) -> WriterGuarantee:
     upstream = flow.reach(writer, flow.predecessors)
     order = list(graph.processes)
     guarantee = Guarantee.EXACTLY_ONCE
@@ -258,7 +230,7 @@ def _streams(process: Process) -> bool:
     return process.component in BUILTINS and config_switch(process.config.get("streaming", False)) is True
 
 
-def _without_snapshots(graph: Graph, flow: _Flow, writer: str, kind: WriterKind, recovery: bool,
+def _without_snapshots(graph: Graph, flow: Flow, writer: str, kind: WriterKind, recovery: bool,
                        table: WriterGuarantee) -> WriterGuarantee:
     at_end = kind is WriterKind.TRANSACTIONAL and traits_of(graph.processes[writer]).commits_at_end
     # Snapshots are impossible with a group of multiplicity > 1 (validate refuses them): no "with snapshots".

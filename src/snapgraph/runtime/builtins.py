@@ -25,7 +25,7 @@ from snapgraph.connectors.base import ConnectorConfigError, ConnectorContext
 from snapgraph.connectors.base import Setup as ConnectorSetup
 from snapgraph.connectors.registry import BEHAVIOURS as CONNECTORS
 from snapgraph.model.builtins import BUILTINS, GRAPH_TERMINATOR, TERMINAL, WIRETAP
-from snapgraph.model.graph import Graph, Process
+from snapgraph.model.graph import Flow, Graph, Process
 from snapgraph.model.types import ANY, DYNAMIC, DataTypeReference
 from snapgraph.runtime.failures import InvalidOperator
 from snapgraph.runtime.host import BuiltinHost
@@ -136,15 +136,10 @@ def _wiretap(process: Process, api: Api, host: BuiltinHost) -> None:
 
 
 def _upstream(graph: Graph, name: str) -> tuple[Process, ...]:
-    """The processes whose messages can reach process ``name`` (following connections backwards, however many
-    hops), each once, nearest first; ``name`` itself only when it lies on a cycle."""
-    found: dict[str, Process] = {}
-    frontier = [name]
-    while frontier:
-        sources = [c.src.process for target in frontier for c in graph.connections_to(target)]
-        frontier = [source for source in dict.fromkeys(sources) if source not in found]
-        found.update((source, graph.processes[source]) for source in frontier)
-    return tuple(found.values())
+    """The processes whose messages can reach process ``name`` (however many hops back), in graph order."""
+    flow = Flow(graph)
+    reached = flow.reach(name, flow.predecessors)
+    return tuple(process for process in graph.processes.values() if process.name in reached)
 
 
 def _connector(setup: ConnectorSetup) -> Setup:
